@@ -1,0 +1,1 @@
+"""Cerber's desktop application (PySide6 + pyqtgraph); it only calls cerber_model's API."""

@@ -1,0 +1,93 @@
+"""Analysis: image -> probability map -> tracks, the path every caller uses.
+
+The CLI, the GUI and the frozen app all call :func:`analyze` (or its parts),
+so every front end gives the same tracks for the same image and model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import Bundle
+from .images import Image, normalize
+from .progress import CancelToken, ProgressFn
+from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
+from .tracks import Tracks, extract_tracks
+
+
+@dataclass
+class AnalysisResult:
+    """One analyzed image: the probability map (float32, image shape, 0..1) and tracks."""
+
+    image: Image
+    probability: np.ndarray
+    tracks: Tracks
+    model_name: str
+
+    @property
+    def threshold(self) -> float:
+        return self.tracks.threshold
+
+
+def predict_probability(
+    data: np.ndarray,
+    bundle: Bundle,
+    *,
+    engine=None,
+    window: int = DEFAULT_WINDOW,
+    margin: int = DEFAULT_MARGIN,
+    border: int = DEFAULT_BORDER,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """The track probability map of a 2-D image of any size, tile by tile.
+
+    ``data`` is the raw image; it is normalised as the bundle says. ``engine``
+    defaults to the bundle's light engine. ``progress(tiles_done, tiles_total)``
+    is called after each tile; ``cancel`` is checked before each tile.
+    """
+    if data.ndim != 2 or min(data.shape) < 1:
+        raise ValueError(f"expected a 2-D image, got shape {data.shape}")
+    engine = engine or bundle.engine()
+    padded, offset = pad_image(normalize(data, bundle.config.normalization), border)
+    out = np.empty(data.shape, dtype=np.float32)
+    if cancel:
+        cancel.check()
+    for done, total in iter_predict(padded, engine.predict, out, offset, window, margin):
+        if progress:
+            progress(done, total)
+        if cancel and done < total:
+            cancel.check()
+    return out
+
+
+def analyze(
+    image: Image | np.ndarray,
+    bundle: Bundle,
+    *,
+    threshold: float | None = None,
+    pixel_size_um: float | None = None,
+    engine=None,
+    window: int = DEFAULT_WINDOW,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> AnalysisResult:
+    """Analyze one image with ``bundle``: probability map, then tracks.
+
+    ``threshold`` overrides the bundle's decision threshold; ``pixel_size_um``
+    (micrometres per pixel) adds a track density per mm^2.
+    """
+    if not isinstance(image, Image):
+        image = Image(np.asarray(image))
+    probability = predict_probability(image.data, bundle, engine=engine, window=window,
+                                      progress=progress, cancel=cancel)
+    tracks = extract_tracks(
+        probability,
+        image.data,
+        bundle.config.threshold if threshold is None else threshold,
+        bundle.config.min_area_px,
+        pixel_size_um,
+    )
+    return AnalysisResult(image, probability, tracks, bundle.name)

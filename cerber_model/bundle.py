@@ -1,0 +1,276 @@
+"""Model bundles: a trained model as a folder.
+
+A bundle folder holds::
+
+    config.json    what the model is: network, input normalisation, decision
+                   threshold, minimum track area, provenance, metrics, and the
+                   SHA-256 of every other file
+    weights.npz    the weights, {"layer/variable": array} (numpy, no pickles)
+    model.onnx     the fused graph for the light engine, made from weights.npz
+
+Bundles are written atomically (a temporary folder in the same place, then a
+rename) and validated on loading: a missing file, an unknown format version, a
+checksum mismatch or weights that do not fit the configuration raise
+:class:`BundleError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .images import Normalization
+from .network import ConfigError, NetworkConfig, parameter_shapes
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.npz"
+ONNX_FILE = "model.onnx"
+#: Where the default model lives, relative to the project (or the frozen app's) root.
+DEFAULT_BUNDLE_RELPATH = Path("assets") / "models" / "default"
+
+
+class BundleError(Exception):
+    """A model bundle cannot be used; the message names the file, the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """The contents of ``config.json`` (file checksums are added when saving).
+
+    threshold: probability at or above which a pixel belongs to a track (0..1).
+    min_area_px: tracks smaller than this many pixels are dropped.
+    provenance: how the model was made (data, seeds, epochs, software versions).
+    metrics: validation results (e.g. precision, recall, F1 at 3 px).
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    normalization: Normalization = field(default_factory=Normalization)
+    threshold: float = 0.5
+    min_area_px: int = 1
+    name: str = "cerber"
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if not isinstance(self.min_area_px, int) or self.min_area_px < 1:
+            raise ConfigError(f"min_area_px must be a positive integer, got {self.min_area_px!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "network": self.network.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "threshold": float(self.threshold),
+            "min_area_px": int(self.min_area_px),
+            "provenance": self.provenance,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BundleConfig:
+        data = upgrade(dict(data))
+        return cls(
+            network=NetworkConfig.from_dict(data["network"]),
+            normalization=Normalization.from_dict(data["normalization"]),
+            threshold=float(data["threshold"]),
+            min_area_px=int(data["min_area_px"]),
+            name=str(data.get("name", "cerber")),
+            provenance=dict(data.get("provenance", {})),
+            metrics=dict(data.get("metrics", {})),
+        )
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a config.json dict from an older format version to the current one."""
+    version = data.get("format_version")
+    if version == FORMAT_VERSION:
+        return data
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ConfigError(f"format version {version} is newer than this Cerber understands "
+                          f"({FORMAT_VERSION}); update Cerber to use this model")
+    # Version 1 is the first; older upgrades would be chained here.
+    raise ConfigError(f"unknown format version {version!r}")
+
+
+@dataclass
+class Bundle:
+    """A loaded, validated model bundle."""
+
+    path: Path | None
+    config: BundleConfig
+    weights: dict[str, np.ndarray]
+    onnx: bytes
+    _engine: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def engine(self):
+        """The light inference engine for this bundle (created once, then reused)."""
+        if self._engine is None:
+            from .engine import OnnxEngine
+
+            self._engine = OnnxEngine(self.onnx)
+        return self._engine
+
+
+def make_bundle(config: BundleConfig, weights: dict[str, np.ndarray]) -> Bundle:
+    """A bundle in memory: checks the weights against the config and builds the
+    fused ONNX graph (needs the ``onnx`` package, not TensorFlow)."""
+    from .fused import export_onnx
+
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    problem = _weights_problem(config.network, weights)
+    if problem:
+        raise BundleError(f"the weights do not fit the network configuration: {problem}")
+    return Bundle(None, config, weights, export_onnx(config.network, weights))
+
+
+def _weights_problem(network: NetworkConfig, weights: dict[str, np.ndarray]) -> str | None:
+    expected = parameter_shapes(network)
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing:
+        return f"{len(missing)} weights missing (e.g. {missing[0]})"
+    if extra:
+        return f"{len(extra)} unexpected weights (e.g. {extra[0]})"
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            return f"{name} has shape {tuple(weights[name].shape)}, the network needs {shape}"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False) -> Path:
+    """Write ``bundle`` as a folder at ``path``, atomically.
+
+    The files are written into a temporary folder beside ``path`` and renamed
+    into place at the end, so a crash or a full disk never leaves a half-written
+    bundle. An existing folder is replaced only with ``overwrite=True``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise BundleError(f"{path} already exists; choose another folder or allow overwriting.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        with open(tmp / WEIGHTS_FILE, "wb") as fh:
+            np.savez(fh, **bundle.weights)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_write(tmp / ONNX_FILE, bundle.onnx)
+        data = bundle.config.to_dict()
+        data["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
+        _fsync_write(tmp / CONFIG_FILE, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BundleError(f"could not write the model to {path} ({exc.strerror or exc}); "
+                          "nothing was changed there. Free some disk space or choose another folder.") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    bundle.path = path
+    return path
+
+
+def load_bundle(path: Path | str) -> Bundle:
+    """Load and validate the bundle folder at ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a model folder. Choose the folder that holds {CONFIG_FILE}.")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise BundleError(f"{config_path} is missing: {path} is not a Cerber model folder.")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{config_path} is not valid JSON ({exc}). The model is damaged; "
+                          "copy it again from its source.") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{config_path} does not hold a model configuration.")
+    try:
+        config = BundleConfig.from_dict(data)
+    except (ConfigError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{config_path}: {exc}.") from exc
+    files = data.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"{config_path} lists no file checksums; the model is damaged. Copy it again.")
+    for name in (WEIGHTS_FILE, ONNX_FILE):
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{file} is missing. The model is incomplete; copy the whole folder again.")
+        if files.get(name) != _sha256(file):
+            raise BundleError(f"{file} does not match the checksum in {CONFIG_FILE}: the file is damaged "
+                              "or was changed. Copy the model again from its source.")
+    try:
+        with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
+            weights = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise BundleError(f"{path / WEIGHTS_FILE} cannot be read ({exc}). Copy the model again.") from exc
+    problem = _weights_problem(config.network, weights)
+    if problem:
+        raise BundleError(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {problem}.")
+    return Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
+
+
+def with_threshold(bundle: Bundle, threshold: float) -> Bundle:
+    """The same bundle with another decision threshold (not saved)."""
+    return replace(bundle, config=replace(bundle.config, threshold=threshold))
+
+
+def resource_root() -> Path:
+    """The folder holding ``assets/``: the frozen app's unpack folder, or the project root."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        return Path(frozen)
+    return Path(__file__).resolve().parent.parent
+
+
+def default_bundle_path() -> Path:
+    """Where the bundled default model is (``CERBER_DEFAULT_MODEL`` overrides it)."""
+    override = os.environ.get("CERBER_DEFAULT_MODEL")
+    return Path(override) if override else resource_root() / DEFAULT_BUNDLE_RELPATH
+
+
+def load_default_bundle() -> Bundle:
+    path = default_bundle_path()
+    if not (path / CONFIG_FILE).is_file():
+        raise BundleError(f"no default model at {path}. Pass a model folder with --model, "
+                          "or train one (see the README).")
+    return load_bundle(path)

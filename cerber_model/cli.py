@@ -1,0 +1,230 @@
+"""The ``cerber`` command: a thin layer over the cerber_model API.
+
+    cerber analyze INPUTS... --out DIR [--model BUNDLE] [--threshold T]
+                   [--pixel-size UM] [--save-probability] [--save-overlay]
+    cerber info [BUNDLE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str) -> int:
+    print(f"cerber: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (their images, not recursive) and glob patterns -> image paths.
+
+    Returns the paths (in order, without duplicates) and (input, problem) pairs
+    for inputs that matched nothing.
+    """
+    from .images import is_image_file
+
+    found: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            if not images:
+                problems.append((item, "folder holds no BMP, PNG or TIFF images"))
+            found.extend(images)
+        elif path.exists():
+            found.append(path)
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(item) if is_image_file(Path(p)))
+            if not matches:
+                problems.append((item, "pattern matches no images"))
+            found.extend(matches)
+        else:
+            problems.append((item, "no such file or folder"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, problems
+
+
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """File stems for outputs; images whose stems collide keep their suffix too."""
+    stems = [p.stem for p in paths]
+    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") for p in paths}
+
+
+def _load_model(model: str | None):
+    from .bundle import load_bundle, load_default_bundle
+
+    return load_default_bundle() if model is None else load_bundle(model)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .analysis import analyze
+    from .bundle import BundleError
+    from .export import (
+        render_overlay,
+        summary_row,
+        write_overlay_png,
+        write_probability_tiff,
+        write_summary_csv,
+        write_tracks_csv,
+    )
+    from .images import ImageReadError, read_image
+
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        return _fail(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        return _fail(f"--pixel-size must be positive (micrometres per pixel), got {args.pixel_size}")
+    paths, problems = expand_inputs(args.inputs)
+    for item, problem in problems:
+        print(f"cerber: {item}: {problem}", file=sys.stderr)
+    if not paths:
+        return _fail("no images to analyze.")
+    try:
+        bundle = _load_model(args.model)
+    except BundleError as exc:
+        return _fail(str(exc))
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create the output folder {out} ({exc.strerror}).")
+    stems = output_stems(paths)
+    planned = [out / "summary.csv"]
+    for p in paths:
+        planned.append(out / f"{stems[p]}_tracks.csv")
+        if args.save_probability:
+            planned.append(out / f"{stems[p]}_probability.tif")
+        if args.save_overlay:
+            planned.append(out / f"{stems[p]}_overlay.png")
+    existing = [p for p in planned if p.exists()]
+    if existing and not args.overwrite:
+        return _fail(f"{len(existing)} output file(s) already exist in {out} (e.g. {existing[0].name}); "
+                     "choose another --out folder or pass --overwrite to replace them.")
+
+    summaries, failed = [], []
+    try:
+        for i, path in enumerate(paths, start=1):
+            label = f"[{i}/{len(paths)}] {path.name}"
+            try:
+                image = read_image(path, page=args.page)
+                for note in image.notes:
+                    print(f"cerber: {path}: note: {note}", file=sys.stderr)
+                with tqdm(desc=label, unit="tile", leave=False, file=sys.stderr, disable=args.quiet) as bar:
+                    def progress(done, total, bar=bar):
+                        bar.total = total
+                        bar.update(done - bar.n)
+
+                    result = analyze(image, bundle, threshold=args.threshold,
+                                     pixel_size_um=args.pixel_size, progress=progress)
+                stem = stems[path]
+                write_tracks_csv(result.tracks, out / f"{stem}_tracks.csv")
+                if args.save_probability:
+                    write_probability_tiff(result.probability, out / f"{stem}_probability.tif")
+                if args.save_overlay:
+                    rgb = render_overlay(image.data, result.probability, result.tracks.labels)
+                    write_overlay_png(rgb, out / f"{stem}_overlay.png")
+            except ImageReadError as exc:
+                failed.append((path, str(exc)))
+                print(f"cerber: {exc}", file=sys.stderr)
+                continue
+            except (OSError, MemoryError) as exc:
+                failed.append((path, str(exc)))
+                print(f"cerber: {path}: could not be analyzed or saved ({exc}).", file=sys.stderr)
+                continue
+            summaries.append(summary_row(str(path), result.tracks, bundle.name))
+            density = result.tracks.density_per_mm2
+            extra = f", {density:.1f} per mm^2" if density is not None else ""
+            if not args.quiet:
+                print(f"{label}: {result.tracks.count} tracks{extra}")
+    except KeyboardInterrupt:
+        print("cerber: interrupted; files already written are complete, nothing half-written was kept.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summaries:
+        write_summary_csv(summaries, out / "summary.csv")
+    failed += [(Path(item), problem) for item, problem in problems]
+    if failed:
+        print(f"cerber: {len(failed)} input(s) failed, {len(summaries)} analyzed; results in {out}",
+              file=sys.stderr)
+        return EXIT_FAILED_FILES
+    if not args.quiet:
+        print(f"{len(summaries)} image(s) analyzed; results in {out}")
+    return EXIT_OK
+
+
+def describe_bundle(bundle) -> str:
+    """A human-readable card for a bundle (architecture, size, threshold, provenance, metrics)."""
+    from .network import count_parameters
+
+    cfg = bundle.config
+    n = cfg.network.width
+    params = count_parameters(cfg.network)
+    lines = [
+        f"Model:         {cfg.name}" + (f"  ({bundle.path})" if bundle.path else ""),
+        f"Architecture:  Cerber, width n={n}: three cross-connected branches (x, y, z) "
+        f"-> bridge at 1/4 resolution -> two decoders -> sigmoid",
+        f"Parameters:    {params['trainable']:,} trainable ({params['total']:,} with batch-norm statistics)",
+        f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
+        f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px",
+    ]
+    if cfg.provenance:
+        lines.append("Provenance:")
+        lines += [f"  {k}: {v}" for k, v in cfg.provenance.items()]
+    if cfg.metrics:
+        lines.append("Metrics:")
+        lines += [f"  {k}: {v}" for k, v in cfg.metrics.items()]
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .bundle import BundleError
+
+    try:
+        bundle = _load_model(args.model)
+    except BundleError as exc:
+        return _fail(str(exc))
+    print(describe_bundle(bundle))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
+    parser.add_argument("--version", action="version", version=f"cerber {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="analyze images and write track tables",
+                       description="Analyze images: one tracks CSV per image and a summary.csv.")
+    a.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (BMP, PNG, TIFF)")
+    a.add_argument("--out", required=True, help="folder for the results (created if missing)")
+    a.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    a.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    a.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel, for densities per mm^2")
+    a.add_argument("--page", type=int, help="page of multi-page TIFFs (0-based)")
+    a.add_argument("--save-probability", action="store_true", help="also write <name>_probability.tif (float32)")
+    a.add_argument("--save-overlay", action="store_true", help="also write <name>_overlay.png")
+    a.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    a.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
+    a.set_defaults(func=cmd_analyze)
+
+    i = sub.add_parser("info", help="describe a model bundle")
+    i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

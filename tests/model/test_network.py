@@ -1,0 +1,88 @@
+"""The network: faithful architecture, any input size, and the fused graph equal to the reference."""
+
+import numpy as np
+import pytest
+
+from cerber_model.network import ConfigError, NetworkConfig, count_parameters, parameter_shapes
+from tests.model.helpers import jittered_weights
+
+keras = pytest.importorskip("keras")
+
+
+def test_parameter_counts_match_keras_and_readme():
+    from cerber_model.network import build_cerber
+
+    expected = {1: 18_813, 2: 72_588, 3: 162_145}  # documented in the README
+    for n, trainable in expected.items():
+        model = build_cerber(NetworkConfig(width=n))
+        keras_trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert keras_trainable == trainable
+        assert count_parameters(NetworkConfig(width=n))["trainable"] == trainable
+        assert {w.path: tuple(w.shape) for w in model.weights} == parameter_shapes(NetworkConfig(width=n))
+
+
+def test_branches_start_different():
+    from cerber_model.network import build_cerber, get_weights
+
+    w = get_weights(build_cerber(NetworkConfig(width=2, seed=5)))
+    for step in ("stem_conv", "c1_conv1", "c2_conv2", "br_conv3"):
+        x, y, z = (w[f"{step}_{b}/kernel"] for b in "xyz")
+        assert not np.allclose(x, y) and not np.allclose(y, z) and not np.allclose(x, z), step
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (36, 52), (64, 40)])
+def test_any_size_divisible_by_four(shape):
+    from cerber_model.network import build_cerber
+
+    model = build_cerber(NetworkConfig(width=1))
+    out = model.predict(np.random.default_rng(0).random((1, *shape, 1), dtype=np.float32), verbose=0)
+    assert out.shape == (1, *shape, 1)
+    assert np.all((out >= 0) & (out <= 1))
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="width"):
+        NetworkConfig(width=0)
+    with pytest.raises(ConfigError, match="unknown network settings"):
+        NetworkConfig.from_dict({"width": 2, "depth": 3})
+
+
+@pytest.mark.parametrize("width", [1, 2, 4])
+def test_fused_graph_equals_reference(width):
+    """The ONNX fused graph computes the Keras graph's function (max abs diff <= 1e-4)."""
+    import onnxruntime as ort
+
+    from cerber_model.fused import export_onnx
+    from cerber_model.network import build_cerber, set_weights
+
+    config = NetworkConfig(width=width)
+    weights = jittered_weights(config, seed=width)
+    model = build_cerber(config)
+    set_weights(model, weights)
+    x = np.random.default_rng(1).random((1, 48, 64, 1), dtype=np.float32)
+    reference = model.predict(x, verbose=0)[0, :, :, 0]
+    session = ort.InferenceSession(export_onnx(config, weights), providers=["CPUExecutionProvider"])
+    fused = session.run(None, {"image": x.transpose(0, 3, 1, 2)})[0][0, 0]
+    assert reference.std() > 0.05, "weights too tame for a meaningful comparison"
+    assert np.abs(fused - reference).max() <= 1e-4
+
+
+def test_fused_graph_detects_a_wrong_weight():
+    """The comparison above is sensitive: one branch's weights swapped changes the output."""
+    import onnxruntime as ort
+
+    from cerber_model.fused import export_onnx
+    from cerber_model.network import build_cerber, set_weights
+
+    config = NetworkConfig(width=1)
+    weights = jittered_weights(config, seed=3)
+    model = build_cerber(config)
+    set_weights(model, weights)
+    x = np.random.default_rng(2).random((1, 32, 32, 1), dtype=np.float32)
+    reference = model.predict(x, verbose=0)[0, :, :, 0]
+    swapped = dict(weights)
+    x_kernel, y_kernel = "c1_conv2_x/kernel", "c1_conv2_y/kernel"
+    swapped[x_kernel], swapped[y_kernel] = weights[y_kernel], weights[x_kernel]
+    session = ort.InferenceSession(export_onnx(config, swapped), providers=["CPUExecutionProvider"])
+    fused = session.run(None, {"image": x.transpose(0, 3, 1, 2)})[0][0, 0]
+    assert np.abs(fused - reference).max() > 1e-3

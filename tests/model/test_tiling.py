@@ -1,0 +1,85 @@
+"""Tiled analysis equals whole-image analysis, reports progress and stops on cancel."""
+
+import numpy as np
+import pytest
+
+from cerber_model.analysis import predict_probability
+from cerber_model.progress import Cancelled, CancelToken
+from cerber_model.tiling import DEFAULT_MARGIN, pad_image, plan_tiles
+from tests.model.helpers import tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return tiny_bundle(width=1, seed=4)
+
+
+def test_tiles_cover_the_image_exactly_once():
+    for shape in [(4, 4), (300, 260), (1000, 124), (1608, 1608)]:
+        tiles = plan_tiles(shape, window=256, margin=32)
+        cover = np.zeros(shape, int)
+        for t in tiles:
+            r0, r1, c0, c1 = t.keep
+            cover[r0:r1, c0:c1] += 1
+            w = t.window
+            assert w[0] % 4 == 0 and w[2] % 4 == 0 and (w[1] - w[0]) % 4 == 0
+            # The keep region is at least `margin` from any window edge that is not the image edge.
+            assert r0 - w[0] >= 32 or w[0] == 0
+            assert w[1] - r1 >= 32 or w[1] == shape[0]
+        assert (cover == 1).all(), shape
+        assert len({(t.window[1] - t.window[0], t.window[3] - t.window[2]) for t in tiles}) == 1
+
+
+def test_receptive_field_fits_in_the_margin(bundle):
+    """A change in one pixel changes the output no further than DEFAULT_MARGIN away."""
+    engine = bundle.engine()
+    reach = 0
+    for pos in (80, 81, 82, 83):  # every phase of the two 2x2 poolings
+        x = np.random.default_rng(pos).random((160, 160), dtype=np.float32)
+        base = engine.predict(x)
+        x[pos, pos] += 5.0
+        changed = np.argwhere(engine.predict(x) != base)
+        reach = max(reach, int(np.abs(changed - pos).max()))
+    assert 8 < reach <= DEFAULT_MARGIN
+
+
+def test_tiled_probability_equals_whole_image(bundle):
+    rng = np.random.default_rng(1)
+    image = (rng.random((301, 263)) * 200).astype(np.uint8)
+    whole = predict_probability(image, bundle, window=1024)  # one tile
+    calls = []
+    tiled = predict_probability(image, bundle, window=128, progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) > 4 and calls[-1][0] == calls[-1][1] == len(calls)
+    assert whole.shape == image.shape and tiled.dtype == np.float32
+    assert np.abs(tiled - whole).max() <= 1e-4
+    assert whole.std() > 0.01
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33)])
+def test_tiny_images(bundle, shape):
+    image = np.random.default_rng(2).random(shape).astype(np.float32)
+    prob = predict_probability(image, bundle)
+    assert prob.shape == shape and np.isfinite(prob).all()
+
+
+def test_cancel_stops_between_tiles(bundle):
+    token = CancelToken()
+    engine = bundle.engine()
+    seen = []
+
+    class Counting:
+        name = "counting"
+
+        def predict(self, x):
+            seen.append(x.shape)
+            return engine.predict(x)
+
+    def progress(done, total):
+        if done == 2:
+            token.cancel()
+
+    image = np.zeros((400, 400), np.float32)
+    with pytest.raises(Cancelled):
+        predict_probability(image, bundle, engine=Counting(), window=128, progress=progress, cancel=token)
+    assert len(seen) == 2  # stopped right after the tile during which Cancel was pressed
+    assert len(plan_tiles(pad_image(image)[0].shape, 128, 32)) > 2
