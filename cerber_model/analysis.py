@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import Bundle
-from .images import Image, normalize
+from .engine import Engine
+from .images import Image, Normalization, normalize
 from .progress import CancelToken, ProgressFn
 from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
 from .tracks import Tracks, extract_tracks
@@ -33,9 +34,9 @@ class AnalysisResult:
 
 def predict_probability(
     data: np.ndarray,
-    bundle: Bundle,
+    engine: Engine,
+    normalization: Normalization,
     *,
-    engine=None,
     window: int = DEFAULT_WINDOW,
     margin: int = DEFAULT_MARGIN,
     border: int = DEFAULT_BORDER,
@@ -44,14 +45,13 @@ def predict_probability(
 ) -> np.ndarray:
     """The track probability map of a 2-D image of any size, tile by tile.
 
-    ``data`` is the raw image; it is normalised as the bundle says. ``engine``
-    defaults to the bundle's light engine. ``progress(tiles_done, tiles_total)``
-    is called after each tile; ``cancel`` is checked before each tile.
+    ``data`` is the raw image, normalised as ``normalization`` says (a bundle's).
+    ``progress(tiles_done, tiles_total)`` is called after each tile; ``cancel``
+    is checked before each tile.
     """
     if data.ndim != 2 or min(data.shape) < 1:
         raise ValueError(f"expected a 2-D image, got shape {data.shape}")
-    engine = engine or bundle.engine()
-    padded, offset = pad_image(normalize(data, bundle.config.normalization), border)
+    padded, offset = pad_image(normalize(data, normalization), border)
     out = np.empty(data.shape, dtype=np.float32)
     if cancel:
         cancel.check()
@@ -81,8 +81,8 @@ def analyze(
     """
     if not isinstance(image, Image):
         image = Image(np.asarray(image))
-    probability = predict_probability(image.data, bundle, engine=engine, window=window,
-                                      progress=progress, cancel=cancel)
+    probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
+                                      window=window, progress=progress, cancel=cancel)
     tracks = extract_tracks(
         probability,
         image.data,

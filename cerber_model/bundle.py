@@ -170,12 +170,14 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False) -> Path:
+def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
+                extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``bundle`` as a folder at ``path``, atomically.
 
     The files are written into a temporary folder beside ``path`` and renamed
     into place at the end, so a crash or a full disk never leaves a half-written
-    bundle. An existing folder is replaced only with ``overwrite=True``.
+    bundle. An existing folder is replaced only with ``overwrite=True``. ``extra_files``
+    (name -> bytes: training history, loss plot) are written beside the model files.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -188,6 +190,8 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False) -> Pa
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_write(tmp / ONNX_FILE, bundle.onnx)
+        for name, data in (extra_files or {}).items():
+            _fsync_write(tmp / name, data)
         data = bundle.config.to_dict()
         data["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
         _fsync_write(tmp / CONFIG_FILE, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())

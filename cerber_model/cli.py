@@ -196,6 +196,88 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bar(desc: str, quiet: bool):
+    """A tqdm bar on stderr and a ``progress(done, total)`` function that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, file=sys.stderr, disable=quiet, leave=True)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from .synthesis import Recipe, generate_dataset
+
+    try:
+        recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
+        changes = {}
+        if args.size:
+            changes.update(height=args.size[0], width=args.size[1])
+        if args.tracks:
+            changes["tracks"] = tuple(args.tracks)
+        if args.snr:
+            changes["snr"] = tuple(args.snr)
+        recipe = Recipe.from_dict({**recipe.to_dict(), **changes})
+    except (OSError, ValueError, TypeError) as exc:
+        return _fail(f"bad recipe: {exc}")
+    bar, progress = _bar("generating", args.quiet)
+    try:
+        with bar:
+            generate_dataset(args.out, args.count, args.seed, recipe, args.val_fraction, args.workers, progress)
+    except (FileExistsError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("cerber: interrupted; the images written so far are complete.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{args.count} images written to {args.out}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .datasets import DatasetSpec
+    from .training import TrainingConfig, TrainingError, train
+
+    config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch,
+                            batch=args.batch, learning_rate=args.lr, seed=args.seed,
+                            early_stopping=args.early_stopping)
+    spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
+    bar, progress = _bar("training", args.quiet)
+
+    def on_event(event):
+        kind = event["type"]
+        if kind == "inspected":
+            bar.write(event["report"])
+        elif kind == "batch":
+            bar.set_description(f"epoch {event['epoch']}/{event['epochs']}")
+            bar.set_postfix(loss=f"{event['loss']:.4g}", eta=f"{event['eta_s'] / 60:.0f} min")
+            progress(event["batch"], event["batches"])
+        elif kind == "epoch":
+            bar.write(f"epoch {event['epoch']}: loss {event['loss']:.4g}, val loss {event['val_loss']:.4g}, "
+                      f"F1 {event['val_f1']:.3f} (P {event['val_precision']:.3f}, R {event['val_recall']:.3f}) "
+                      f"at threshold {event['val_threshold']:.2f}, {event['seconds']:.0f} s")
+            bar.reset()
+        elif kind == "stopped":
+            bar.write(f"stopped: {event['reason']}")
+
+    try:
+        with bar:
+            train(config, spec, args.out, callback=on_event, resume=args.resume,
+                  overwrite=args.overwrite or args.resume)
+    except TrainingError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("cerber: interrupted; continue later with --resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"model saved to {args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
     parser.add_argument("--version", action="version", version=f"cerber {__version__}")
@@ -214,6 +296,39 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--overwrite", action="store_true", help="replace existing result files")
     a.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
     a.set_defaults(func=cmd_analyze)
+
+    g = sub.add_parser("generate", help="write a synthetic training data set",
+                       description="Synthetic spots on uneven, noisy backgrounds, with masks and true centres.")
+    g.add_argument("out", help="new folder for train/ and val/ (must be empty or missing)")
+    g.add_argument("--count", type=int, required=True, help="number of images (train + val)")
+    g.add_argument("--seed", type=int, required=True, help="random seed; same seed, same images")
+    g.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="image size (default 1608 1608)")
+    g.add_argument("--tracks", type=int, nargs=2, metavar=("MIN", "MAX"), help="tracks per image (default 0 20)")
+    g.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="track amplitude / noise SD range (default: the prototype's amplitudes)")
+    g.add_argument("--recipe", help="recipe JSON to start from (see recipe.json of a generated set)")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="share of images for validation (default 0.2)")
+    g.add_argument("--workers", type=int, help="processes (default: all cores); output is the same for any number")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", help="train a model on image/mask folders",
+                       description="Train on DATA/train/{images,masks} (+ DATA/val/...) and save the best epoch.")
+    t.add_argument("data", help="data folder with train/images, train/masks and optionally val/images, val/masks")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--width", type=int, default=2, help="network width n (default 2)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps", type=int, default=100, help="batches per epoch (default 100)")
+    t.add_argument("--patch", type=int, default=128, help="patch side in px, multiple of 4 (default 128)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
+    t.add_argument("--seed", type=int, default=777)
+    t.add_argument("--early-stopping", type=int, default=10, help="epochs without better F1 before stopping")
+    t.add_argument("--val-fraction", type=float, default=0.2, help="held out when DATA has no val/ folder")
+    t.add_argument("--resume", action="store_true", help="continue the last run into --out")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     i = sub.add_parser("info", help="describe a model bundle")
     i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")

@@ -29,8 +29,9 @@ def atomic_write(path: Path | str, write: Callable[[io.BufferedWriter], None]) -
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)  # reopened by name: some writers (tifffile) want a named file
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

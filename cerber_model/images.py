@@ -247,23 +247,33 @@ class Normalization:
         return cls(**data)
 
 
-def normalize(data: np.ndarray, norm: Normalization) -> np.ndarray:
-    """The network input for a 2-D image: float32, same shape.
-
-    Used identically by training and analysis.
-    """
-    x = np.asarray(data, dtype=np.float32)
+def normalization_range(data: np.ndarray, norm: Normalization) -> tuple[float, float]:
+    """The (low, high) intensities that map to 0 and 1 for this image."""
     if norm.method == "scale":
-        return x / np.float32(norm.divisor)
-    sample = x
-    if x.size > _PERCENTILE_SAMPLES:
-        step = math.ceil(math.sqrt(x.size / _PERCENTILE_SAMPLES))
-        sample = x[::step, ::step]
+        return 0.0, float(norm.divisor)
+    sample = data
+    if data.size > _PERCENTILE_SAMPLES:
+        step = math.ceil(math.sqrt(data.size / _PERCENTILE_SAMPLES))
+        sample = data[::step, ::step]
     lo, hi = np.percentile(sample, [norm.low, norm.high])
-    scale = np.float32(1.0 / max(float(hi - lo), 1e-6))
+    return float(lo), float(hi)
+
+
+def apply_normalization(data: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``(data - low) / (high - low)`` as a new float32 array (the input is untouched)."""
+    x = np.asarray(data, dtype=np.float32)
     # Work in place when asarray made a fresh copy, so big images need one
     # float32 array, not two; never modify the caller's array.
     out = x if x is not data else x.copy()
-    out -= np.float32(lo)
-    out *= scale
+    out -= np.float32(low)
+    out *= np.float32(1.0 / max(high - low, 1e-6))
     return out
+
+
+def normalize(data: np.ndarray, norm: Normalization) -> np.ndarray:
+    """The network input for a 2-D image: float32, same shape.
+
+    Training applies the same :func:`normalization_range` of the whole image to
+    its patches, so both see identical values.
+    """
+    return apply_normalization(data, *normalization_range(data, norm))

@@ -245,29 +245,38 @@ def set_weights(model, weights: dict[str, Any]) -> None:
 
 
 class _ShapeOps:
-    """Interprets :func:`describe` with channel counts only: parameter shapes
-    without TensorFlow (for validating bundles and describing models)."""
+    """Interprets :func:`describe` with channel counts and resolutions only:
+    parameter shapes and operation counts without TensorFlow.
+
+    A branch is ``(channels, factor)``: its resolution is 1/factor of the input.
+    ``flops`` accumulates convolution FLOPs (2 per multiply-add) per input pixel.
+    """
 
     def __init__(self, input_channels: int):
         self.input_channels = input_channels
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.flops = 0.0
 
     def input(self):
-        return [self.input_channels]
+        return [(self.input_channels, 1)]
 
     def fan(self, s):
         return s * 3
 
     def conv(self, name, s, filters, kernel, act, transpose=False):
-        for i, channels in enumerate(s):
+        out = []
+        for i, (channels, factor) in enumerate(s):
             layer = layer_name(name, i, len(s))
             shape = (kernel, kernel, filters, channels) if transpose else (kernel, kernel, channels, filters)
             self.shapes[f"{layer}/kernel"] = shape
             self.shapes[f"{layer}/bias"] = (filters,)
-        return [filters] * len(s)
+            # A transposed convolution does its multiply-adds per input pixel.
+            self.flops += 2 * kernel * kernel * channels * filters / factor**2
+            out.append((filters, factor // 2 if transpose else factor))
+        return out
 
     def bn(self, name, s):
-        for i, channels in enumerate(s):
+        for i, (channels, _) in enumerate(s):
             for var in ("gamma", "beta", "moving_mean", "moving_variance"):
                 self.shapes[f"{layer_name(name, i, len(s))}/{var}"] = (channels,)
         return s
@@ -276,23 +285,38 @@ class _ShapeOps:
         return s
 
     def pool(self, s):
-        return s
+        return [(c, f * 2) for c, f in s]
+
+    @staticmethod
+    def _join(parts):
+        factors = {f for _, f in parts}
+        assert len(factors) == 1, f"concatenating different resolutions: {parts}"
+        return (sum(c for c, _ in parts), factors.pop())
 
     def cross(self, s):
-        return [sum(s)] * 3
+        return [self._join(s)] * 3
 
     def cat(self, *streams):
-        return [sum(parts) for parts in zip(*streams, strict=True)]
+        return [self._join(parts) for parts in zip(*streams, strict=True)]
 
     def merge(self, s):
-        return [sum(s)]
+        return [self._join(s)]
+
+
+def _shape_ops(config: NetworkConfig) -> _ShapeOps:
+    ops = _ShapeOps(config.input_channels)
+    describe(ops, config.width)
+    return ops
 
 
 def parameter_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:
     """``{"layer/var": shape}`` of every weight of the network (BN statistics included)."""
-    ops = _ShapeOps(config.input_channels)
-    describe(ops, config.width)
-    return ops.shapes
+    return _shape_ops(config).shapes
+
+
+def flops_per_pixel(config: NetworkConfig) -> float:
+    """Convolution FLOPs (2 per multiply-add) per input pixel; multiply by H x W for an image."""
+    return _shape_ops(config).flops
 
 
 def count_parameters(config: NetworkConfig) -> dict[str, int]:

@@ -29,7 +29,7 @@ from .network import SIZE_MULTIPLE
 DEFAULT_MARGIN = 32
 #: Default window side: large enough that the overlap costs little, small
 #: enough that one window's activations stay well under 1 GiB (n = 4).
-DEFAULT_WINDOW = 768
+DEFAULT_WINDOW = 1024
 #: Reflect padding added around the image before analysis.
 DEFAULT_BORDER = 16
 

@@ -46,9 +46,10 @@ def test_receptive_field_fits_in_the_margin(bundle):
 def test_tiled_probability_equals_whole_image(bundle):
     rng = np.random.default_rng(1)
     image = (rng.random((301, 263)) * 200).astype(np.uint8)
-    whole = predict_probability(image, bundle, window=1024)  # one tile
+    norm = bundle.config.normalization
+    whole = predict_probability(image, bundle.engine(), norm, window=1024)  # one tile
     calls = []
-    tiled = predict_probability(image, bundle, window=128, progress=lambda d, t: calls.append((d, t)))
+    tiled = predict_probability(image, bundle.engine(), norm, window=128, progress=lambda d, t: calls.append((d, t)))
     assert len(calls) > 4 and calls[-1][0] == calls[-1][1] == len(calls)
     assert whole.shape == image.shape and tiled.dtype == np.float32
     assert np.abs(tiled - whole).max() <= 1e-4
@@ -58,7 +59,7 @@ def test_tiled_probability_equals_whole_image(bundle):
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33)])
 def test_tiny_images(bundle, shape):
     image = np.random.default_rng(2).random(shape).astype(np.float32)
-    prob = predict_probability(image, bundle)
+    prob = predict_probability(image, bundle.engine(), bundle.config.normalization)
     assert prob.shape == shape and np.isfinite(prob).all()
 
 
@@ -80,6 +81,7 @@ def test_cancel_stops_between_tiles(bundle):
 
     image = np.zeros((400, 400), np.float32)
     with pytest.raises(Cancelled):
-        predict_probability(image, bundle, engine=Counting(), window=128, progress=progress, cancel=token)
+        predict_probability(image, Counting(), bundle.config.normalization, window=128, progress=progress,
+                            cancel=token)
     assert len(seen) == 2  # stopped right after the tile during which Cancel was pressed
     assert len(plan_tiles(pad_image(image)[0].shape, 128, 32)) > 2

@@ -1,0 +1,39 @@
+# Cerber: `make run` sets everything up and analyzes the sample images;
+# `make test` sets everything up and runs the tests. Both create .venv/ here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint bench constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,gui,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: analyze the bundled sample images with the default model.
+run: setup
+	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	$(BIN)/lint-imports
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_analysis.py
+
+# Re-pin every dependency after changing pyproject.toml.
+constraints: setup
+	( echo "# Exact versions for reproducible installs: pip install -c constraints.txt -e '.[train,gui,dev]'"; \
+	  echo "# Regenerate after changing dependencies: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
+
+clean:
+	rm -rf $(VENV) build dist results .pytest_cache

@@ -1,0 +1,335 @@
+"""Training data sets: image/mask folders, their inspection, and streaming patches.
+
+A data set is a folder of images and a folder of masks for training, and either
+two more for validation or a fraction of the training pairs held out. Images and
+masks pair by file stem; BMP, PNG and TIFF, 8 or 16 bit; sizes may differ between
+pairs but not within one. Masks are 0 = background, anything else = track.
+
+:func:`inspect_dataset` reports counts, sizes, the track-pixel fraction and every
+problem by file, before any training starts. :class:`PatchSampler` draws random
+patches (biased towards tracks), with the same geometric augmentation applied to
+image and mask and photometric augmentation to the image only. Images are read
+lazily into a small cache of raw arrays; the set is never held in RAM as float32.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .images import (
+    Image,
+    ImageReadError,
+    Normalization,
+    apply_normalization,
+    is_image_file,
+    normalization_range,
+    read_image,
+)
+from .progress import CancelToken, ProgressFn
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: an image, its mask, and (optionally) true track centres (CSV row,col)."""
+
+    image: Path
+    mask: Path
+    tracks: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the data are. Without validation folders, ``val_fraction`` of the
+    training pairs (chosen with ``seed``) is held out for validation."""
+
+    train_images: Path
+    train_masks: Path
+    val_images: Path | None = None
+    val_masks: Path | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    @classmethod
+    def from_folder(cls, root: Path | str, **kwargs) -> DatasetSpec:
+        """The four-folder layout ``root/{train,val}/{images,masks}`` (``val`` optional)."""
+        root = Path(root)
+        val = root / "val"
+        has_val = (val / "images").is_dir() and (val / "masks").is_dir()
+        return cls(root / "train" / "images", root / "train" / "masks",
+                   val / "images" if has_val else None, val / "masks" if has_val else None, **kwargs)
+
+
+@dataclass
+class Problem:
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class DatasetReport:
+    """What :func:`inspect_dataset` found. Training refuses a set with problems."""
+
+    train: list[Pair] = field(default_factory=list)
+    val: list[Pair] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)
+    track_pixels: int = 0
+    total_pixels: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and bool(self.train) and bool(self.val)
+
+    @property
+    def track_fraction(self) -> float:
+        return self.track_pixels / self.total_pixels if self.total_pixels else 0.0
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in sorted(self.sizes.items()))
+        lines = [f"training pairs: {len(self.train)}, validation pairs: {len(self.val)}",
+                 f"image sizes: {sizes or 'none'}",
+                 f"track pixels: {100 * self.track_fraction:.4f}% of all pixels"]
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def find_pairs(images: Path, masks: Path) -> tuple[list[Pair], list[Problem]]:
+    """Pair images and masks by file stem; report folders and files that do not pair."""
+    problems: list[Problem] = []
+    for folder in (images, masks):
+        if not folder.is_dir():
+            problems.append(Problem(folder, "folder does not exist"))
+    if problems:
+        return [], problems
+    image_files = {p.stem: p for p in sorted(images.iterdir()) if p.is_file() and is_image_file(p)}
+    mask_files = {p.stem: p for p in sorted(masks.iterdir()) if p.is_file() and is_image_file(p)}
+    if not image_files:
+        problems.append(Problem(images, "folder holds no BMP, PNG or TIFF images"))
+    if not mask_files:
+        problems.append(Problem(masks, "folder holds no BMP, PNG or TIFF masks"))
+    tracks_dir = images.parent / "tracks"
+    pairs = []
+    for stem, image in image_files.items():
+        if stem not in mask_files:
+            if mask_files:
+                problems.append(Problem(image, f"has no mask named {stem}.* in {masks}"))
+            continue
+        csv_path = tracks_dir / f"{stem}.csv"
+        pairs.append(Pair(image, mask_files[stem], csv_path if csv_path.is_file() else None))
+    for stem, mask in mask_files.items():
+        if stem not in image_files and image_files:
+            problems.append(Problem(mask, f"has no image named {stem}.* in {images}"))
+    return pairs, problems
+
+
+def _check_pair(pair: Pair, report: DatasetReport) -> None:
+    try:
+        image = read_image(pair.image)
+        mask = read_image(pair.mask)
+    except ImageReadError as exc:
+        report.problems.append(Problem(exc.path, f"{exc.problem} {exc.fix}".strip()))
+        return
+    if image.shape != mask.shape:
+        report.problems.append(Problem(pair.mask, f"is {mask.shape[1]}x{mask.shape[0]} px but its image "
+                                                  f"{pair.image.name} is {image.shape[1]}x{image.shape[0]} px"))
+        return
+    values = np.unique(mask.data)
+    if values.size > 2 or (values.size == 2 and values[0] != 0):
+        report.problems.append(Problem(pair.mask, f"is not a binary mask (it has {values.size} distinct values; "
+                                                  "expected 0 for background and one value for tracks)"))
+        return
+    report.sizes[image.shape] = report.sizes.get(image.shape, 0) + 1
+    report.track_pixels += int(np.count_nonzero(mask.data))
+    report.total_pixels += mask.data.size
+
+
+def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
+                    cancel: CancelToken | None = None) -> DatasetReport:
+    """Pair, read and check every file of a data set (see :class:`DatasetReport`)."""
+    report = DatasetReport()
+    train, problems = find_pairs(Path(spec.train_images), Path(spec.train_masks))
+    report.problems += problems
+    if spec.val_images is not None or spec.val_masks is not None:
+        if spec.val_images is None or spec.val_masks is None:
+            report.problems.append(Problem(Path(spec.val_images or spec.val_masks),
+                                           "validation needs both an images and a masks folder"))
+            val = []
+        else:
+            val, problems = find_pairs(Path(spec.val_images), Path(spec.val_masks))
+            report.problems += problems
+    else:
+        if not 0 < spec.val_fraction < 1:
+            report.problems.append(Problem(Path(spec.train_images), "no validation folders and no held-out fraction"))
+        order = np.random.default_rng(spec.seed).permutation(len(train))
+        n_val = max(1, round(len(train) * spec.val_fraction)) if len(train) > 1 else 0
+        held = set(order[:n_val].tolist())
+        val = [p for i, p in enumerate(train) if i in held]
+        train = [p for i, p in enumerate(train) if i not in held]
+        if not val and train:
+            report.problems.append(Problem(Path(spec.train_images), "too few pairs to hold some out for validation"))
+    everything = train + val
+    for i, pair in enumerate(everything):
+        if cancel:
+            cancel.check()
+        _check_pair(pair, report)
+        if progress:
+            progress(i + 1, len(everything))
+    report.train, report.val = train, val
+    return report
+
+
+def read_centres(path: Path) -> np.ndarray:
+    """True track centres (N, 2) from a CSV with ``row`` and ``col`` columns."""
+    with open(path, newline="") as fh:
+        rows = [(float(r["row"]), float(r["col"])) for r in csv.DictReader(fh)]
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+# -- streaming patches ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to training patches (validation patches get none)."""
+
+    flips: bool = True  # horizontal/vertical flips and 90-degree rotations (image and mask)
+    small_rotation_deg: float = 0.0  # extra rotation up to +- this (image and mask), 0 = off
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range (image and mask)
+    brightness: float = 0.1  # added offset up to +- this (image only, normalised units)
+    contrast: tuple[float, float] = (0.8, 1.25)  # multiplied
+    gamma: tuple[float, float] = (0.8, 1.25)
+    noise_sd: float = 0.03  # extra Gaussian noise up to this SD
+
+
+class _ImageCache:
+    """The last few images read, as raw arrays (not float32), with their
+    normalisation range and the coordinates of their track pixels."""
+
+    def __init__(self, normalization: Normalization, capacity: int = 16):
+        self.normalization = normalization
+        self.capacity = capacity
+        self._items: OrderedDict[Path, tuple[Image, np.ndarray, tuple[float, float], np.ndarray]] = OrderedDict()
+
+    def get(self, pair: Pair):
+        if pair.image in self._items:
+            self._items.move_to_end(pair.image)
+            return self._items[pair.image]
+        image = read_image(pair.image)
+        mask = read_image(pair.mask).data > 0
+        item = (image, mask, normalization_range(image.data, self.normalization), np.argwhere(mask))
+        self._items[pair.image] = item
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return item
+
+
+class PatchSampler:
+    """Random (image, mask) patches from pairs, deterministic for a given seed and index.
+
+    ``sample(rng)`` returns a float32 normalised image patch and a float32 0/1
+    mask patch of ``patch`` x ``patch`` px. With probability ``track_bias`` the
+    patch is centred near a random track pixel (tracks cover ~0.02% of an image).
+    """
+
+    def __init__(self, pairs: list[Pair], normalization: Normalization, patch: int = 256,
+                 track_bias: float = 0.7, augmentation: Augmentation | None = None, cache_size: int = 16):
+        if not pairs:
+            raise ValueError("no image/mask pairs to sample from")
+        if patch % 4:
+            raise ValueError(f"patch size must be a multiple of 4, got {patch}")
+        self.pairs = pairs
+        self.patch = patch
+        self.track_bias = track_bias
+        self.augmentation = augmentation
+        self.cache = _ImageCache(normalization, cache_size)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        pair = self.pairs[int(rng.integers(len(self.pairs)))]
+        image, mask, (lo, hi), track_pixels = self.cache.get(pair)
+        aug = self.augmentation
+        # Cut a larger window when rotating or scaling, so the final crop has no empty corners.
+        need = self.patch
+        if aug and (aug.small_rotation_deg or aug.scale != (1.0, 1.0)):
+            need = int(np.ceil(self.patch * 1.5 / min(aug.scale[0], 1.0))) + 2
+        h, w = mask.shape
+        if len(track_pixels) and rng.random() < self.track_bias:
+            r, c = track_pixels[int(rng.integers(len(track_pixels)))]
+            r += int(rng.integers(-self.patch // 3, self.patch // 3 + 1))
+            c += int(rng.integers(-self.patch // 3, self.patch // 3 + 1))
+        else:
+            r, c = int(rng.integers(h)), int(rng.integers(w))
+        x = _crop(image.data, r, c, need)
+        y = _crop(mask, r, c, need)
+        x = apply_normalization(x, lo, hi)
+        y = y.astype(np.float32)
+        if aug:
+            x, y = _geometric(x, y, aug, rng, self.patch)
+            x = _photometric(x, aug, rng)
+        return x, y
+
+
+def _crop(data: np.ndarray, r: int, c: int, size: int) -> np.ndarray:
+    """A size x size window centred near (r, c), reflect-padded where it leaves the image."""
+    h, w = data.shape
+    r0, c0 = r - size // 2, c - size // 2
+    # Reflect indices that fall outside the image (works for any image size).
+    rr = _reflect(np.arange(r0, r0 + size), h)
+    cc = _reflect(np.arange(c0, c0 + size), w)
+    return data[np.ix_(rr, cc)]
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    index = np.mod(index, period)
+    return np.where(index >= n, period - index, index)
+
+
+def _geometric(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Generator, size: int):
+    """The same random flips, 90-degree rotations, small rotation and zoom for image and mask."""
+    if aug.small_rotation_deg or aug.scale != (1.0, 1.0):
+        from scipy import ndimage
+
+        angle = np.radians(rng.uniform(-aug.small_rotation_deg, aug.small_rotation_deg))
+        zoom = rng.uniform(*aug.scale)
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        matrix = np.array([[cos, -sin], [sin, cos]])
+        centre_in = (np.array(x.shape) - 1) / 2
+        centre_out = (np.array([size, size]) - 1) / 2
+        offset = centre_in - matrix @ centre_out
+        x = ndimage.affine_transform(x, matrix, offset, output_shape=(size, size), order=1, mode="reflect")
+        y = ndimage.affine_transform(y, matrix, offset, output_shape=(size, size), order=0, mode="reflect")
+    elif x.shape[0] != size:
+        s = (x.shape[0] - size) // 2
+        x, y = x[s:s + size, s:s + size], y[s:s + size, s:s + size]
+    if aug.flips:
+        k = int(rng.integers(4))
+        x, y = np.rot90(x, k), np.rot90(y, k)
+        if rng.random() < 0.5:
+            x, y = x[:, ::-1], y[:, ::-1]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def _photometric(x: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, gamma and noise, on the image only."""
+    g = rng.uniform(*aug.gamma)
+    x = np.where(x > 0, np.abs(x) ** g, x)
+    x = x * rng.uniform(*aug.contrast) + rng.uniform(-aug.brightness, aug.brightness)
+    if aug.noise_sd:
+        x = x + rng.normal(0.0, rng.uniform(0, aug.noise_sd), x.shape)
+    return x.astype(np.float32)

@@ -1,0 +1,243 @@
+"""Synthetic training data: spots ("tracks") on an uneven, noisy background.
+
+Reproduces the prototype's recipe, every parameter adjustable through
+:class:`Recipe` (written as ``recipe.json`` beside the data):
+
+* background: a constant offset plus Gaussian noise, clipped to 0..255 per pixel;
+* tracks: rotated 2-D Gaussians (SDs 2-6 px, amplitude a fraction of the offset);
+* 6-9 large smooth inhomogeneities and one wide centred "vignetting" Gaussian;
+* the sum min-max scaled to 0..255 and stored as 8-bit;
+* mask: 255 inside each track's rotated 1-sigma ellipse.
+
+Fixed here: the mask ellipse has the same orientation as its spot (the prototype
+rotated them in opposite directions). Gaussians are evaluated with numpy over a
+local window of +-4 SD around each centre instead of pixel by pixel in Python.
+
+Every image draws from its own random generator seeded by ``(seed, index)``, so a
+data set is byte-identical whatever the number of worker processes.
+Angles are counter-clockwise from the column axis as displayed; coordinates
+(row, col), 0-based.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .progress import CancelToken, ProgressFn
+
+WINDOW_SDS = 4.0  # Gaussians are evaluated out to this many SDs from their centre
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Parameters of one synthetic image (ranges are uniform (low, high))."""
+
+    height: int = 1608
+    width: int = 1608
+    offset: tuple[float, float] = (10.0, 95.0)
+    noise_sd_min: float = 5.0
+    noise_sd_offset_factor: float = 3.0  # noise SD ~ U(noise_sd_min, factor * offset)
+    tracks: tuple[int, int] = (0, 20)  # number of tracks per image (inclusive)
+    centre_fraction: tuple[float, float] = (200 / 1608, 1400 / 1608)  # of each side
+    track_sd: tuple[float, float] = (2.0, 6.0)
+    track_amplitude_factor: tuple[float, float] = (0.35, 0.74)  # times the offset
+    # If set, track amplitude = U(snr) * noise SD instead (for SNR sweeps).
+    snr: tuple[float, float] | None = None
+    inhomogeneities: tuple[int, int] = (6, 9)
+    inhomogeneity_sd: tuple[float, float] = (20.0, 450.0)
+    inhomogeneity_amplitude: tuple[float, float] = (20.0, 95.0)
+    vignette_sd: tuple[float, float] = (700.0, 1000.0)
+    vignette_amplitude: tuple[float, float] = (120.0, 190.0)
+    mask_sigmas: float = 1.0  # mask = inside this many SDs of the track
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"images must be at least 8 x 8 px, got {self.height} x {self.width}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple) and value[0] > value[1]:
+                raise ValueError(f"recipe range {f.name} has low > high: {value}")
+        if self.tracks[0] < 0:
+            raise ValueError("the number of tracks cannot be negative")
+        if not 0 <= self.centre_fraction[0] <= self.centre_fraction[1] <= 1:
+            raise ValueError(f"centre_fraction must lie within 0..1, got {self.centre_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass
+class Sample:
+    """One synthetic image with its ground truth."""
+
+    image: np.ndarray  # uint8 (H, W)
+    mask: np.ndarray  # uint8 (H, W), 0 or 255
+    centres: np.ndarray  # (N, 2) float (row, col)
+    snr: np.ndarray  # (N,) track amplitude / noise SD
+
+
+def _add_gaussian(canvas: np.ndarray, r0: float, c0: float, sd_u: float, sd_v: float, angle: float,
+                  amplitude: float, mask: np.ndarray | None = None, mask_sigmas: float = 1.0) -> None:
+    """Add a rotated Gaussian to ``canvas`` in place, over a window of +-4 SD.
+
+    ``sd_u`` is the SD along the axis at ``angle`` (counter-clockwise from the
+    column axis as displayed), ``sd_v`` across it. Optionally marks the
+    ``mask_sigmas`` ellipse (same orientation) in ``mask``.
+    """
+    h, w = canvas.shape
+    reach = WINDOW_SDS * max(sd_u, sd_v)
+    r_lo, r_hi = max(int(math.floor(r0 - reach)), 0), min(int(math.ceil(r0 + reach)) + 1, h)
+    c_lo, c_hi = max(int(math.floor(c0 - reach)), 0), min(int(math.ceil(c0 + reach)) + 1, w)
+    if r_lo >= r_hi or c_lo >= c_hi:
+        return
+    dy = (np.arange(r_lo, r_hi, dtype=np.float64) - r0)[:, None]
+    dx = (np.arange(c_lo, c_hi, dtype=np.float64) - c0)[None, :]
+    cos, sin = math.cos(angle), math.sin(angle)
+    u = dx * cos - dy * sin
+    v = dx * sin + dy * cos
+    q = (u / sd_u) ** 2 + (v / sd_v) ** 2
+    canvas[r_lo:r_hi, c_lo:c_hi] += amplitude * np.exp(-0.5 * q)
+    if mask is not None:
+        mask[r_lo:r_hi, c_lo:c_hi] |= q <= mask_sigmas**2
+
+
+def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
+    """Synthetic image number ``index`` of the data set with ``seed``."""
+    rng = np.random.default_rng([seed, index])
+    h, w = recipe.height, recipe.width
+    offset = rng.uniform(*recipe.offset)
+    noise_sd = rng.uniform(recipe.noise_sd_min, max(recipe.noise_sd_min, recipe.noise_sd_offset_factor * offset))
+    canvas = np.clip(offset + rng.normal(0.0, noise_sd, (h, w)), 0, 255)
+
+    n = int(rng.integers(recipe.tracks[0], recipe.tracks[1] + 1))
+    lo, hi = recipe.centre_fraction
+    rows = rng.uniform(lo * (h - 1), hi * (h - 1), n)
+    cols = rng.uniform(lo * (w - 1), hi * (w - 1), n)
+    sds = rng.uniform(*recipe.track_sd, (n, 2))
+    if recipe.snr is None:
+        amplitudes = rng.uniform(*recipe.track_amplitude_factor, n) * offset
+    else:
+        amplitudes = rng.uniform(*recipe.snr, n) * noise_sd
+    angles = rng.uniform(0.0, math.pi, n)
+    mask = np.zeros((h, w), dtype=bool)
+    for i in range(n):
+        _add_gaussian(canvas, rows[i], cols[i], sds[i, 0], sds[i, 1], angles[i], amplitudes[i],
+                      mask, recipe.mask_sigmas)
+
+    for _ in range(int(rng.integers(recipe.inhomogeneities[0], recipe.inhomogeneities[1] + 1))):
+        r, c = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
+        sd = rng.uniform(*recipe.inhomogeneity_sd, 2)
+        _add_gaussian(canvas, r, c, sd[0], sd[1], rng.uniform(0, math.pi), rng.uniform(*recipe.inhomogeneity_amplitude))
+    # The vignette is centred and round: a separable outer product, cheap at any size.
+    vsd, vamp = rng.uniform(*recipe.vignette_sd), rng.uniform(*recipe.vignette_amplitude)
+    gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / vsd) ** 2)
+    gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / vsd) ** 2)
+    canvas += vamp * np.outer(gy, gx)
+
+    lo_v, hi_v = canvas.min(), canvas.max()
+    image = np.rint((canvas - lo_v) * (255.0 / max(hi_v - lo_v, 1e-9))).astype(np.uint8)
+    return Sample(image, mask.astype(np.uint8) * 255, np.c_[rows, cols], amplitudes / noise_sd)
+
+
+# -- data sets on disk -----------------------------------------------------------
+
+SPLITS = ("train", "val")
+
+
+def sample_paths(out: Path, split: str, index: int) -> dict[str, Path]:
+    stem = f"synth_{index:05d}"
+    return {
+        "image": out / split / "images" / f"{stem}.png",
+        "mask": out / split / "masks" / f"{stem}.png",
+        "tracks": out / split / "tracks" / f"{stem}.csv",
+    }
+
+
+def _write_sample(task: tuple[Path, str, Recipe, int, int]) -> int:
+    from PIL import Image as PILImage
+
+    from .export import atomic_write
+
+    out, split, recipe, seed, index = task
+    sample = make_sample(recipe, seed, index)
+    paths = sample_paths(out, split, index)
+    atomic_write(paths["image"], lambda fh: PILImage.fromarray(sample.image).save(fh, format="PNG"))
+    atomic_write(paths["mask"], lambda fh: PILImage.fromarray(sample.mask).save(fh, format="PNG"))
+    lines = ["row,col,snr"] + [f"{r:.3f},{c:.3f},{s:.3f}" for (r, c), s in zip(sample.centres, sample.snr, strict=True)]
+    atomic_write(paths["tracks"], lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
+    return index
+
+
+def generate_dataset(
+    out: Path | str,
+    count: int,
+    seed: int,
+    recipe: Recipe | None = None,
+    val_fraction: float = 0.2,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Write ``count`` synthetic images into the four-folder layout under ``out``.
+
+    Images ``0 .. n_train-1`` go to ``train/``, the rest (``round(count *
+    val_fraction)``) to ``val/``; each split has ``images/``, ``masks/`` (8-bit,
+    0/255) and ``tracks/`` (true centres, CSV ``row,col,snr``). ``recipe.json``
+    records the recipe, seed and counts. ``workers`` processes (default: all
+    cores) give byte-identical output. Refuses to write into a non-empty folder.
+    """
+    from .export import atomic_write
+
+    recipe = recipe or Recipe()
+    out = Path(out)
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose a new folder so that no data is overwritten.")
+    n_val = round(count * val_fraction)
+    n_train = count - n_val
+    for split in SPLITS:
+        for sub in ("images", "masks", "tracks"):
+            (out / split / sub).mkdir(parents=True, exist_ok=True)
+    meta = {"seed": seed, "count": count, "train": n_train, "val": n_val, "recipe": recipe.to_dict()}
+    atomic_write(out / "recipe.json", lambda fh: fh.write((json.dumps(meta, indent=2) + "\n").encode()))
+    tasks = [(out, "train" if i < n_train else "val", recipe, seed, i) for i in range(count)]
+    workers = workers or os.cpu_count() or 1
+    done = 0
+    if workers == 1:
+        for task in tasks:
+            if cancel:
+                cancel.check()
+            _write_sample(task)
+            done += 1
+            if progress:
+                progress(done, count)
+        return out
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for _ in pool.imap_unordered(_write_sample, tasks):
+            done += 1
+            if progress:
+                progress(done, count)
+            if cancel and cancel.cancelled:
+                pool.terminate()
+                cancel.check()
+    return out

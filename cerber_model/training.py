@@ -1,0 +1,343 @@
+"""Training a Cerber model: patches in, a validated bundle out.
+
+:func:`train` streams random patches (see :mod:`cerber_model.datasets`), fits the
+network with a focal loss and AdamW, and after every epoch analyzes the whole
+validation images (tiled, exactly as users will) to measure object-level
+precision, recall and F1 at 3 px, choosing the threshold that maximises F1.
+It reports plain-dict events through ``callback``; the CLI prints them, the GUI
+plots them. Checkpoints (best by validation F1, and last with the optimiser
+state) are written atomically to ``<out>.work/``; ``resume=True`` continues from
+the last. Cancelling stops within one batch and keeps the best model so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import Bundle, BundleConfig, make_bundle, save_bundle
+from .datasets import Augmentation, DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
+from .images import Normalization
+from .network import NetworkConfig
+from .progress import CancelToken
+
+EventFn = Callable[[dict], None]
+THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
+
+
+class TrainingError(Exception):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides a training run (stored in the bundle's provenance)."""
+
+    width: int = 2
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    patch: int = 128
+    batch: int = 8
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-3
+    focal_gamma: float = 3.5
+    class_balancing: bool = False
+    focal_alpha: float = 0.25
+    track_bias: float = 0.7
+    val_patches: int = 64
+    val_images: int = 8  # whole validation images analyzed per epoch for F1 (0 = all)
+    match_radius: float = 3.0
+    min_area_px: int = 4
+    early_stopping: int = 10  # epochs without a better validation F1 (0 = off)
+    seed: int = 777
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    normalization: Normalization = field(default_factory=Normalization)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        d = dict(d)
+        d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in d.get("augmentation", {}).items()})
+        d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
+        return cls(**d)
+
+
+def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, augment_epochs: bool):
+    """A Keras PyDataset of ``steps`` batches; batch i of epoch e is drawn from rng(seed, e, i)."""
+    import keras
+
+    class Patches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = 0
+
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, i):
+            rng = np.random.default_rng([seed, self.epoch if augment_epochs else 0, i])
+            xs, ys = zip(*(sampler.sample(rng) for _ in range(batch)), strict=True)
+            return np.stack(xs)[..., None], np.stack(ys)[..., None]
+
+    return Patches()
+
+
+class _LiveEngine:
+    """Engine over the model being trained (for validation during training)."""
+
+    name = "keras-live"
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(x[None, :, :, None], training=False))[0, :, :, 0]
+
+
+def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> dict[str, Any]:
+    """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
+    from .analysis import predict_probability
+    from .evaluation import match_points, truth_centres
+    from .images import read_image
+    from .tracks import extract_tracks
+
+    pairs = report.val if not config.val_images else report.val[: config.val_images]
+    engine = _LiveEngine(model)
+    tp = {t: 0 for t in THRESHOLDS}
+    fp = dict(tp)
+    fn = dict(tp)
+    inter = union = 0
+    for pair in pairs:
+        image = read_image(pair.image)
+        mask = read_image(pair.mask).data > 0
+        prob = predict_probability(image.data, engine, config.normalization, window=512)
+        truth = truth_centres(pair, mask)
+        for t in THRESHOLDS:
+            tracks = extract_tracks(prob, image.data, float(t), config.min_area_px)
+            found = np.c_[tracks.columns["row"], tracks.columns["col"]]
+            m = match_points(found, truth, config.match_radius)
+            tp[t] += m.tp
+            fp[t] += m.fp
+            fn[t] += m.fn
+        pred = prob >= 0.5
+        inter += int(np.count_nonzero(pred & mask))
+        union += int(np.count_nonzero(pred | mask))
+
+    def f1(t):
+        return 2 * tp[t] / max(2 * tp[t] + fp[t] + fn[t], 1)
+
+    best = max(THRESHOLDS, key=lambda t: (f1(t), -abs(t - 0.5)))
+    return {
+        "f1": f1(best),
+        "precision": tp[best] / max(tp[best] + fp[best], 1),
+        "recall": tp[best] / max(tp[best] + fn[best], 1),
+        "threshold": float(best),
+        "pixel_iou": inter / union if union else 0.0,
+        "val_images": len(pairs),
+    }
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    from .export import atomic_write
+
+    atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def _history_csv(history: list[dict]) -> bytes:
+    if not history:
+        return b""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    return buf.getvalue().encode()
+
+
+def loss_plot_png(history: list[dict]) -> bytes:
+    """A PNG of training and validation loss and validation F1 per epoch (Pillow only)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    w, h, pad = 640, 360, 40
+    img = PILImage.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([pad, pad, w - pad, h - pad], outline="black")
+    if history:
+        epochs = [r["epoch"] for r in history]
+        losses = [v for r in history for v in (r["loss"], r["val_loss"]) if v is not None and math.isfinite(v)]
+        lo, hi = (min(losses), max(losses)) if losses else (0, 1)
+        hi = hi if hi > lo else lo + 1
+
+        def xy(e, v, vmin, vmax):
+            x = pad + (w - 2 * pad) * ((e - epochs[0]) / max(epochs[-1] - epochs[0], 1))
+            return x, h - pad - (h - 2 * pad) * (v - vmin) / (vmax - vmin)
+
+        for key, colour, vmin, vmax in (("loss", "blue", lo, hi), ("val_loss", "orange", lo, hi),
+                                        ("val_f1", "green", 0.0, 1.0)):
+            pts = [xy(r["epoch"], r[key], vmin, vmax) for r in history if r.get(key) is not None]
+            if len(pts) > 1:
+                draw.line(pts, fill=colour, width=2)
+            elif pts:
+                draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
+        draw.text((pad, 10), f"loss (blue), validation loss (orange): {lo:.4g}..{hi:.4g};  "
+                             "validation F1 (green): 0..1", fill="black")
+        draw.text((pad, h - pad + 8), f"epoch {epochs[0]} .. {epochs[-1]}", fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def train(
+    config: TrainingConfig,
+    dataset: DatasetSpec,
+    out: Path | str,
+    *,
+    callback: EventFn | None = None,
+    cancel: CancelToken | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
+) -> Bundle:
+    """Train a model on ``dataset`` and save the best epoch as a bundle at ``out``.
+
+    Events (plain dicts, ``type`` key): ``inspected`` (the data report),
+    ``batch`` (epoch, batch, batches, loss, eta_s), ``epoch`` (the epoch's
+    metrics), ``stopped`` (why), ``saved`` (path). Raises :class:`TrainingError`
+    for unusable data or an existing ``out`` without ``overwrite``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    out = Path(out)
+    work = out.with_name(out.name + ".work")
+    emit = callback or (lambda event: None)
+    if out.exists() and not overwrite:
+        raise TrainingError(f"{out} already exists; choose another output folder or allow overwriting.")
+    report = inspect_dataset(dataset, cancel=cancel)
+    emit({"type": "inspected", "report": report.summary(), "ok": report.ok})
+    if not report.ok:
+        raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
+
+    state_path, last_path, best_path = work / "state.json", work / "last.keras", work / "best.npz"
+    history: list[dict] = []
+    start_epoch = 0
+    keras.utils.set_random_seed(config.seed)
+    if resume and state_path.is_file() and last_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state["config"] != config.to_dict():
+            raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
+                                "or use the same settings.")
+        model = keras.models.load_model(last_path, compile=True)
+        history = state["history"]
+        start_epoch = len(history)
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        from .network import build_cerber
+
+        model = build_cerber(NetworkConfig(width=config.width, seed=config.seed))
+        loss = keras.losses.BinaryFocalCrossentropy(
+            gamma=config.focal_gamma, apply_class_balancing=config.class_balancing, alpha=config.focal_alpha)
+        model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
+                      loss=loss)
+
+    train_sampler = PatchSampler(report.train, config.normalization, config.patch, config.track_bias,
+                                 config.augmentation)
+    val_sampler = PatchSampler(report.val, config.normalization, config.patch, config.track_bias, None)
+    train_data = _patch_batches(train_sampler, config.batch, config.steps_per_epoch, config.seed, True)
+    train_data.epoch = start_epoch
+    val_data = _patch_batches(val_sampler, config.batch, max(1, config.val_patches // config.batch),
+                              config.seed + 1, False)
+    best_f1 = max((r["val_f1"] for r in history), default=-1.0)
+    since_best = len(history) - 1 - max(range(len(history)), key=lambda i: history[i]["val_f1"]) if history else 0
+    stop_reason = {"reason": "finished"}
+
+    class Events(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.monotonic()
+            self.epoch = epoch
+            train_data.epoch = epoch  # batches of epoch e are drawn from rng(seed, e, i)
+
+        def on_train_batch_end(self, batch, logs=None):
+            elapsed = time.monotonic() - self.t0
+            done = batch + 1
+            eta = elapsed / done * (config.steps_per_epoch - done)
+            remaining_epochs = config.epochs - self.epoch - 1
+            emit({"type": "batch", "epoch": self.epoch + 1, "epochs": config.epochs, "batch": done,
+                  "batches": config.steps_per_epoch, "loss": float(logs.get("loss", float("nan"))),
+                  "eta_s": eta + remaining_epochs * elapsed / done * config.steps_per_epoch})
+            if cancel and cancel.cancelled:
+                stop_reason["reason"] = "cancelled"
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            nonlocal best_f1, since_best
+            if stop_reason["reason"] == "cancelled":
+                return  # the epoch was cut short: keep what was saved before it
+            metrics = validate_objects(self.model, report, config)
+            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs.get("val_loss", "nan")),
+                   "val_f1": metrics["f1"], "val_precision": metrics["precision"], "val_recall": metrics["recall"],
+                   "val_threshold": metrics["threshold"], "val_pixel_iou": metrics["pixel_iou"],
+                   "seconds": time.monotonic() - self.t0}
+            history.append(row)
+            if metrics["f1"] > best_f1:
+                best_f1, since_best = metrics["f1"], 0
+                weights = {w.path: w.numpy() for w in self.model.weights}
+                tmp = best_path.with_name(".best.tmp.npz")
+                np.savez(tmp, threshold=np.float32(metrics["threshold"]), **weights)
+                os.replace(tmp, best_path)
+            else:
+                since_best += 1
+            tmp = last_path.with_name(".last.tmp.keras")
+            self.model.save(tmp)
+            os.replace(tmp, last_path)
+            _atomic_json(state_path, {"config": config.to_dict(), "history": history})
+            emit({"type": "epoch", **row, "best_f1": best_f1})
+            if config.early_stopping and since_best >= config.early_stopping:
+                stop_reason["reason"] = f"no better validation F1 for {config.early_stopping} epochs"
+                self.model.stop_training = True
+
+    if start_epoch < config.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=start_epoch,
+                  callbacks=[Events()], verbose=0)
+    emit({"type": "stopped", **stop_reason})
+    if not best_path.is_file():
+        raise TrainingError("training stopped before the first epoch finished; no model was saved.")
+    with np.load(best_path) as npz:
+        threshold = float(npz["threshold"])
+        weights = {k: npz[k] for k in npz.files if k != "threshold"}
+    best = max(history, key=lambda r: r["val_f1"])
+    bundle_config = BundleConfig(
+        network=NetworkConfig(width=config.width, seed=config.seed),
+        normalization=config.normalization,
+        threshold=threshold,
+        min_area_px=config.min_area_px,
+        name=out.name,
+        provenance={"training": config.to_dict(), "epochs_run": len(history), "best_epoch": best["epoch"],
+                    "train_pairs": len(report.train), "val_pairs": len(report.val),
+                    "data": str(dataset.train_images), "stopped": stop_reason["reason"], **(provenance or {})},
+        metrics={k: round(float(best[k]), 4) for k in ("val_f1", "val_precision", "val_recall", "val_pixel_iou")}
+        | {"match_radius_px": config.match_radius},
+    )
+    bundle = make_bundle(bundle_config, weights)
+    save_bundle(bundle, out, overwrite=True, extra_files={"history.csv": _history_csv(history),
+                                                          "loss.png": loss_plot_png(history)})
+    emit({"type": "saved", "path": str(out)})
+    return bundle

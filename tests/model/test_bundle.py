@@ -1,0 +1,109 @@
+"""Model bundles: atomic save, validated load, identical predictions after a round trip."""
+
+import errno
+import json
+
+import numpy as np
+import pytest
+
+from cerber_model import bundle as bundle_module
+from cerber_model.analysis import analyze
+from cerber_model.bundle import BundleConfig, BundleError, load_bundle, make_bundle, save_bundle
+from cerber_model.network import NetworkConfig
+from tests.model.helpers import gaussian_spots, jittered_weights, tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def original():
+    return tiny_bundle(width=2, seed=11, threshold=0.42)
+
+
+@pytest.fixture
+def saved(tmp_path, original):
+    return save_bundle(original, tmp_path / "model")
+
+
+def test_round_trip_gives_identical_predictions(saved, original):
+    loaded = load_bundle(saved)
+    assert loaded.config == original.config
+    rng = np.random.default_rng(0)
+    image = (gaussian_spots((120, 100), rng.uniform(10, 90, (6, 2))) * 500 + rng.normal(50, 5, (120, 100)))
+    a = analyze(image.astype(np.float32), original)
+    b = analyze(image.astype(np.float32), loaded)
+    assert np.array_equal(a.probability, b.probability)  # bit for bit
+    assert a.tracks.count == b.tracks.count
+    assert loaded.config.threshold == 0.42 and a.threshold == 0.42
+
+
+def test_config_records_everything(saved):
+    data = json.loads((saved / "config.json").read_text())
+    assert data["format_version"] == 1
+    assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
+    assert set(data["files"]) == {"weights.npz", "model.onnx"}
+    assert all(len(v) == 64 for v in data["files"].values())
+
+
+def test_missing_file(saved):
+    (saved / "model.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model\.onnx is missing"):
+        load_bundle(saved)
+
+
+def test_damaged_weights_fail_the_checksum(saved):
+    data = bytearray((saved / "weights.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (saved / "weights.npz").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"weights\.npz does not match the checksum"):
+        load_bundle(saved)
+
+
+def test_wrong_version_and_bad_json(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["format_version"] = 99
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="newer than this Cerber"):
+        load_bundle(saved)
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(BundleError, match=r"config\.json is not valid JSON"):
+        load_bundle(saved)
+
+
+def test_config_that_does_not_fit_the_weights(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["network"]["width"] = 3
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"weights\.npz does not fit config\.json"):
+        load_bundle(saved)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a model folder"):
+        load_bundle(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match=r"config\.json is missing"):
+        load_bundle(tmp_path / "empty")
+
+
+def test_make_bundle_rejects_mismatched_weights():
+    config = BundleConfig(network=NetworkConfig(width=2))
+    with pytest.raises(BundleError, match="do not fit"):
+        make_bundle(config, jittered_weights(NetworkConfig(width=1)))
+
+
+def test_existing_folder_is_not_overwritten_without_asking(saved, original):
+    before = (saved / "config.json").read_bytes()
+    with pytest.raises(BundleError, match="already exists"):
+        save_bundle(original, saved)
+    assert (saved / "config.json").read_bytes() == before
+    save_bundle(original, saved, overwrite=True)
+    load_bundle(saved)
+
+
+def test_full_disk_leaves_nothing_behind(tmp_path, original, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bundle_module, "_fsync_write", no_space)
+    with pytest.raises(BundleError, match="No space left.*nothing was changed"):
+        save_bundle(original, tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,106 @@
+"""The cerber command line, run as a user would."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from cerber_model.bundle import save_bundle
+from cerber_model.cli import main
+from cerber_model.tracks import TRACK_COLUMNS
+from tests.model.helpers import gaussian_spots, tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save_bundle(tiny_bundle(width=1, seed=2), tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    spots = gaussian_spots((96, 80), rng.uniform(10, 70, (5, 2)))
+    tifffile.imwrite(folder / "a.tif", (spots * 3000 + 500).astype(np.uint16))
+    PILImage.fromarray((spots * 200 + 20).astype(np.uint8)).save(folder / "b.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "readme.txt").write_text("not an image; ignored when the folder is expanded")
+    return folder
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_analyze_folder_with_one_bad_file(inputs, model, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["analyze", str(inputs), "--out", str(out), "--model", str(model), "--pixel-size", "0.5",
+                 "--save-probability", "--save-overlay"])
+    err = capsys.readouterr().err
+    assert code == 1  # one file failed
+    assert "broken.png" in err and "not a readable image" in err
+    for stem in ("a", "b"):
+        rows = _read_csv(out / f"{stem}_tracks.csv")
+        with open(out / f"{stem}_tracks.csv") as fh:
+            assert fh.readline().strip().split(",") == list(TRACK_COLUMNS)
+        prob = tifffile.imread(out / f"{stem}_probability.tif")
+        assert prob.dtype == np.float32 and prob.shape == (96, 80)
+        overlay = np.asarray(PILImage.open(out / f"{stem}_overlay.png"))
+        assert overlay.shape == (96, 80, 3)
+        assert all(float(r["row"]) >= 0 for r in rows)
+    summary = _read_csv(out / "summary.csv")
+    assert [os.path.basename(r["file"]) for r in summary] == ["a.tif", "b.png"]
+    assert summary[0]["height_px"] == "96" and summary[0]["model"] == "tiny-n1"
+    assert float(summary[0]["density_per_mm2"]) == pytest.approx(
+        int(summary[0]["track_count"]) / (96 * 80 * 0.0005**2))
+    assert not any(p.name.endswith(".tmp") or p.name.startswith(".") for p in out.iterdir())
+
+
+def test_existing_results_are_not_overwritten_without_asking(inputs, model, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--quiet"]
+    assert main(args) == 0
+    before = (out / "a_tracks.csv").read_bytes()
+    assert main(args + ["--threshold", "0.9"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "a_tracks.csv").read_bytes() == before
+    assert main(args + ["--threshold", "0.9", "--overwrite"]) == 0
+    assert _read_csv(out / "summary.csv")[0]["threshold"] == "0.9"
+
+
+def test_threshold_changes_the_count(inputs, model, tmp_path):
+    counts = []
+    for t in ("0.2", "0.95"):
+        out = tmp_path / t
+        assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model),
+                     "--threshold", t, "--quiet"]) == 0
+        counts.append(int(_read_csv(out / "summary.csv")[0]["track_count"]))
+    assert counts[0] != counts[1]
+
+
+def test_globs_missing_inputs_and_bad_model(inputs, model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(inputs / "*.tif"), str(inputs / "nope.tif"), "--out", str(out),
+                 "--model", str(model), "--quiet"]) == 1
+    assert "nope.tif: no such file" in capsys.readouterr().err
+    assert (out / "a_tracks.csv").exists() and not (out / "b_tracks.csv").exists()
+    assert main(["analyze", str(inputs), "--out", str(tmp_path / "o2"), "--model", str(tmp_path)]) == 2
+    assert "config.json is missing" in capsys.readouterr().err
+
+
+def test_info_and_console_script(model):
+    proc = subprocess.run([sys.executable, "-m", "cerber_model.cli", "info", str(model)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "three cross-connected branches" in proc.stdout and "18,813 trainable" in proc.stdout
+    env = dict(os.environ, CERBER_DEFAULT_MODEL=str(model))
+    proc = subprocess.run([sys.executable, "-m", "cerber_model.cli", "info"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and "tiny-n1" in proc.stdout

@@ -1,0 +1,110 @@
+"""Reading images: supported formats keep their values; bad files give one clear error."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from cerber_model.images import ImageReadError, Normalization, normalize, read_image
+
+
+@pytest.fixture
+def gray16():
+    return (np.arange(40 * 30, dtype=np.uint32).reshape(40, 30) * 50).astype(np.uint16)
+
+
+def test_formats_keep_values(tmp_path, gray16):
+    gray8 = (gray16 // 256).astype(np.uint8)
+    PILImage.fromarray(gray8).save(tmp_path / "a.bmp")
+    PILImage.fromarray(gray8).save(tmp_path / "b.png")
+    PILImage.fromarray(gray16).save(tmp_path / "c16.png")
+    tifffile.imwrite(tmp_path / "d8.tif", gray8)
+    tifffile.imwrite(tmp_path / "e16.tiff", gray16)
+    tifffile.imwrite(tmp_path / "f.tif", gray16.astype(np.float32) / 7)
+    for name, expected in [("a.bmp", gray8), ("b.png", gray8), ("c16.png", gray16), ("d8.tif", gray8),
+                           ("e16.tiff", gray16), ("f.tif", gray16.astype(np.float32) / 7)]:
+        image = read_image(tmp_path / name)
+        assert image.data.dtype == expected.dtype, name
+        np.testing.assert_array_equal(image.data, expected, err_msg=name)
+        assert image.notes == []
+    assert read_image(tmp_path / "e16.tiff").bit_depth == "16-bit"
+
+
+def test_colour_is_converted_to_gray_with_a_note(tmp_path):
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    rgb[..., 1] = 200
+    PILImage.fromarray(rgb).save(tmp_path / "rgb.png")
+    PILImage.fromarray(np.dstack([rgb, np.full((10, 12), 255, np.uint8)])).save(tmp_path / "rgba.png")
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    for name in ("rgb.png", "rgba.png", "rgb.tif"):
+        image = read_image(tmp_path / name)
+        assert image.data.shape == (10, 12) and image.data.dtype == np.uint8
+        assert image.data[0, 0] == round(0.587 * 200)
+        assert any("gray" in n for n in image.notes)
+
+
+def test_multipage_tiff_needs_a_page(tmp_path):
+    stack = np.stack([np.full((8, 8), i, np.uint16) for i in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    with pytest.raises(ImageReadError, match=r"stack\.tif.*stack of 3.*--page"):
+        read_image(tmp_path / "stack.tif")
+    assert read_image(tmp_path / "stack.tif", page=2).data[0, 0] == 2
+    with pytest.raises(ImageReadError, match="page 5 does not exist"):
+        read_image(tmp_path / "stack.tif", page=5)
+
+
+def _png_header_only(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_bad_files_raise_one_error_type_naming_the_file(tmp_path, gray16):
+    cases = {}
+    (tmp_path / "empty.png").write_bytes(b"")
+    cases["empty.png"] = "empty"
+    (tmp_path / "notes.tif").write_text("not an image at all")
+    cases["notes.tif"] = "not a readable TIFF"
+    (tmp_path / "text.png").write_text("hello")
+    cases["text.png"] = "not a readable image"
+    PILImage.fromarray(gray16).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    cases["truncated.png"] = "truncated|damaged"
+    (tmp_path / "huge.png").write_bytes(_png_header_only(100_000, 100_000))
+    cases["huge.png"] = "larger than Cerber accepts|absurd"
+    bad = np.ones((5, 5), np.float32)
+    bad[2, 2] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", bad)
+    cases["nan.tif"] = "NaN or infinite"
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    cases["photo.jpg"] = "unsupported type"
+    cases["missing.tif"] = "no such file"
+    for name, message in cases.items():
+        with pytest.raises(ImageReadError, match=message) as info:
+            read_image(tmp_path / name)
+        assert name in str(info.value)
+
+
+def test_inputs_are_never_written(tmp_path, gray16):
+    path = tmp_path / "keep.tif"
+    tifffile.imwrite(path, gray16)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    image = read_image(path)
+    normalize(image.data, Normalization())
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    np.testing.assert_array_equal(image.data, gray16)  # normalisation did not touch the array
+
+
+def test_normalisation_is_bit_depth_independent(gray16):
+    as8 = (gray16 // 257).astype(np.uint8)
+    n16 = normalize(gray16, Normalization())
+    n8 = normalize(as8, Normalization())
+    assert n16.dtype == np.float32
+    assert np.abs(n16 - n8).max() < 0.02
+    assert normalize(as8, Normalization("scale", divisor=255)).max() <= 1.0

@@ -1,0 +1,101 @@
+"""Track extraction on synthetic spots with known centres."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from cerber_model.tracks import TRACK_COLUMNS, extract_tracks
+from tests.model.helpers import gaussian_spots
+
+
+def _spots(n, shape, rng, spacing=14):
+    centres = []
+    while len(centres) < n:
+        c = rng.uniform(10, np.array(shape) - 10)
+        if all(np.hypot(*(c - o)) > spacing for o in centres):
+            centres.append(c)
+    return np.array(centres)
+
+
+def _match(found, truth):
+    d = np.hypot(found[:, None, 0] - truth[None, :, 0], found[:, None, 1] - truth[None, :, 1])
+    r, c = linear_sum_assignment(d)
+    return d[r, c]
+
+
+def test_every_spot_found_once_with_subpixel_centroids():
+    rng = np.random.default_rng(7)
+    shape = (200, 240)
+    truth = _spots(40, shape, rng)
+    sigma = rng.uniform(1.5, 3.0, len(truth))
+    clean = gaussian_spots(shape, truth, sigmas=np.c_[sigma, sigma])
+    image = (100 + 800 * clean + rng.normal(0, 5, shape)).clip(0, 65535).astype(np.uint16)
+    probability = np.clip(clean * 1.2, 0, 1).astype(np.float32)
+    tracks = extract_tracks(probability, image, threshold=0.5)
+    assert len(tracks) == len(truth)
+    found = np.c_[tracks.columns["row"], tracks.columns["col"]]
+    assert _match(found, truth).max() < 0.2
+    assert tuple(tracks.columns) == TRACK_COLUMNS
+    assert (tracks.columns["track_id"] == np.arange(1, len(truth) + 1)).all()
+    # Intensities are in the input's units: the brightest pixel is about 100 + 800.
+    assert 700 < tracks.columns["max_intensity"].max() < 1000
+    np.testing.assert_allclose(tracks.columns["integrated_intensity"],
+                               tracks.columns["mean_intensity"] * tracks.columns["area_px"])
+    assert (tracks.columns["max_probability"] >= 0.5).all()
+
+
+def test_touching_tracks_are_split_at_their_maxima():
+    shape = (60, 60)
+    truth = np.array([[30.0, 25.0], [30.0, 33.0]])  # 8 px apart: one thresholded blob
+    clean = gaussian_spots(shape, truth, sigma=2.5)
+    probability = np.clip(clean, 0, 1).astype(np.float32)
+    from scipy import ndimage
+
+    assert ndimage.label(probability >= 0.3)[1] == 1
+    tracks = extract_tracks(probability, (1000 * clean).astype(np.uint16), threshold=0.3)
+    assert len(tracks) == 2
+    found = np.c_[tracks.columns["row"], tracks.columns["col"]]
+    assert _match(found, truth).max() < 0.5
+
+
+def test_a_flat_saturated_track_is_not_split():
+    probability = np.zeros((40, 40), np.float32)
+    probability[15:25, 12:28] = 1.0
+    tracks = extract_tracks(probability, np.full((40, 40), 7, np.uint8), threshold=0.5)
+    assert len(tracks) == 1
+    assert tracks.columns["row"][0] == pytest.approx(19.5) and tracks.columns["col"][0] == pytest.approx(19.5)
+
+
+@pytest.mark.parametrize("angle_deg", [0, 45, -45, 90, 30])
+def test_orientation_and_axes(angle_deg):
+    shape = (80, 80)
+    clean = gaussian_spots(shape, [(40, 40)], sigmas=[(6.0, 2.0)], angles=[np.radians(angle_deg)])
+    tracks = extract_tracks(clean.astype(np.float32), (clean * 1000).astype(np.uint16), threshold=0.3)
+    assert len(tracks) == 1
+    got = tracks.columns["orientation_deg"][0]
+    diff = (got - angle_deg + 90) % 180 - 90  # orientation is defined modulo 180 degrees
+    assert abs(diff) < 3
+    assert tracks.columns["major_axis_px"][0] > 2.5 * tracks.columns["minor_axis_px"][0]
+    assert tracks.columns["eccentricity"][0] > 0.9
+
+
+def test_min_area_density_and_empty():
+    probability = np.zeros((100, 100), np.float32)
+    probability[10, 10] = 0.9  # a one-pixel speck
+    probability[50:54, 50:54] = 0.9
+    image = np.ones((100, 100), np.uint8)
+    assert len(extract_tracks(probability, image, 0.5)) == 2
+    tracks = extract_tracks(probability, image, 0.5, min_area_px=4, pixel_size_um=0.5)
+    assert len(tracks) == 1 and tracks.columns["area_px"][0] == 16
+    # 100 x 100 px at 0.5 um = 50 um x 50 um = 0.0025 mm^2
+    assert tracks.density_per_mm2 == pytest.approx(1 / 0.0025)
+    empty = extract_tracks(np.zeros((30, 30), np.float32), np.zeros((30, 30), np.uint8), 0.5)
+    assert len(empty) == 0 and empty.density_per_mm2 is None
+    assert all(len(v) == 0 for v in empty.columns.values())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="shape"):
+        extract_tracks(np.zeros((5, 5)), np.zeros((5, 6)), 0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        extract_tracks(np.zeros((5, 5)), np.zeros((5, 5)), 1.5)
