@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench constraints clean
+.PHONY: setup run test lint bench model constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The default model: fixed seeds, about an hour on a 2-core CPU. Interrupted runs
+# continue where they stopped (--resume); the data are generated once.
+MODEL_DATA := build/model-data
+$(MODEL_DATA)/recipe.json: | $(STAMP)
+	rm -rf $(MODEL_DATA)
+	$(BIN)/cerber generate $(MODEL_DATA) --count 240 --seed 1 --size 512 512 --tracks 10 30 --snr 0.7 5 --quiet
+
+model: setup $(MODEL_DATA)/recipe.json
+	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --width 2 --epochs 25 --steps 100 \
+		--patch 128 --batch 8 --seed 777 --resume
 
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py

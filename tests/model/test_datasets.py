@@ -1,0 +1,103 @@
+"""Data sets: every problem reported by file, and patches that keep image and mask aligned."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from cerber_model.datasets import Augmentation, DatasetSpec, PatchSampler, inspect_dataset, find_pairs
+from cerber_model.images import Normalization
+
+
+def _write(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, array)
+    else:
+        PILImage.fromarray(array).save(path)
+
+
+def _good(root, names=("a", "b", "c", "d", "e")):
+    rng = np.random.default_rng(0)
+    for name in names:
+        mask = np.zeros((40, 48), np.uint8)
+        mask[10:14, 20:25] = 255
+        _write(root / "train" / "images" / f"{name}.png", (rng.random((40, 48)) * 200).astype(np.uint8))
+        _write(root / "train" / "masks" / f"{name}.png", mask)
+
+
+def test_a_good_set_with_held_out_fraction(tmp_path):
+    _good(tmp_path)
+    report = inspect_dataset(DatasetSpec.from_folder(tmp_path, val_fraction=0.4))
+    assert report.ok, report.summary()
+    assert len(report.train) == 3 and len(report.val) == 2
+    assert report.sizes == {(40, 48): 5}
+    assert report.track_fraction == pytest.approx(20 / (40 * 48))
+
+
+def test_every_problem_is_reported_by_file(tmp_path):
+    _good(tmp_path)
+    t = tmp_path / "train"
+    _write(t / "images" / "lonely.png", np.zeros((40, 48), np.uint8))  # no mask
+    _write(t / "masks" / "orphan.png", np.zeros((40, 48), np.uint8))  # no image
+    _write(t / "images" / "big.tif", np.zeros((50, 50), np.uint16))
+    _write(t / "masks" / "big.png", np.zeros((40, 48), np.uint8))  # size mismatch
+    _write(t / "images" / "grey.png", np.zeros((40, 48), np.uint8))
+    _write(t / "masks" / "grey.png", np.arange(40 * 48).reshape(40, 48).astype(np.uint8))  # not binary
+    (t / "images" / "broken.png").write_bytes(b"\x89PNG broken")
+    _write(t / "masks" / "broken.png", np.zeros((40, 48), np.uint8))
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    (tmp_path / "val" / "masks").mkdir(parents=True)
+    report = inspect_dataset(DatasetSpec.from_folder(tmp_path))
+    assert not report.ok
+    text = report.summary()
+    for expected in ("lonely.png: has no mask", "orphan.png: has no image", "big.png: is 48x40 px but its image",
+                     "grey.png: is not a binary mask", "broken.png: is not a readable image",
+                     "holds no BMP, PNG or TIFF images"):
+        assert expected in text, expected
+
+
+def test_missing_folders(tmp_path):
+    pairs, problems = find_pairs(tmp_path / "x", tmp_path / "y")
+    assert not pairs and len(problems) == 2 and "does not exist" in str(problems[0])
+
+
+@pytest.mark.parametrize("aug", [
+    Augmentation(brightness=0, contrast=(1, 1), gamma=(1, 1), noise_sd=0),
+    Augmentation(small_rotation_deg=20, scale=(0.8, 1.25), brightness=0, contrast=(1, 1), gamma=(1, 1), noise_sd=0),
+])
+def test_augmentation_keeps_image_and_mask_aligned(tmp_path, aug):
+    """The image is a scaled copy of an asymmetric mask: after any augmentation the bright
+    pixels of the image must be exactly (flips) or almost exactly (rotation) the mask's."""
+    mask = np.zeros((120, 100), np.uint8)
+    mask[20:30, 10:60] = 255  # an asymmetric L shape: any misalignment shows
+    mask[20:90, 10:18] = 255
+    mask[70:75, 60:95] = 255
+    _write(tmp_path / "i" / "x.png", (mask // 255 * 200 + 20).astype(np.uint8))
+    _write(tmp_path / "m" / "x.png", mask)
+    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    sampler = PatchSampler(pairs, Normalization("scale", divisor=255), patch=64, track_bias=1.0, augmentation=aug)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        x, y = sampler.sample(rng)
+        assert x.shape == y.shape == (64, 64) and x.dtype == y.dtype == np.float32
+        bright = x > (20 + 100) / 255
+        agreement = np.mean(bright == (y > 0.5))
+        assert agreement > (0.999 if not aug.small_rotation_deg else 0.97)
+        assert y.sum() > 0
+        seen.add(y.tobytes())
+    assert len(seen) > 10  # the patches really vary
+
+
+def test_photometric_changes_only_the_image(tmp_path):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[30:34, 30:34] = 255
+    _write(tmp_path / "i" / "x.png", np.full((64, 64), 100, np.uint8))
+    _write(tmp_path / "m" / "x.png", mask)
+    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    sampler = PatchSampler(pairs, Normalization("scale", divisor=255), patch=32, track_bias=1.0,
+                           augmentation=Augmentation(flips=False))
+    x, y = sampler.sample(np.random.default_rng(1))
+    assert x.std() > 0  # noise was added to the flat image
+    assert set(np.unique(y)) <= {0.0, 1.0}

@@ -1,0 +1,24 @@
+"""Point matching and the LoG baseline."""
+
+import numpy as np
+
+from cerber_model.evaluation import log_detect, match_points
+from tests.model.helpers import gaussian_spots
+
+
+def test_matching_is_one_to_one_within_the_radius():
+    truth = np.array([[10, 10], [20, 20], [30, 30]])
+    found = np.array([[10.5, 10], [11, 10], [20, 22.9], [50, 50]])
+    m = match_points(found, truth, radius=3)
+    assert (m.tp, m.fp, m.fn) == (2, 2, 1)
+    assert m.precision == 0.5 and m.recall == 2 / 3
+    assert match_points(np.zeros((0, 2)), truth).fn == 3
+    assert match_points(found, np.zeros((0, 2))).fp == 4
+
+
+def test_log_finds_clean_spots():
+    rng = np.random.default_rng(0)
+    truth = np.array([[20, 20], [20, 60], [60, 40], [45, 80]], float)
+    image = 100 + 500 * gaussian_spots((90, 100), truth, sigma=2.0) + rng.normal(0, 5, (90, 100))
+    found = log_detect(image.astype(np.float32), sigma=2.0, threshold=0.05)
+    assert match_points(found, truth, 3).f1 == 1.0

@@ -1,0 +1,83 @@
+"""Training end to end on a tiny synthetic set (slow: real Keras training)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cerber_model.bundle import load_bundle
+from cerber_model.datasets import DatasetSpec
+from cerber_model.progress import CancelToken
+from cerber_model.synthesis import Recipe, generate_dataset
+from cerber_model.training import TrainingConfig, TrainingError, train
+
+pytestmark = pytest.mark.slow
+
+TINY = TrainingConfig(width=1, epochs=2, steps_per_epoch=3, patch=32, batch=2, val_patches=4, val_images=2,
+                      early_stopping=0, min_area_px=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    recipe = Recipe(height=64, width=64, tracks=(2, 4), snr=(3, 5), track_sd=(1.5, 2.5),
+                    inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
+    return generate_dataset(tmp_path_factory.mktemp("d") / "data", 8, seed=1, recipe=recipe,
+                            val_fraction=0.25, workers=1)
+
+
+def test_train_emits_events_and_saves_a_bundle(data, tmp_path):
+    events = []
+    bundle = train(TINY, DatasetSpec.from_folder(data), tmp_path / "model", callback=events.append)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "inspected" and kinds[-1] == "saved"
+    assert kinds.count("epoch") == 2 and kinds.count("batch") == 6
+    epoch = next(e for e in events if e["type"] == "epoch")
+    for key in ("loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold", "val_pixel_iou"):
+        assert np.isfinite(epoch[key]), key
+    loaded = load_bundle(tmp_path / "model")
+    assert loaded.config.threshold == bundle.config.threshold
+    assert loaded.config.provenance["training"]["width"] == 1
+    assert "val_f1" in loaded.config.metrics
+    history = (tmp_path / "model" / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,loss,val_loss") and len(history) == 3
+    assert (tmp_path / "model" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_from_the_last_epoch(data, tmp_path):
+    spec = DatasetSpec.from_folder(data)
+    out = tmp_path / "model"
+    train(TINY, spec, out)
+    wider = TrainingConfig(**{**TINY.__dict__, "width": 2})
+    with pytest.raises(TrainingError, match="other settings"):
+        train(wider, spec, out, resume=True, overwrite=True)
+    events = []
+    train(TINY, spec, out, resume=True, overwrite=True, callback=events.append)
+    assert not any(e["type"] == "batch" for e in events)  # nothing left to do
+    longer = TrainingConfig(**{**TINY.__dict__, "epochs": 3})
+    events = []
+    train(longer, spec, out, resume=True, overwrite=True, callback=events.append)
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [3]  # only the new epoch ran
+    state = json.loads((out.with_name("model.work") / "state.json").read_text())
+    assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
+
+
+def test_cancel_stops_within_a_batch_and_keeps_the_best(data, tmp_path):
+    token = CancelToken()
+    batches = []
+
+    def on_event(event):
+        if event["type"] == "batch":
+            batches.append(event)
+            if event["epoch"] == 2 and event["batch"] == 1:
+                token.cancel()
+
+    train(TINY, DatasetSpec.from_folder(data), tmp_path / "model", callback=on_event, cancel=token)
+    assert len(batches) == 4  # 3 in epoch 1, then one batch of epoch 2
+    assert load_bundle(tmp_path / "model").config.provenance["stopped"] == "cancelled"
+
+
+def test_bad_data_refuses_to_start(tmp_path):
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "masks").mkdir(parents=True)
+    with pytest.raises(TrainingError, match="holds no BMP, PNG or TIFF"):
+        train(TINY, DatasetSpec.from_folder(tmp_path), tmp_path / "model")
