@@ -251,7 +251,7 @@ def train(
     if resume and state_path.is_file() and last_path.is_file():
         state = json.loads(state_path.read_text())
         # The number of epochs may change on resuming (train longer, or stop and keep the best so far).
-        if {**state["config"], "epochs": config.epochs} != config.to_dict():
+        if {**state["config"], "epochs": config.epochs} != json.loads(json.dumps(config.to_dict())):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
         model = keras.models.load_model(last_path, compile=True)
