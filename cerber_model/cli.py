@@ -278,6 +278,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .bundle import BundleError
+    from .datasets import find_pairs
+    from .evaluation import evaluate
+
+    try:
+        bundle = _load_model(args.model)
+    except BundleError as exc:
+        return _fail(str(exc))
+    root = Path(args.data)
+    folder = root / "val" if (root / "val" / "images").is_dir() else root
+    pairs, problems = find_pairs(folder / "images", folder / "masks")
+    if problems or not pairs:
+        return _fail("the data cannot be evaluated:\n" + "\n".join(str(p) for p in problems))
+    bar, progress = _bar("evaluating", args.quiet)
+    with bar:
+        result = evaluate(bundle, pairs, args.radius, args.threshold, progress=progress)
+    print(result.table())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
     parser.add_argument("--version", action="version", version=f"cerber {__version__}")
@@ -329,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model (and a LoG baseline) against ground truth",
+                       description="Precision, recall and F1 of matched track centres, per image and overall, "
+                                   "for the model and a Laplacian-of-Gaussian detector tuned on the same images.")
+    e.add_argument("model", help="model bundle folder")
+    e.add_argument("data", help="data folder: DATA/val/{images,masks} (or DATA/{images,masks})")
+    e.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")
+    e.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="describe a model bundle")
     i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")

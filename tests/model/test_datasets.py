@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
-from cerber_model.datasets import Augmentation, DatasetSpec, PatchSampler, inspect_dataset, find_pairs
+from cerber_model.datasets import Augmentation, DatasetSpec, PatchSampler, find_pairs, inspect_dataset
 from cerber_model.images import Normalization
 
 

@@ -22,3 +22,20 @@ def test_log_finds_clean_spots():
     image = 100 + 500 * gaussian_spots((90, 100), truth, sigma=2.0) + rng.normal(0, 5, (90, 100))
     found = log_detect(image.astype(np.float32), sigma=2.0, threshold=0.05)
     assert match_points(found, truth, 3).f1 == 1.0
+
+
+def test_evaluate_command_reports_network_and_baseline(tmp_path, capsys):
+    from cerber_model.bundle import save_bundle
+    from cerber_model.cli import main
+    from cerber_model.synthesis import Recipe, generate_dataset
+    from tests.model.helpers import tiny_bundle
+
+    recipe = Recipe(height=64, width=64, tracks=(3, 5), snr=(6, 8), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
+    data = generate_dataset(tmp_path / "data", 3, seed=2, recipe=recipe, val_fraction=0.67, workers=1)
+    model = save_bundle(tiny_bundle(width=1), tmp_path / "model")
+    assert main(["evaluate", str(model), str(data), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("OVERALL")]
+    assert [line.split()[1] for line in lines] == ["cerber", "LoG"]
+    assert float(lines[1].split()[4]) > 0.8  # LoG finds clean, bright spots
+    assert "synth_00001" in out and "synth_00002" in out and "LoG tuned" in out
