@@ -116,14 +116,23 @@ def _add_gaussian(canvas: np.ndarray, r0: float, c0: float, sd_u: float, sd_v: f
         mask[r_lo:r_hi, c_lo:c_hi] |= q <= mask_sigmas**2
 
 
-def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
-    """Synthetic image number ``index`` of the data set with ``seed``."""
-    rng = np.random.default_rng([seed, index])
+@dataclass
+class Scene:
+    """The random draws behind one image (everything but the pixel noise values)."""
+
+    offset: float
+    noise_sd: float
+    noise: np.ndarray  # (H, W) Gaussian noise, SD noise_sd
+    tracks: np.ndarray  # (N, 6): row, col, sd along, sd across, angle, amplitude
+    blobs: np.ndarray  # (M, 6): the inhomogeneities, same columns
+    vignette: tuple[float, float]  # sd, amplitude
+
+
+def draw_scene(recipe: Recipe, rng: np.random.Generator) -> Scene:
     h, w = recipe.height, recipe.width
     offset = rng.uniform(*recipe.offset)
     noise_sd = rng.uniform(recipe.noise_sd_min, max(recipe.noise_sd_min, recipe.noise_sd_offset_factor * offset))
-    canvas = np.clip(offset + rng.normal(0.0, noise_sd, (h, w)), 0, 255)
-
+    noise = rng.normal(0.0, noise_sd, (h, w))
     n = int(rng.integers(recipe.tracks[0], recipe.tracks[1] + 1))
     lo, hi = recipe.centre_fraction
     rows = rng.uniform(lo * (h - 1), hi * (h - 1), n)
@@ -134,24 +143,39 @@ def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
     else:
         amplitudes = rng.uniform(*recipe.snr, n) * noise_sd
     angles = rng.uniform(0.0, math.pi, n)
-    mask = np.zeros((h, w), dtype=bool)
-    for i in range(n):
-        _add_gaussian(canvas, rows[i], cols[i], sds[i, 0], sds[i, 1], angles[i], amplitudes[i],
-                      mask, recipe.mask_sigmas)
-
+    blobs = []
     for _ in range(int(rng.integers(recipe.inhomogeneities[0], recipe.inhomogeneities[1] + 1))):
         r, c = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
         sd = rng.uniform(*recipe.inhomogeneity_sd, 2)
-        _add_gaussian(canvas, r, c, sd[0], sd[1], rng.uniform(0, math.pi), rng.uniform(*recipe.inhomogeneity_amplitude))
+        blobs.append((r, c, sd[0], sd[1], rng.uniform(0, math.pi), rng.uniform(*recipe.inhomogeneity_amplitude)))
+    vignette = (rng.uniform(*recipe.vignette_sd), rng.uniform(*recipe.vignette_amplitude))
+    return Scene(offset, noise_sd, noise, np.c_[rows, cols, sds, angles, amplitudes],
+                 np.array(blobs, dtype=np.float64).reshape(-1, 6), vignette)
+
+
+def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
+    """Synthetic image number ``index`` of the data set with ``seed``."""
+    h, w = recipe.height, recipe.width
+    scene = draw_scene(recipe, np.random.default_rng([seed, index]))
+    canvas = np.clip(scene.offset + scene.noise, 0, 255)
+    mask = np.zeros((h, w), dtype=bool)
+    for r, c, sd_u, sd_v, angle, amplitude in scene.tracks:
+        _add_gaussian(canvas, r, c, sd_u, sd_v, angle, amplitude, mask, recipe.mask_sigmas)
+    for r, c, sd_u, sd_v, angle, amplitude in scene.blobs:
+        _add_gaussian(canvas, r, c, sd_u, sd_v, angle, amplitude)
     # The vignette is centred and round: a separable outer product, cheap at any size.
-    vsd, vamp = rng.uniform(*recipe.vignette_sd), rng.uniform(*recipe.vignette_amplitude)
+    vsd, vamp = scene.vignette
     gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / vsd) ** 2)
     gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / vsd) ** 2)
     canvas += vamp * np.outer(gy, gx)
+    return Sample(_to_uint8(canvas), mask.astype(np.uint8) * 255, scene.tracks[:, :2].copy(),
+                  scene.tracks[:, 5] / scene.noise_sd)
 
-    lo_v, hi_v = canvas.min(), canvas.max()
-    image = np.rint((canvas - lo_v) * (255.0 / max(hi_v - lo_v, 1e-9))).astype(np.uint8)
-    return Sample(image, mask.astype(np.uint8) * 255, np.c_[rows, cols], amplitudes / noise_sd)
+
+def _to_uint8(canvas: np.ndarray) -> np.ndarray:
+    """Min-max scaled to 0..255, as the prototype saved its images."""
+    lo, hi = canvas.min(), canvas.max()
+    return np.rint((canvas - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
 
 
 # -- data sets on disk -----------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Training memory and throughput on a folder of full-size (1608 x 1608) images.
+
+Generates a small set of 1608 x 1608 synthetic images (once), then for each
+width runs the real trainer (streaming patches, lazy image cache) for a few
+steps in a fresh process and prints its peak RSS and training throughput in
+pixels per second (patch pixels per second of training steps, first step
+excluded). The prototype needed over 21 GiB for one 1608 x 1608 image per step.
+
+    python benchmarks/bench_training.py [--widths 1 2 4] [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def child(args) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from cerber_model.datasets import DatasetSpec
+    from cerber_model.training import TrainingConfig, train
+
+    stamps = []
+
+    def on_event(event):
+        if event["type"] == "batch":
+            stamps.append(time.perf_counter())
+
+    config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch=args.patch,
+                            batch=args.batch, val_patches=args.batch, val_images=1, early_stopping=0)
+    out = Path(tempfile.mkdtemp()) / "model"
+    train(config, DatasetSpec.from_folder(args.data), out, callback=on_event)
+    steps = len(stamps) - 1
+    rate = steps * args.batch * args.patch**2 / (stamps[-1] - stamps[0]) if steps > 0 else float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"px_per_s": rate, "s_per_step": (stamps[-1] - stamps[0]) / max(steps, 1),
+                      "peak_rss_gib": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--patch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--data", default=str(ROOT / "build" / "bench-train-1608"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    from cerber_model.synthesis import Recipe, generate_dataset
+
+    data = Path(args.data)
+    if not (data / "recipe.json").is_file():
+        generate_dataset(data, args.images, seed=5, recipe=Recipe(tracks=(10, 20), snr=(1, 5)), val_fraction=0.2)
+    print(f"training on {args.images} images of 1608 x 1608 px, patches {args.patch} px, batch {args.batch}")
+    for width in args.widths:
+        cmd = [sys.executable, __file__, "--child", "--width", str(width), "--steps", str(args.steps),
+               "--patch", str(args.patch), "--batch", str(args.batch), "--data", str(data)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(proc.stderr[-3000:])
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"  width {width}: {r['px_per_s'] / 1e3:.0f} k px/s ({r['s_per_step']:.2f} s per step), "
+              f"peak RSS {r['peak_rss_gib']:.2f} GiB (whole process, validation included)")
+
+
+if __name__ == "__main__":
+    main()
