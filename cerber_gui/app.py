@@ -1,0 +1,42 @@
+"""Starting the desktop app: ``cerber-gui [IMAGES...] [--model BUNDLE]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cerber-gui", description="Cerber track analyzer")
+    parser.add_argument("images", nargs="*", help="images or folders to open")
+    parser.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    from PySide6.QtWidgets import QApplication
+
+    from cerber_model.bundle import BundleError, load_bundle, load_default_bundle
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Cerber")
+    app.setOrganizationName("Cerber")
+    bundle, problem = None, None
+    try:
+        bundle = load_bundle(args.model) if args.model else load_default_bundle()
+    except BundleError as exc:
+        problem = str(exc)
+    window = MainWindow(bundle)
+    window.show()
+    if problem:
+        window.show_error("No model is loaded; load one from the Model menu.", problem)
+    if args.images:
+        window.open_paths([Path(p) for p in args.images])
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

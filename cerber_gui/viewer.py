@@ -1,0 +1,148 @@
+"""The side-by-side viewer: the input on the left, the segmentation on the right.
+
+Both panes are pyqtgraph ViewBoxes linked in x and y, so zoom and pan follow each
+other. The right pane shows the input in gray with the probability map as a
+colour layer (opacity adjustable) and track markers; it can instead show the
+probability map alone or the binary mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+MODES = ("overlay", "probability", "mask")
+
+
+def _lut(colour: tuple[int, int, int]) -> np.ndarray:
+    """A 256-entry RGBA lookup table from transparent to ``colour``."""
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, :3] = colour
+    lut[:, 3] = np.arange(256)
+    return lut
+
+
+class SideBySideViewer(QWidget):
+    #: row, col, input value, probability (nan before analysis) under the cursor
+    hovered = Signal(int, int, float, float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.left = pg.GraphicsLayoutWidget()
+        self.right = pg.GraphicsLayoutWidget()
+        layout.addWidget(self.left)
+        layout.addWidget(self.right)
+        self.left_box = self.left.addViewBox(lockAspect=True, invertY=True)
+        self.right_box = self.right.addViewBox(lockAspect=True, invertY=True)
+        self.right_box.setXLink(self.left_box)
+        self.right_box.setYLink(self.left_box)
+        self.input_item = pg.ImageItem()
+        self.background_item = pg.ImageItem()
+        self.overlay_item = pg.ImageItem()
+        self.overlay_item.setLookupTable(_lut((255, 0, 200)))
+        self.markers = pg.ScatterPlotItem(size=12, symbol="o", pen=pg.mkPen((255, 220, 0), width=1.5),
+                                          brush=None, pxMode=True)
+        # Pixel centres sit at integer coordinates, as in the track tables.
+        for item in (self.input_item, self.background_item, self.overlay_item):
+            item.setPos(-0.5, -0.5)
+        self.left_box.addItem(self.input_item)
+        self.right_box.addItem(self.background_item)
+        self.right_box.addItem(self.overlay_item)
+        self.right_box.addItem(self.markers)
+        self.data: np.ndarray | None = None
+        self.probability: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+        self.mode = "overlay"
+        self.opacity = 0.6
+        for scene in (self.left.scene(), self.right.scene()):
+            scene.sigMouseMoved.connect(self._mouse_moved)
+
+    # -- content -------------------------------------------------------------
+    def set_image(self, data: np.ndarray, levels: tuple[float, float] | None = None) -> None:
+        """Show a new input image (clears any result) and fit it in view."""
+        self.data = data
+        self.probability = self.labels = None
+        levels = levels or self.auto_levels(data)
+        for item in (self.input_item, self.background_item):
+            item.setImage(data, autoLevels=False, levels=levels)
+        self.overlay_item.clear()
+        self.markers.clear()
+        self.left_box.autoRange(padding=0.02)
+
+    @staticmethod
+    def auto_levels(data: np.ndarray) -> tuple[float, float]:
+        """Display range for 8- and 16-bit alike: the 0.5 and 99.8 percentiles."""
+        step = max(1, int(np.sqrt(data.size / 1_000_000)))
+        lo, hi = np.percentile(data[::step, ::step], [0.5, 99.8])
+        return float(lo), float(max(hi, lo + 1e-6))
+
+    def set_levels(self, low: float, high: float) -> None:
+        for item in (self.input_item, self.background_item):
+            item.setLevels((low, high))
+
+    def set_result(self, probability: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> None:
+        self.probability, self.labels = probability, labels
+        self.markers.setData(pos=centres[:, ::-1] if len(centres) else np.zeros((0, 2)))
+        self._refresh()
+
+    def set_tracks(self, labels: np.ndarray, centres: np.ndarray) -> None:
+        self.labels = labels
+        self.markers.setData(pos=centres[:, ::-1] if len(centres) else np.zeros((0, 2)))
+        if self.mode == "mask":
+            self._refresh()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = opacity
+        self.overlay_item.setOpacity(opacity if self.mode == "overlay" else 1.0)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(mode)
+        self.mode = mode
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.probability is None:
+            return
+        if self.mode == "overlay":
+            self.background_item.setVisible(True)
+            self.overlay_item.setLookupTable(_lut((255, 0, 200)))
+            self.overlay_item.setImage(self.probability, autoLevels=False, levels=(0, 1))
+            self.overlay_item.setOpacity(self.opacity)
+        elif self.mode == "probability":
+            self.background_item.setVisible(False)
+            self.overlay_item.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
+            self.overlay_item.setImage(self.probability, autoLevels=False, levels=(0, 1))
+            self.overlay_item.setOpacity(1.0)
+        else:
+            self.background_item.setVisible(False)
+            mask = (self.labels > 0).astype(np.uint8) if self.labels is not None else np.zeros_like(self.probability)
+            self.overlay_item.setLookupTable(None)
+            self.overlay_item.setImage(mask * 255, autoLevels=False, levels=(0, 255))
+            self.overlay_item.setOpacity(1.0)
+
+    # -- navigation ------------------------------------------------------------
+    def centre_on(self, row: float, col: float, size: float = 64) -> None:
+        """Show a ``size`` px square around (row, col) in both panes."""
+        self.left_box.setRange(xRange=(col - size / 2, col + size / 2), yRange=(row - size / 2, row + size / 2),
+                               padding=0)
+
+    def view_centre(self) -> tuple[float, float]:
+        (x0, x1), (y0, y1) = self.left_box.viewRange()
+        return (y0 + y1) / 2, (x0 + x1) / 2
+
+    def _mouse_moved(self, pos) -> None:
+        if self.data is None:
+            return
+        box = self.left_box if self.left.sceneBoundingRect().contains(pos) else self.right_box
+        point = box.mapSceneToView(pos)
+        row, col = int(np.floor(point.y() + 0.5)), int(np.floor(point.x() + 0.5))
+        if 0 <= row < self.data.shape[0] and 0 <= col < self.data.shape[1]:
+            prob = float(self.probability[row, col]) if self.probability is not None else float("nan")
+            self.hovered.emit(row, col, float(self.data[row, col]), prob)

@@ -1,0 +1,121 @@
+"""The main window, clicked as a user would (offscreen, with a tiny model)."""
+
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
+
+from cerber_gui.main_window import MainWindow  # noqa: E402
+from tests.model.helpers import gaussian_spots, tiny_bundle  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return tiny_bundle(width=1, seed=5)
+
+
+@pytest.fixture
+def window(qtbot, bundle, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(bundle, settings)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(20, 180, (12, 2))
+    data = (gaussian_spots((200, 220), centres, sigma=2.5) * 3000 + 400 + rng.normal(0, 30, (200, 220)))
+    path = tmp_path / "spots.tif"
+    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
+    return path
+
+
+def _analyze(qtbot, window):
+    with qtbot.waitSignal(window.analysis_shown, timeout=60000):
+        qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
+
+
+def test_open_analyze_and_see_tracks(qtbot, window, image_path):
+    assert not window.analyze_button.isEnabled()  # nothing to analyze yet
+    window.open_paths([image_path])
+    assert window.image_list.count() == 1 and window.analyze_button.isEnabled()
+    _analyze(qtbot, window)
+    result = window.results[image_path.resolve()]
+    assert window.track_panel.model.rowCount() == result.tracks.count
+    assert str(result.tracks.count) in window.track_panel.summary.text()
+    assert window.viewer.probability is result.probability
+
+
+def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp_path, monkeypatch):
+    # Uniform noise keeps the untrained tiny network's map spread over 0..1.
+    noise = tmp_path / "noise.tif"
+    tifffile.imwrite(noise, np.random.default_rng(0).integers(0, 4000, (200, 220)).astype(np.uint16))
+    window.open_paths([noise])
+    _analyze(qtbot, window)
+    calls = []
+    monkeypatch.setattr("cerber_gui.main_window.analyze", lambda *a, **k: calls.append(1))
+    counts = set()
+    for value in (30, 90):
+        with qtbot.waitSignal(window.tracks_updated, timeout=20000) as blocker:
+            window.threshold_slider.setValue(value)
+        counts.add(blocker.args[0])
+        assert window.track_panel.model.rowCount() == blocker.args[0]
+    assert len(counts) > 1 and not calls
+
+
+def test_clicking_a_row_centres_both_views(qtbot, window, image_path):
+    window.open_paths([image_path])
+    window.threshold_slider.setValue(30)
+    _analyze(qtbot, window)
+    table = window.track_panel.table
+    assert table.model().rowCount() > 0
+    index = table.model().index(0, 0)
+    rect = table.visualRect(index)
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=rect.center())
+    tracks = window.results[image_path.resolve()].tracks
+    source_row = window.track_panel.proxy.mapToSource(index).row()
+    row, col = tracks.columns["row"][source_row], tracks.columns["col"][source_row]
+    for box in (window.viewer.left_box, window.viewer.right_box):
+        (x0, x1), (y0, y1) = box.viewRange()
+        assert abs((x0 + x1) / 2 - col) < 2 and abs((y0 + y1) / 2 - row) < 2
+
+
+def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tmp_path):
+    big = tmp_path / "big.tif"
+    tifffile.imwrite(big, np.random.default_rng(1).integers(0, 4000, (2400, 2400), dtype=np.uint16))
+    window.open_paths([big])
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
+    assert window.busy and window.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: window.progress.maximum() > 0 and window.progress.value() >= 1, timeout=60000)
+    qtbot.mouseClick(window.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not window.busy, timeout=60000)
+    timer.stop()
+    assert big.resolve() not in window.results
+    assert window.analyze_button.isEnabled()
+    assert len(ticks) > 5  # the event loop kept running during the analysis
+
+
+def test_unreadable_file_and_damaged_model_get_a_message(qtbot, window, tmp_path, bundle):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    window.open_paths([bad])
+    assert window.image_list.count() == 0
+    assert "broken.png" in window.last_error[1]
+    damaged = tmp_path / "model"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{")
+    assert not window.load_model(damaged)
+    assert window.bundle is bundle and "config.json" in window.last_error[1]
