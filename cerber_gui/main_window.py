@@ -80,10 +80,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.viewer)
         self.image_list = QListWidget()
         self.image_list.currentItemChanged.connect(self._image_chosen)
-        self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
+        images_dock = self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
         self.track_panel = TrackPanel()
         self.track_panel.track_selected.connect(lambda r, c: self.viewer.centre_on(r, c))
-        self._dock("Tracks", self.track_panel, Qt.RightDockWidgetArea)
+        tracks_dock = self._dock("Tracks", self.track_panel, Qt.RightDockWidgetArea)
         self._build_actions()
         self._build_status()
         self.viewer.hovered.connect(self._hovered)
@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1500, 900)
+        # The images get most of the room; the lists and the table what they need.
+        self.resizeDocks([images_dock, tracks_dock], [190, 470], Qt.Horizontal)
         self._model_changed()
 
     # -- construction ---------------------------------------------------------

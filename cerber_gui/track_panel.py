@@ -68,6 +68,7 @@ class TrackPanel(QWidget):
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().setVisible(False)
@@ -77,7 +78,8 @@ class TrackPanel(QWidget):
         self.area_plot = pg.PlotWidget(title="Track area (px)")
         self.intensity_plot = pg.PlotWidget(title="Integrated intensity")
         for plot in (self.area_plot, self.intensity_plot):
-            plot.setMinimumHeight(120)
+            plot.setMinimumHeight(110)
+            plot.setMaximumHeight(200)
             plot.setLabel("left", "tracks")
             plots.addWidget(plot)
         self.area_hist = pg.BarGraphItem(x=[], height=[], width=1, brush=(90, 140, 220))

@@ -46,8 +46,10 @@ class SideBySideViewer(QWidget):
         self.background_item = pg.ImageItem()
         self.overlay_item = pg.ImageItem()
         self.overlay_item.setLookupTable(_lut((255, 0, 200)))
-        self.markers = pg.ScatterPlotItem(size=12, symbol="o", pen=pg.mkPen((255, 220, 0), width=1.5),
-                                          brush=None, pxMode=True)
+        # Markers are rings of 9 px in image coordinates, so they scale with zoom
+        # instead of covering a zoomed-out image.
+        self.markers = pg.ScatterPlotItem(size=9, symbol="o", pen=pg.mkPen((255, 220, 0), width=1.2),
+                                          brush=None, pxMode=False)
         # Pixel centres sit at integer coordinates, as in the track tables.
         for item in (self.input_item, self.background_item, self.overlay_item):
             item.setPos(-0.5, -0.5)
