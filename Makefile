@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench model constraints clean
+.PHONY: setup run gui test lint bench model constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ setup: $(STAMP)
 # The main job: analyze the bundled sample images with the default model.
 run: setup
 	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
+
+# The desktop app with the default model and a sample image.
+gui: setup
+	$(BIN)/cerber-gui assets/samples/img_hybiss_2d.tif
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
