@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         models = self.menuBar().addMenu("&Model")
         self._action("&Load model folder…", self.load_model_dialog, None, models)
         self._action("Use the &default model", self.use_default_model, None, models)
+        models.addSeparator()
+        self._action("About this &model…", self.show_model_card, None, models)
 
         bar = QToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -432,6 +434,14 @@ class MainWindow(QMainWindow):
             self.show_error("The default model cannot be loaded.", str(exc))
             return
         self._model_changed()
+
+    def show_model_card(self) -> None:
+        from .model_card import ModelCardDialog
+
+        if self.bundle is None:
+            self.show_error("No model is loaded.", "Load a model folder from the Model menu.")
+            return
+        ModelCardDialog(self.bundle, self).open()
 
     # -- export -------------------------------------------------------------------
     def _save_path(self, title: str, suffix: str, filter_: str) -> Path | None:

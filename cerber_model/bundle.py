@@ -278,3 +278,27 @@ def load_default_bundle() -> Bundle:
         raise BundleError(f"no default model at {path}. Pass a model folder with --model, "
                           "or train one (see the README).")
     return load_bundle(path)
+
+
+def describe_bundle(bundle) -> str:
+    """A human-readable card for a bundle (architecture, size, threshold, provenance, metrics)."""
+    from .network import count_parameters
+
+    cfg = bundle.config
+    n = cfg.network.width
+    params = count_parameters(cfg.network)
+    lines = [
+        f"Model:         {cfg.name}" + (f"  ({bundle.path})" if bundle.path else ""),
+        f"Architecture:  Cerber, width n={n}: three cross-connected branches (x, y, z) "
+        f"-> bridge at 1/4 resolution -> two decoders -> sigmoid",
+        f"Parameters:    {params['trainable']:,} trainable ({params['total']:,} with batch-norm statistics)",
+        f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
+        f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px",
+    ]
+    if cfg.provenance:
+        lines.append("Provenance:")
+        lines += [f"  {k}: {v}" for k, v in cfg.provenance.items()]
+    if cfg.metrics:
+        lines.append("Metrics:")
+        lines += [f"  {k}: {v}" for k, v in cfg.metrics.items()]
+    return "\n".join(lines)

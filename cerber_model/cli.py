@@ -161,32 +161,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def describe_bundle(bundle) -> str:
-    """A human-readable card for a bundle (architecture, size, threshold, provenance, metrics)."""
-    from .network import count_parameters
-
-    cfg = bundle.config
-    n = cfg.network.width
-    params = count_parameters(cfg.network)
-    lines = [
-        f"Model:         {cfg.name}" + (f"  ({bundle.path})" if bundle.path else ""),
-        f"Architecture:  Cerber, width n={n}: three cross-connected branches (x, y, z) "
-        f"-> bridge at 1/4 resolution -> two decoders -> sigmoid",
-        f"Parameters:    {params['trainable']:,} trainable ({params['total']:,} with batch-norm statistics)",
-        f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
-        f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px",
-    ]
-    if cfg.provenance:
-        lines.append("Provenance:")
-        lines += [f"  {k}: {v}" for k, v in cfg.provenance.items()]
-    if cfg.metrics:
-        lines.append("Metrics:")
-        lines += [f"  {k}: {v}" for k, v in cfg.metrics.items()]
-    return "\n".join(lines)
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    from .bundle import BundleError
+    from .bundle import BundleError, describe_bundle
 
     try:
         bundle = _load_model(args.model)

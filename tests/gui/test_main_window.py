@@ -119,3 +119,12 @@ def test_unreadable_file_and_damaged_model_get_a_message(qtbot, window, tmp_path
     (damaged / "config.json").write_text("{")
     assert not window.load_model(damaged)
     assert window.bundle is bundle and "config.json" in window.last_error[1]
+
+
+def test_model_card_describes_the_model(qtbot, window):
+    from cerber_gui.model_card import ModelCardDialog
+
+    dialog = ModelCardDialog(window.bundle, window)
+    qtbot.addWidget(dialog)
+    text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
+    assert "three cross-connected branches" in text and "18,813 trainable" in text
