@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self._action("Use the &default model", self.use_default_model, None, models)
         models.addSeparator()
         self._action("About this &model…", self.show_model_card, None, models)
+        self._action("&Train a model…", self.open_training_wizard, None, models)
 
         bar = QToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -434,6 +435,14 @@ class MainWindow(QMainWindow):
             self.show_error("The default model cannot be loaded.", str(exc))
             return
         self._model_changed()
+
+    def open_training_wizard(self):
+        from .training_wizard import TrainingWizard
+
+        wizard = TrainingWizard(self)
+        wizard.use_model.connect(lambda path: self.load_model(Path(path)))
+        wizard.open()
+        return wizard
 
     def show_model_card(self) -> None:
         from .model_card import ModelCardDialog

@@ -1,0 +1,455 @@
+"""The training wizard: data -> settings -> training (live curves) -> save.
+
+Every long step (inspecting folders, generating synthetic data, training) runs
+on a worker thread and reports back through signals; the wizard only reacts.
+Training writes into a temporary folder; the model is copied where the user
+chooses on the last page (atomically), so nothing is lost or overwritten
+without asking.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from cerber_model.bundle import BundleError, load_bundle, save_bundle
+from cerber_model.datasets import DatasetSpec, inspect_dataset
+from cerber_model.synthesis import Recipe, generate_dataset
+from cerber_model.training import TrainingConfig, train
+
+from . import workers
+
+#: Training speed measured on a 2-core CPU (pixels of patches per second) by
+#: benchmarks/bench_training.py, used only for the time estimate.
+PX_PER_S = {1: 150_000, 2: 100_000, 3: 70_000, 4: 50_000}
+
+
+class TrainingEvents(QObject):
+    """Carries the trainer's event dicts from the worker thread to the GUI thread."""
+
+    event = Signal(object)
+
+
+def _inspect(spec: DatasetSpec, *, progress, cancel):
+    return inspect_dataset(spec, progress=progress, cancel=cancel)
+
+
+def _generate(folder: Path, count: int, seed: int, size: int, *, progress, cancel):
+    recipe = Recipe(height=size, width=size, tracks=(10, 30), snr=(0.7, 5.0))
+    generate_dataset(folder, count, seed, recipe, val_fraction=0.2, workers=1, progress=progress, cancel=cancel)
+    return DatasetSpec.from_folder(folder)
+
+
+def _train(config: TrainingConfig, spec: DatasetSpec, out: Path, events: TrainingEvents, *, progress, cancel):
+    return train(config, spec, out, callback=events.event.emit, cancel=cancel, overwrite=True)
+
+
+def _folder_row(layout: QGridLayout, row: int, label: str, edit: QLineEdit, parent: QWidget) -> None:
+    layout.addWidget(QLabel(label), row, 0)
+    layout.addWidget(edit, row, 1)
+    button = QPushButton("Browse…")
+    button.clicked.connect(lambda: edit.setText(QFileDialog.getExistingDirectory(parent, label) or edit.text()))
+    layout.addWidget(button, row, 2)
+
+
+class DataPage(QWizardPage):
+    def __init__(self, wizard: TrainingWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("1. Training data")
+        self.setSubTitle("Folders of images and masks (paired by file name), or synthetic data.")
+        layout = QVBoxLayout(self)
+        grid = QGridLayout()
+        self.train_images, self.train_masks = QLineEdit(), QLineEdit()
+        self.val_images, self.val_masks = QLineEdit(), QLineEdit()
+        for i, (label, edit) in enumerate((("Training images", self.train_images),
+                                           ("Training masks", self.train_masks),
+                                           ("Validation images", self.val_images),
+                                           ("Validation masks", self.val_masks))):
+            _folder_row(grid, i, label, edit, self)
+        layout.addLayout(grid)
+        self.use_folders = QRadioButton("Validation folders as above")
+        self.hold_out = QRadioButton("Hold out a fraction of the training pairs:")
+        self.synthetic = QRadioButton("Generate synthetic data:")
+        self.use_folders.setChecked(True)
+        group = QButtonGroup(self)
+        for b in (self.use_folders, self.hold_out, self.synthetic):
+            group.addButton(b)
+        self.fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=0.2)
+        row = QHBoxLayout()
+        row.addWidget(self.hold_out)
+        row.addWidget(self.fraction)
+        row.addStretch()
+        layout.addWidget(self.use_folders)
+        layout.addLayout(row)
+        self.count = QSpinBox(minimum=5, maximum=5000, value=100)
+        self.size = QSpinBox(minimum=64, maximum=4096, value=512, singleStep=64)
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=1)
+        row = QHBoxLayout()
+        row.addWidget(self.synthetic)
+        for label, w in (("images", self.count), ("px square", self.size), ("seed", self.seed)):
+            row.addWidget(w)
+            row.addWidget(QLabel(label))
+        row.addStretch()
+        layout.addLayout(row)
+        self.check_button = QPushButton("Check data")
+        self.check_button.clicked.connect(self.check)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        row = QHBoxLayout()
+        row.addWidget(self.check_button)
+        row.addWidget(self.progress)
+        layout.addLayout(row)
+        self.report_view = QPlainTextEdit(readOnly=True)
+        self.report_view.setPlaceholderText("Press \"Check data\": counts, sizes and every problem by file "
+                                            "appear here.")
+        layout.addWidget(self.report_view)
+        self.report = None
+        self.spec: DatasetSpec | None = None
+        self.job = None
+        for edit in (self.train_images, self.train_masks, self.val_images, self.val_masks):
+            edit.textChanged.connect(self._invalidate)
+
+    def _invalidate(self) -> None:
+        self.report = None
+        self.completeChanged.emit()
+
+    def current_spec(self) -> DatasetSpec:
+        def path(edit):
+            return Path(edit.text()) if edit.text().strip() else None
+
+        if self.hold_out.isChecked():
+            return DatasetSpec(path(self.train_images) or Path(""), path(self.train_masks) or Path(""),
+                               val_fraction=self.fraction.value())
+        return DatasetSpec(path(self.train_images) or Path(""), path(self.train_masks) or Path(""),
+                           path(self.val_images), path(self.val_masks))
+
+    def check(self) -> None:
+        """Inspect the chosen folders (or generate synthetic data first), off the GUI thread."""
+        self.check_button.setEnabled(False)
+        self.progress.setVisible(True)
+        self.report_view.setPlainText("Working…")
+        if self.synthetic.isChecked():
+            folder = Path(tempfile.mkdtemp(prefix="cerber-synthetic-")) / "data"
+            self.job = workers.Worker(_generate, folder, self.count.value(), self.seed.value(), self.size.value())
+            self.job.signals.result.connect(self._generated)
+        else:
+            self.spec = self.current_spec()
+            self.job = workers.Worker(_inspect, self.spec)
+            self.job.signals.result.connect(self._inspected)
+        self.job.signals.progress.connect(lambda d, t: (self.progress.setRange(0, t), self.progress.setValue(d)))
+        self.job.signals.error.connect(self._failed)
+        workers.start(self.job)
+
+    def _generated(self, spec: DatasetSpec) -> None:
+        self.train_images.setText(str(spec.train_images))
+        self.train_masks.setText(str(spec.train_masks))
+        self.val_images.setText(str(spec.val_images))
+        self.val_masks.setText(str(spec.val_masks))
+        self.use_folders.setChecked(True)
+        self.spec = spec
+        self.job = workers.Worker(_inspect, spec)
+        self.job.signals.result.connect(self._inspected)
+        self.job.signals.error.connect(self._failed)
+        workers.start(self.job)
+
+    def _inspected(self, report) -> None:
+        self.report = report
+        text = report.summary()
+        if not report.ok:
+            text = "Training cannot start until these are fixed:\n" + text
+        self.report_view.setPlainText(text)
+        self._done()
+
+    def _failed(self, message: str, details: str) -> None:
+        self.report_view.setPlainText(f"{message}\n\n{details}")
+        self._done()
+
+    def _done(self) -> None:
+        self.check_button.setEnabled(True)
+        self.progress.setVisible(False)
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return self.report is not None and self.report.ok
+
+
+class SettingsPage(QWizardPage):
+    def __init__(self):
+        super().__init__()
+        self.setTitle("2. Settings")
+        self.setSubTitle("Sensible defaults for spots of SD 1-6 px; the estimate updates as you change them.")
+        form = QFormLayout(self)
+        self.width = QSpinBox(minimum=1, maximum=8, value=2)
+        self.epochs = QSpinBox(minimum=1, maximum=1000, value=30)
+        self.steps = QSpinBox(minimum=1, maximum=10000, value=100)
+        self.patch = QSpinBox(minimum=32, maximum=1024, value=128, singleStep=32)
+        self.batch = QSpinBox(minimum=1, maximum=256, value=8)
+        self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=0.1, value=3e-3, singleStep=1e-3)
+        self.patience = QSpinBox(minimum=0, maximum=1000, value=10)
+        form.addRow("Network width n", self.width)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batches per epoch", self.steps)
+        form.addRow("Patch size (px)", self.patch)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Stop after epochs without a better F1 (0 = never)", self.patience)
+        self.estimate = QLabel()
+        form.addRow(self.estimate)
+        for w in (self.width, self.epochs, self.steps, self.patch, self.batch):
+            w.valueChanged.connect(self._estimate)
+        self._estimate()
+
+    def config(self) -> TrainingConfig:
+        return TrainingConfig(width=self.width.value(), epochs=self.epochs.value(),
+                              steps_per_epoch=self.steps.value(), patch=self.patch.value() // 4 * 4,
+                              batch=self.batch.value(), learning_rate=self.lr.value(),
+                              early_stopping=self.patience.value())
+
+    def _estimate(self) -> None:
+        n = self.width.value()
+        rate = PX_PER_S.get(n, 50_000 * 16 / n**2)
+        pixels = self.steps.value() * self.batch.value() * self.patch.value() ** 2
+        minutes = pixels / rate / 60
+        # Activations of the straightforward graph: roughly 0.55 kB per patch pixel and unit of width.
+        ram = 0.8 + self.batch.value() * self.patch.value() ** 2 * n * 550 / 2**30
+        self.estimate.setText(f"Estimate on a 2-core CPU: about {minutes:.0f} min per epoch "
+                              f"({minutes * self.epochs.value() / 60:.1f} h in all), about {ram:.1f} GiB of RAM.")
+
+
+class TrainingPage(QWizardPage):
+    def __init__(self, wizard: TrainingWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("3. Training")
+        self.setSubTitle("Stop keeps the best model so far; Cancel discards the run.")
+        layout = QVBoxLayout(self)
+        self.loss_plot = pg.PlotWidget(title="Loss")
+        self.loss_plot.addLegend()
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.batch_curve = self.loss_plot.plot(pen=pg.mkPen((150, 150, 150)), name="training (smoothed, per batch)")
+        self.train_curve = self.loss_plot.plot(pen=pg.mkPen((60, 120, 230), width=2), symbol="o", name="training")
+        self.val_curve = self.loss_plot.plot(pen=pg.mkPen((240, 140, 30), width=2), symbol="o", name="validation")
+        self.f1_plot = pg.PlotWidget(title="Validation F1 at 3 px")
+        self.f1_plot.setYRange(0, 1)
+        self.f1_plot.setLabel("bottom", "epoch")
+        self.f1_curve = self.f1_plot.plot(pen=pg.mkPen((40, 170, 80), width=2), symbol="o")
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 2)
+        plots.addWidget(self.f1_plot, 1)
+        layout.addLayout(plots)
+        self.status = QLabel("")
+        self.progress = QProgressBar()
+        layout.addWidget(self.status)
+        layout.addWidget(self.progress)
+        buttons = QHBoxLayout()
+        self.stop_button = QPushButton("Stop (keep the best)")
+        self.cancel_button = QPushButton("Cancel training")
+        self.stop_button.clicked.connect(self.stop)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch()
+        layout.addLayout(buttons)
+        self.job = None
+        self.bundle = None
+        self.discard = False
+        self.batch_losses: list[float] = []
+        self.batch_x: list[float] = []
+        self.epochs: list[dict] = []
+
+    def initializePage(self) -> None:
+        self.bundle, self.discard = None, False
+        self.batch_losses, self.batch_x, self.epochs = [], [], []
+        for curve in (self.batch_curve, self.train_curve, self.val_curve, self.f1_curve):
+            curve.setData([], [])
+        config = self.wiz.settings_page.config()
+        spec = self.wiz.data_page.spec or self.wiz.data_page.current_spec()
+        self.out = Path(tempfile.mkdtemp(prefix="cerber-training-")) / "model"
+        self.events = TrainingEvents()
+        self.events.event.connect(self.on_event)
+        self.job = workers.Worker(_train, config, spec, self.out, self.events)
+        self.job.signals.result.connect(self._finished)
+        self.job.signals.error.connect(self._failed)
+        self.job.signals.cancelled.connect(self._cancelled)
+        self.job.signals.finished.connect(self._ended)
+        self.stop_button.setEnabled(True)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("Preparing (checking the data, building the network)…")
+        workers.start(self.job)
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def on_event(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "batch":
+            self.batch_losses.append(event["loss"])
+            self.batch_x.append(event["epoch"] - 1 + event["batch"] / event["batches"])
+            # An exponential moving average shows the trend through the batch-to-batch noise.
+            smooth = np.empty(len(self.batch_losses))
+            smooth[0] = self.batch_losses[0]
+            for i in range(1, len(smooth)):
+                smooth[i] = 0.9 * smooth[i - 1] + 0.1 * self.batch_losses[i]
+            self.batch_curve.setData(self.batch_x, np.maximum(smooth, 1e-12))
+            self.progress.setRange(0, event["batches"])
+            self.progress.setValue(event["batch"])
+            self.status.setText(f"Epoch {event['epoch']}/{event['epochs']}, batch {event['batch']}/{event['batches']},"
+                                f" loss {event['loss']:.4g}; about {event['eta_s'] / 60:.0f} min left")
+        elif kind == "epoch":
+            self.epochs.append(event)
+            e = [r["epoch"] for r in self.epochs]
+            self.train_curve.setData(e, [max(r["loss"], 1e-12) for r in self.epochs])
+            self.val_curve.setData(e, [max(r["val_loss"], 1e-12) for r in self.epochs])
+            self.f1_curve.setData(e, [r["val_f1"] for r in self.epochs])
+
+    def stop(self) -> None:
+        if self.job:
+            self.status.setText("Stopping after this batch; the best model so far is kept…")
+            self.job.cancel()
+
+    def cancel(self, ask: bool = True) -> bool:
+        if not self.job:
+            return True
+        if ask and QMessageBox.question(self, "Cancel training", "Stop training and discard this run?") \
+                != QMessageBox.Yes:
+            return False
+        self.discard = True
+        self.job.cancel()
+        return True
+
+    def _finished(self, bundle) -> None:
+        if not self.discard:
+            self.bundle = bundle
+            self.status.setText(f"Finished: best validation F1 {bundle.config.metrics.get('val_f1', float('nan')):.3f}")
+
+    def _failed(self, message: str, details: str) -> None:
+        self.status.setText(f"Training failed: {message}")
+        self.wiz.last_error = (message, details)
+        box = QMessageBox(QMessageBox.Warning, "Training failed", message, QMessageBox.Ok, self)
+        box.setDetailedText(details)
+        box.open()
+
+    def _cancelled(self) -> None:
+        self.status.setText("Training cancelled.")
+
+    def _ended(self) -> None:
+        self.job = None
+        self.stop_button.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+        if self.discard:
+            self.bundle = None
+            self.status.setText("Training cancelled; the run was discarded.")
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return self.job is None and self.bundle is not None
+
+
+class FinishPage(QWizardPage):
+    def __init__(self, wizard: TrainingWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("4. Save the model")
+        layout = QVBoxLayout(self)
+        self.metrics = QPlainTextEdit(readOnly=True)
+        layout.addWidget(self.metrics)
+        row = QHBoxLayout()
+        self.target = QLineEdit()
+        self.target.setPlaceholderText("New folder for the model")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._choose)
+        row.addWidget(self.target)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        self.use_now = QCheckBox("Use this model now")
+        self.use_now.setChecked(True)
+        layout.addWidget(self.use_now)
+        self.target.textChanged.connect(self.completeChanged)
+
+    def initializePage(self) -> None:
+        bundle = self.wiz.training_page.bundle
+        self.metrics.setPlainText("\n".join(f"{k}: {v}" for k, v in bundle.config.metrics.items())
+                                  + f"\nthreshold: {bundle.config.threshold:.2f}")
+
+    def _choose(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the model as a folder", "cerber-model")
+        if path:
+            self.target.setText(path)
+
+    def isComplete(self) -> bool:
+        return bool(self.target.text().strip())
+
+    def validatePage(self) -> bool:
+        target = Path(self.target.text().strip())
+        overwrite = False
+        if target.exists():
+            if QMessageBox.question(self, "Replace?", f"{target} exists. Replace it?") != QMessageBox.Yes:
+                return False
+            overwrite = True
+        source = self.wiz.training_page.out
+        try:
+            bundle = load_bundle(source)
+            extra = {name: (source / name).read_bytes() for name in ("history.csv", "loss.png")
+                     if (source / name).is_file()}
+            save_bundle(bundle, target, overwrite=overwrite, extra_files=extra)
+        except (BundleError, OSError) as exc:
+            QMessageBox.warning(self, "Not saved", str(exc))
+            return False
+        self.wiz.saved_path = target
+        return True
+
+
+class TrainingWizard(QWizard):
+    #: the folder of the saved model, when "use this model now" is ticked
+    use_model = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Train a Cerber model")
+        self.resize(900, 700)
+        self.saved_path: Path | None = None
+        self.last_error = None
+        self.data_page = DataPage(self)
+        self.settings_page = SettingsPage()
+        self.training_page = TrainingPage(self)
+        self.finish_page = FinishPage(self)
+        for page in (self.data_page, self.settings_page, self.training_page, self.finish_page):
+            self.addPage(page)
+        self.finished.connect(self._closed)
+
+    def _closed(self, result: int) -> None:
+        if result == QWizard.Accepted and self.saved_path and self.finish_page.use_now.isChecked():
+            self.use_model.emit(str(self.saved_path))
+
+    def reject(self) -> None:
+        if self.training_page.running and not self.training_page.cancel(ask=True):
+            return
+        super().reject()

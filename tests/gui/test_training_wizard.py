@@ -1,0 +1,76 @@
+"""The training wizard, walked as a user would (offscreen)."""
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QWizard  # noqa: E402
+
+from cerber_gui.training_wizard import TrainingWizard  # noqa: E402
+from cerber_model.synthesis import Recipe, generate_dataset  # noqa: E402
+
+
+def _check(qtbot, wizard):
+    page = wizard.data_page
+    qtbot.mouseClick(page.check_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: page.check_button.isEnabled() and page.report_view.toPlainText() != "Working…",
+                    timeout=60000)
+
+
+def test_bad_folder_keeps_next_disabled(qtbot, tmp_path):
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    wizard.show()
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    PILImage.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "img" / "a.png")
+    PILImage.fromarray(np.zeros((30, 20), np.uint8)).save(tmp_path / "msk" / "a.png")
+    page = wizard.data_page
+    page.train_images.setText(str(tmp_path / "img"))
+    page.train_masks.setText(str(tmp_path / "msk"))
+    page.val_images.setText(str(tmp_path / "img"))
+    page.val_masks.setText(str(tmp_path / "msk"))
+    _check(qtbot, wizard)
+    assert not wizard.button(QWizard.NextButton).isEnabled()
+    assert "a.png: is 20x30 px but its image" in page.report_view.toPlainText()
+
+
+@pytest.mark.slow
+def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path):
+    recipe = Recipe(height=64, width=64, tracks=(2, 4), snr=(3, 5), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
+    data = generate_dataset(tmp_path / "data", 6, seed=1, recipe=recipe, val_fraction=0.34, workers=1)
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    wizard.show()
+    page = wizard.data_page
+    page.train_images.setText(str(data / "train" / "images"))
+    page.train_masks.setText(str(data / "train" / "masks"))
+    page.val_images.setText(str(data / "val" / "images"))
+    page.val_masks.setText(str(data / "val" / "masks"))
+    _check(qtbot, wizard)
+    assert wizard.button(QWizard.NextButton).isEnabled(), page.report_view.toPlainText()
+    wizard.next()
+    s = wizard.settings_page
+    s.width.setValue(1)
+    s.epochs.setValue(1)
+    s.steps.setValue(2)
+    s.patch.setValue(32)
+    s.batch.setValue(2)
+    assert "min per epoch" in s.estimate.text()
+    wizard.next()
+    t = wizard.training_page
+    qtbot.waitUntil(lambda: t.isComplete(), timeout=300000)
+    x, y = t.train_curve.getData()
+    assert len(x) == 1 and len(t.batch_curve.getData()[0]) == 2
+    wizard.next()
+    f = wizard.finish_page
+    assert "val_f1" in f.metrics.toPlainText()
+    f.target.setText(str(tmp_path / "saved"))
+    with qtbot.waitSignal(wizard.use_model, timeout=10000) as blocker:
+        wizard.accept()
+    assert blocker.args[0] == str(tmp_path / "saved")
+    assert (tmp_path / "saved" / "config.json").is_file() and (tmp_path / "saved" / "loss.png").is_file()
