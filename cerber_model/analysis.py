@@ -12,7 +12,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .engine import Engine
-from .images import Image, Normalization, normalize
+from .images import Image, Normalization, apply_normalization, normalization_range
 from .progress import CancelToken, ProgressFn
 from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
 from .tracks import Tracks, extract_tracks
@@ -51,7 +51,11 @@ def predict_probability(
     """
     if data.ndim != 2 or min(data.shape) < 1:
         raise ValueError(f"expected a 2-D image, got shape {data.shape}")
-    padded, offset = pad_image(normalize(data, normalization), border)
+    # Normalise with the image's own range, but pad the raw (often 8/16-bit) data
+    # first: one float32 copy of the image instead of two.
+    low, high = normalization_range(data, normalization)
+    padded, offset = pad_image(data, border)
+    padded = apply_normalization(padded, low, high)
     out = np.empty(data.shape, dtype=np.float32)
     if cancel:
         cancel.check()

@@ -70,62 +70,63 @@ class Tracks:
         return [{k: self.columns[k][i].item() for k in TRACK_COLUMNS} for i in range(len(self))]
 
 
-def _split_touching(prob: np.ndarray, components: np.ndarray, n: int) -> np.ndarray:
-    """Split components that hold several probability maxima, by watershed.
+def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
+    """Split components that hold several probability maxima, by watershed, in place.
 
     Maxima are found on the map smoothed with a 1-px Gaussian (so noise ripples
     and flat, saturated tops do not count), as connected sets of pixels equal to
-    the maximum of their 5x5 neighbourhood; only components with two or more get
-    a watershed, inside their bounding box.
+    the maximum of their 5x5 neighbourhood. Work is done component by component
+    inside bounding boxes (with a margin for the smoothing), so memory follows
+    the tracks, not the image. Returns the new number of labels.
     """
     from scipy import ndimage
     from skimage.segmentation import watershed
 
-    labels = components.copy()
-    if n == 0:
-        return labels
-    smoothed = ndimage.gaussian_filter(prob.astype(np.float32, copy=False), SPLIT_SMOOTHING)
-    peaks = (smoothed == ndimage.maximum_filter(smoothed, size=5)) & (components > 0)
-    markers, m = ndimage.label(peaks, structure=_EIGHT)
-    if m < 2:
-        return labels
-    owner = np.asarray(ndimage.maximum(components, markers, np.arange(1, m + 1)), dtype=np.int64)
-    split_these = np.flatnonzero(np.bincount(owner, minlength=n + 1) >= 2)
-    boxes = ndimage.find_objects(components)
     next_label = n + 1
-    for index in split_these:
-        bbox = boxes[index - 1]
-        region = components[bbox] == index
-        local = np.where(region, markers[bbox], 0)
-        split = watershed(-smoothed[bbox], local, mask=region)
+    pad = 4 * int(np.ceil(SPLIT_SMOOTHING))
+    h, w = labels.shape
+    # Boxes are found before any split, so new labels are never revisited.
+    for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
+        if bbox is None:
+            continue
+        r0, r1 = max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, h)
+        c0, c1 = max(bbox[1].start - pad, 0), min(bbox[1].stop + pad, w)
+        box = (slice(r0, r1), slice(c0, c1))
+        region = labels[box] == index
+        if region.sum() < 8:  # too small to hold two tracks
+            continue
+        smoothed = ndimage.gaussian_filter(prob[box].astype(np.float32), SPLIT_SMOOTHING)
+        peaks = (smoothed == ndimage.maximum_filter(smoothed, size=5)) & region
+        markers, m = ndimage.label(peaks, structure=_EIGHT)
+        if m < 2:
+            continue
+        split = watershed(-smoothed, markers, mask=region)
         basins = np.unique(split[region])
         # The first basin keeps the component's label, the others get new ones.
         lut = np.zeros(int(basins.max()) + 1, dtype=labels.dtype)
         lut[basins] = np.r_[index, np.arange(next_label, next_label + len(basins) - 1)]
         next_label += len(basins) - 1
-        labels[bbox][region] = lut[split[region]]
-    return labels
+        labels[box][region] = lut[split[region]]
+    return next_label - 1
 
 
 def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1) -> tuple[np.ndarray, int]:
     """The label image of the tracks (int32, 0 = background, 1..count) and their count."""
     from scipy import ndimage
-    from skimage.segmentation import relabel_sequential
 
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    mask = probability >= threshold
-    components, n = ndimage.label(mask, structure=_EIGHT)
-    labels = _split_touching(probability, components, n)
-    # Drop specks smaller than the minimum area.
-    if min_area_px > 1:
-        areas = np.bincount(labels.ravel())
-        small = areas < min_area_px
-        small[0] = False
-        labels[small[labels]] = 0
-    labels, _, _ = relabel_sequential(labels)
+    labels, n = ndimage.label(probability >= threshold, structure=_EIGHT)
     labels = labels.astype(np.int32, copy=False)
-    return labels, int(labels.max())
+    n = _split_touching(probability, labels, n)
+    # Drop specks smaller than the minimum area, then number the rest 1..count (in place).
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = areas >= max(min_area_px, 1)
+    keep[0] = False
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    np.take(lut, labels, out=labels)
+    return labels, int(keep.sum())
 
 
 def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1) -> np.ndarray:
@@ -161,7 +162,8 @@ def extract_tracks(
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
     labels, count = label_tracks(probability, threshold, min_area_px)
-    intensity = image.astype(np.float32, copy=False)
+    # The image is measured as it is (no float copy of a large image).
+    intensity = image
     props = regionprops_table(
         labels,
         intensity_image=intensity,
