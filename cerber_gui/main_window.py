@@ -46,9 +46,8 @@ log = logging.getLogger("cerber")
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
 
 
-def _analyze_file(path: Path, bundle: Bundle, threshold: float, pixel_size: float | None, *, progress, cancel):
-    """Worker job: read and analyze one file (snapshot of the settings, no widgets)."""
-    image = read_image(path)
+def _analyze_image(image: Image, bundle: Bundle, threshold: float, pixel_size: float | None, *, progress, cancel):
+    """Worker job: analyze one image already read on opening (snapshot of the settings, no widgets)."""
     return analyze(image, bundle, threshold=threshold, pixel_size_um=pixel_size, progress=progress, cancel=cancel)
 
 
@@ -331,7 +330,7 @@ class MainWindow(QMainWindow):
         path = self.queue.pop(0)
         total = len(self.queue) + 1
         self.progress.setFormat(f"{path.name}: %v/%m tiles" + (f" ({total - 1} more)" if total > 1 else ""))
-        job = workers.Worker(_analyze_file, path, self.bundle, self.threshold(), self.pixel_size_um())
+        job = workers.Worker(_analyze_image, self.images[path], self.bundle, self.threshold(), self.pixel_size_um())
         job.tag = path
         # Bound methods of this window: Qt delivers them on the GUI thread (queued).
         job.signals.progress.connect(self._progress)

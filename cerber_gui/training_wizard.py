@@ -44,8 +44,9 @@ from cerber_model.training import TrainingConfig, train
 
 from . import workers
 
-#: Training speed measured on a 2-core CPU (pixels of patches per second) by
-#: benchmarks/bench_training.py, used only for the time estimate.
+#: Rough training speed on a 2-core CPU (patch pixels per second), used only for
+#: the time estimate: n = 2 and n = 4 from single-step timings of the Keras graph
+#: (128 px and 256 px patches, batch 8), the others interpolated.
 PX_PER_S = {1: 150_000, 2: 100_000, 3: 70_000, 4: 50_000}
 
 

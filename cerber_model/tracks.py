@@ -14,7 +14,7 @@ the outline of the thresholded region. Intensities are in the input's own units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +49,6 @@ class Tracks:
     threshold: float
     image_shape: tuple[int, int]
     pixel_size_um: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.columns["track_id"])
@@ -66,8 +65,6 @@ class Tracks:
         area_mm2 = self.image_shape[0] * self.image_shape[1] * (self.pixel_size_um * 1e-3) ** 2
         return self.count / area_mm2
 
-    def rows(self) -> list[dict]:
-        return [{k: self.columns[k][i].item() for k in TRACK_COLUMNS} for i in range(len(self))]
 
 
 def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
