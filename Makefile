@@ -1,11 +1,12 @@
-# Cerber: `make run` sets everything up and analyzes the sample images;
-# `make test` sets everything up and runs the tests. Both create .venv/ here.
+# Cerber: `make run` sets everything up and opens the app with the default model
+# and a sample image; `make test` sets everything up and runs the tests.
+# Both create .venv/ here.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run gui test lint bench model constraints clean
+.PHONY: setup run samples test lint bench model constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job: analyze the bundled sample images with the default model.
+# The main job: the desktop app with the default model and the sample images.
 run: setup
-	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
+	$(BIN)/cerber-gui assets/samples/img_hybiss_2d.tif assets/samples/img_terra_2d.tif
 
-# The desktop app with the default model and a sample image.
-gui: setup
-	$(BIN)/cerber-gui assets/samples/img_hybiss_2d.tif
+# The same analysis without a window: track tables, overlays and maps in results/samples.
+samples: setup
+	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q

@@ -13,23 +13,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="*", help="images or folders to open")
     parser.add_argument("--model", help="model bundle folder (default: the bundled default model)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    from PySide6.QtCore import QStandardPaths
     from PySide6.QtWidgets import QApplication
 
     from cerber_model.bundle import BundleError, load_bundle, load_default_bundle
 
+    from . import logfile
     from .main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Cerber")
     app.setOrganizationName("Cerber")
+    logfile.setup(Path(QStandardPaths.writableLocation(QStandardPaths.AppLocalDataLocation)))
+    logging.getLogger("cerber").info("Cerber starting")
     bundle, problem = None, None
     try:
         bundle = load_bundle(args.model) if args.model else load_default_bundle()
     except BundleError as exc:
         problem = str(exc)
     window = MainWindow(bundle)
+    logfile.catch_uncaught(window.show_error)
     window.show()
     if problem:
         window.show_error("No model is loaded; load one from the Model menu.", problem)

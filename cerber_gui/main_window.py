@@ -38,12 +38,13 @@ from cerber_model.export import (
 from cerber_model.images import IMAGE_SUFFIXES, Image, is_image_file, read_image
 from cerber_model.tracks import extract_tracks
 
-from . import workers
+from . import logfile, workers
 from .track_panel import TrackPanel
 from .viewer import MODES, SideBySideViewer
 
 log = logging.getLogger("cerber")
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+RECENT_LIMIT = 10
 
 
 def _analyze_image(image: Image, bundle: Bundle, threshold: float, pixel_size: float | None, *, progress, cancel):
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self.queue: list[Path] = []
         self.job: workers.Worker | None = None
         self.retrack_job: workers.Worker | None = None
+        self.wizard = None
 
         self.viewer = SideBySideViewer()
         self.setCentralWidget(self.viewer)
@@ -83,6 +85,7 @@ class MainWindow(QMainWindow):
         self.track_panel = TrackPanel()
         self.track_panel.track_selected.connect(lambda r, c: self.viewer.centre_on(r, c))
         tracks_dock = self._dock("Tracks", self.track_panel, Qt.RightDockWidgetArea)
+        self.levels_dock = self._dock("Levels", self.viewer.levels_widget(), Qt.LeftDockWidgetArea)
         self._build_actions()
         self._build_status()
         self.viewer.hovered.connect(self._hovered)
@@ -95,6 +98,11 @@ class MainWindow(QMainWindow):
             self.resize(1500, 900)
         # The images get most of the room; the lists and the table what they need.
         self.resizeDocks([images_dock, tracks_dock], [190, 470], Qt.Horizontal)
+        self.resizeDocks([images_dock, self.levels_dock], [500, 260], Qt.Vertical)
+        state = self.settings.value("window_state")
+        if state is not None:
+            self.restoreState(state)
+        self._update_recent_menu()
         self._model_changed()
 
     # -- construction ---------------------------------------------------------
@@ -118,6 +126,7 @@ class MainWindow(QMainWindow):
         files = self.menuBar().addMenu("&File")
         self.open_action = self._action("&Open images…", self.open_dialog, QKeySequence.Open, files)
         self._action("Open &folder…", self.open_folder_dialog, "Ctrl+Shift+O", files)
+        self.recent_menu = files.addMenu("Open &recent")
         files.addSeparator()
         self.export_tracks_action = self._action("Export &tracks CSV…", self.export_tracks, "Ctrl+E", files)
         self._action("Export &summary CSV (all analyzed)…", self.export_summary, None, files)
@@ -135,6 +144,11 @@ class MainWindow(QMainWindow):
         models.addSeparator()
         self._action("About this &model…", self.show_model_card, None, models)
         self._action("&Train a model…", self.open_training_wizard, None, models)
+        view = self.menuBar().addMenu("&View")
+        self._action("&Auto levels", self.viewer.reset_levels, "Ctrl+L", view)
+        view.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view.addAction(dock.toggleViewAction())
 
         bar = QToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -273,9 +287,47 @@ class MainWindow(QMainWindow):
             self.show_error(f"{len(failed)} file(s) could not be opened.", "\n".join(failed))
         if files:
             self.settings.setValue("last_folder", str(files[0].parent))
+        opened = [p for p in paths if p.is_dir() or p.resolve() in self.images]
+        if opened:
+            self._remember(opened)
         if first_new is not None:
             self.image_list.setCurrentItem(first_new)
         self._set_busy(self.busy)
+
+    def recent_paths(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        # QSettings gives a plain string back for a one-element list in some formats.
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember(self, paths: list[Path]) -> None:
+        new = [str(p.resolve()) for p in paths]
+        recent = new + [p for p in self.recent_paths() if p not in new]
+        self.settings.setValue("recent", recent[:RECENT_LIMIT])
+        self._update_recent_menu()
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_paths()
+        for path in recent:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear the list")
+        clear.triggered.connect(self._clear_recent)
+        clear.setEnabled(bool(recent))
+
+    def _open_recent(self, path: str) -> None:
+        if not Path(path).exists():
+            self.show_error(f"{path} is no longer there.", "It was moved, renamed or is on a drive that is not "
+                            "connected. It has been removed from the recent list.")
+            self.settings.setValue("recent", [p for p in self.recent_paths() if p != path])
+            self._update_recent_menu()
+            return
+        self.open_paths([Path(path)])
+
+    def _clear_recent(self) -> None:
+        self.settings.setValue("recent", [])
+        self._update_recent_menu()
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -441,6 +493,7 @@ class MainWindow(QMainWindow):
         wizard = TrainingWizard(self)
         wizard.use_model.connect(lambda path: self.load_model(Path(path)))
         wizard.open()
+        self.wizard = wizard
         return wizard
 
     def show_model_card(self) -> None:
@@ -497,10 +550,12 @@ class MainWindow(QMainWindow):
 
     # -- errors and closing --------------------------------------------------------
     def show_error(self, message: str, details: str = "") -> None:
+        """A dialog with the message (what and the fix) and expandable details; also logged."""
         log.error("%s %s", message, details)
         box = QMessageBox(QMessageBox.Warning, "Cerber", message, QMessageBox.Ok, self)
-        if details:
-            box.setDetailedText(details)
+        log_file = logfile.current()
+        if details or log_file:
+            box.setDetailedText(details + (f"\n\nLogged in {log_file}" if log_file else ""))
         box.open()
         self.last_error = (message, details)
 
@@ -512,5 +567,9 @@ class MainWindow(QMainWindow):
                 return
             self.cancel()
             workers.wait_all()
+        if self.wizard is not None and self.wizard.isVisible() and not self.wizard.close():
+            event.ignore()  # training runs on; the wizard asked and the user said no
+            return
         self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
         event.accept()

@@ -184,6 +184,8 @@ class DataPage(QWizardPage):
         text = report.summary()
         if not report.ok:
             text = "Training cannot start until these are fixed:\n" + text
+        else:
+            text += "\n\nNo problems found: press Next."
         self.report_view.setPlainText(text)
         self._done()
 
@@ -241,6 +243,14 @@ class SettingsPage(QWizardPage):
         ram = 0.8 + self.batch.value() * self.patch.value() ** 2 * n * 550 / 2**30
         self.estimate.setText(f"Estimate on a 2-core CPU: about {minutes:.0f} min per epoch "
                               f"({minutes * self.epochs.value() / 60:.1f} h in all), about {ram:.1f} GiB of RAM.")
+
+
+def _time_left(seconds: float) -> str:
+    if seconds < 90:
+        return "less than 2 min left"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
 
 
 class TrainingPage(QWizardPage):
@@ -323,7 +333,7 @@ class TrainingPage(QWizardPage):
             self.progress.setRange(0, event["batches"])
             self.progress.setValue(event["batch"])
             self.status.setText(f"Epoch {event['epoch']}/{event['epochs']}, batch {event['batch']}/{event['batches']},"
-                                f" loss {event['loss']:.4g}; about {event['eta_s'] / 60:.0f} min left")
+                                f" loss {event['loss']:.4g}; {_time_left(event['eta_s'])}")
         elif kind == "epoch":
             self.epochs.append(event)
             e = [r["epoch"] for r in self.epochs]

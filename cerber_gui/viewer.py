@@ -57,6 +57,7 @@ class SideBySideViewer(QWidget):
         self.right_box.addItem(self.background_item)
         self.right_box.addItem(self.overlay_item)
         self.right_box.addItem(self.markers)
+        self.histogram: pg.HistogramLUTWidget | None = None
         self.data: np.ndarray | None = None
         self.probability: np.ndarray | None = None
         self.labels: np.ndarray | None = None
@@ -85,8 +86,30 @@ class SideBySideViewer(QWidget):
         return float(lo), float(max(hi, lo + 1e-6))
 
     def set_levels(self, low: float, high: float) -> None:
+        """Display range of the input (both panes); pixel values themselves are never changed."""
         for item in (self.input_item, self.background_item):
             item.setLevels((low, high))
+        if self.histogram is not None:
+            self.histogram.item.setLevels(low, high)
+
+    def levels(self) -> tuple[float, float]:
+        low, high = self.input_item.getLevels()
+        return float(low), float(high)
+
+    def reset_levels(self) -> None:
+        if self.data is not None:
+            self.set_levels(*self.auto_levels(self.data))
+
+    def levels_widget(self) -> pg.HistogramLUTWidget:
+        """A histogram of the input with a draggable display range (brightness and contrast).
+
+        Dragging the range sets the levels of both panes, for 8- and 16-bit images alike.
+        """
+        if self.histogram is None:
+            self.histogram = pg.HistogramLUTWidget(image=self.input_item, orientation="horizontal")
+            self.histogram.item.sigLevelsChanged.connect(
+                lambda item: self.background_item.setLevels(item.getLevels()))
+        return self.histogram
 
     def set_result(self, probability: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> None:
         self.probability, self.labels = probability, labels

@@ -50,11 +50,19 @@ class Worker(QRunnable):
             s.cancelled.emit()
         except Exception as exc:  # every failure reaches the user as a dialog, and the log
             log.exception("work failed")
-            s.error.emit(str(exc) or type(exc).__name__, traceback.format_exc())
+            s.error.emit(user_message(exc), traceback.format_exc())
         else:
             s.result.emit(value)
         finally:
             s.finished.emit()
+
+
+def user_message(exc: BaseException) -> str:
+    """What to tell the user about a failure: out-of-memory errors get the fix with them."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ in ("ResourceExhaustedError", "OutOfMemoryError"):
+        return ("out of memory. Close other programs, or lower the batch size or patch size (training) "
+                "or open fewer images at once; nothing already saved was lost.")
+    return str(exc) or type(exc).__name__
 
 
 def start(worker: Worker) -> Worker:

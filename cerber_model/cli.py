@@ -3,6 +3,7 @@
     cerber analyze INPUTS... --out DIR [--model BUNDLE] [--threshold T]
                    [--pixel-size UM] [--save-probability] [--save-overlay]
     cerber info [BUNDLE]
+    cerber gui [IMAGES...]   (the desktop app, as its own process)
 """
 
 from __future__ import annotations
@@ -275,6 +276,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gui(args) -> int:
+    # The desktop app is a separate package that depends on this one, never the other way:
+    # start it as its own process.
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("cerber_gui") is None or importlib.util.find_spec("PySide6") is None:
+        return _fail("the desktop app is not installed; install it with: pip install -e '.[gui]'")
+    command = [sys.executable, "-m", "cerber_gui", *args.images] + (["--model", args.model] if args.model else [])
+    return subprocess.call(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
     parser.add_argument("--version", action="version", version=f"cerber {__version__}")
@@ -336,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    w = sub.add_parser("gui", help="open the desktop app", description="Open the desktop app (same as cerber-gui).")
+    w.add_argument("images", nargs="*", help="images or folders to open")
+    w.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    w.set_defaults(func=cmd_gui)
 
     i = sub.add_parser("info", help="describe a model bundle")
     i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")

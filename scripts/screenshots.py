@@ -1,15 +1,19 @@
-"""Screenshots of the real app for the README: the main window after Analyze.
+"""Screenshots of the real app for the README: the main window after Analyze and
+every page of the training wizard.
 
 Run under a virtual screen to see the app as a user would:
-    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 (without a display it falls back to Qt's offscreen platform). Writes PNGs to
-docs/screenshots/.
+docs/screenshots/. The wizard pages train a tiny model on a small synthetic set
+for two short epochs, so the loss plot has real points.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +23,7 @@ if not os.environ.get("DISPLAY"):
 
 
 def main() -> int:
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from cerber_gui.main_window import MainWindow
@@ -28,38 +32,84 @@ def main() -> int:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
+    shots: list[Path] = []
+
+    def wait_until(condition, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > end:
+                raise TimeoutError(f"gave up waiting for {what}")
+            app.processEvents()
+            time.sleep(0.02)
+
+    def settle(seconds: float = 0.5) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.02)
+
+    def grab(widget, name: str) -> None:
+        settle()
+        target = out / name
+        widget.grab().save(str(target))
+        shots.append(target)
+
     bundle = load_bundle(sys.argv[1]) if len(sys.argv) > 1 else load_default_bundle()
-    settings = QSettings(str(out / ".screenshots.ini"), QSettings.IniFormat)
-    window = MainWindow(bundle, settings)
-    window.resize(1600, 950)
-    window.show()
-    window.open_paths([ROOT / "assets" / "samples" / "img_hybiss_2d.tif"])
-    shots = []
-
-    def shown(_path):
-        def grab():
-            target = out / "main_window.png"
-            window.grab().save(str(target))
-            shots.append(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(str(Path(tmp) / "screenshots.ini"), QSettings.IniFormat)
+        window = MainWindow(bundle, settings)
+        window.resize(1600, 950)
+        window.show()
+        window.open_paths([ROOT / "assets" / "samples" / "img_hybiss_2d.tif"])
+        shown = []
+        window.analysis_shown.connect(shown.append)
+        window.analyze_current()
+        wait_until(lambda: shown, 300, "the analysis")
+        grab(window, "main_window.png")
+        index = window.track_panel.table.model().index(0, 0)
+        if index.isValid():
             window.track_panel.table.selectRow(0)
-            index = window.track_panel.table.model().index(0, 0)
-            if index.isValid():
-                window.track_panel._clicked(index)
-            target = out / "main_window_zoomed.png"
-            QTimer.singleShot(300, lambda: (window.grab().save(str(target)), shots.append(target), app.quit()))
-
-        QTimer.singleShot(500, grab)
-
-    window.analysis_shown.connect(shown)
-    QTimer.singleShot(300, window.analyze_current)
-    QTimer.singleShot(120_000, app.quit)
-    app.exec()
-    settings_file = out / ".screenshots.ini"
-    if settings_file.exists():
-        settings_file.unlink()
+            window.track_panel._clicked(index)
+        grab(window, "main_window_zoomed.png")
+        wizard_shots(window, Path(tmp), wait_until, grab)
+        window.close()
     for shot in shots:
         print(f"wrote {shot}")
-    return 0 if shots else 1
+    return 0
+
+
+def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
+    from cerber_model.synthesis import Recipe, generate_dataset
+
+    recipe = Recipe(height=256, width=256, tracks=(5, 15))
+    data = generate_dataset(tmp / "data", 8, seed=3, recipe=recipe, val_fraction=0.25, workers=1)
+    wizard = window.open_training_wizard()
+    wizard.resize(1000, 720)
+    page = wizard.data_page
+    page.train_images.setText(str(data / "train" / "images"))
+    page.train_masks.setText(str(data / "train" / "masks"))
+    page.val_images.setText(str(data / "val" / "images"))
+    page.val_masks.setText(str(data / "val" / "masks"))
+    page.check()
+    wait_until(lambda: page.isComplete(), 120, "the data check")
+    grab(wizard, "wizard_1_data.png")
+    wizard.next()
+    s = wizard.settings_page
+    s.width.setValue(1)
+    s.epochs.setValue(3)
+    s.steps.setValue(15)
+    s.patch.setValue(64)
+    s.batch.setValue(4)
+    grab(wizard, "wizard_2_settings.png")
+    wizard.next()
+    t = wizard.training_page
+    wait_until(lambda: len(t.epochs) >= 2, 600, "two epochs of training")
+    grab(wizard, "wizard_3_training.png")
+    wait_until(lambda: t.isComplete(), 600, "the end of training")
+    wizard.next()
+    wizard.finish_page.target.setText(str(tmp / "my-model"))
+    grab(wizard, "wizard_4_finish.png")
+    wizard.reject()
 
 
 if __name__ == "__main__":

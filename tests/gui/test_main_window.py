@@ -128,3 +128,67 @@ def test_model_card_describes_the_model(qtbot, window):
     qtbot.addWidget(dialog)
     text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
     assert "three cross-connected branches" in text and "18,813 trainable" in text
+
+
+def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundle, tmp_path):
+    window.open_paths([image_path])
+    window.close()
+    again = MainWindow(bundle, window.settings)
+    qtbot.addWidget(again)
+    actions = [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())]
+    assert len(actions) == 1
+    actions[0].trigger()
+    assert again.image_list.count() == 1 and again.current == image_path.resolve()
+    image_path.unlink()  # a recent file that has gone away: a message, and it leaves the list
+    again.image_list.clear()
+    again.images.clear()
+    [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
+    assert "no longer there" in again.last_error[0]
+    assert str(image_path.resolve()) not in again.recent_paths()
+
+
+def test_levels_control_sets_the_display_range_of_both_panes(qtbot, window, image_path):
+    window.open_paths([image_path])
+    data = window.images[image_path.resolve()].data
+    auto = window.viewer.levels()
+    assert data.min() <= auto[0] < auto[1] <= data.max()  # 16-bit range, not 0..255
+    window.viewer.histogram.item.setLevels(500, 900)  # what dragging the range does
+    assert window.viewer.levels() == (500, 900)
+    assert tuple(window.viewer.background_item.getLevels()) == (500, 900)
+    window.viewer.reset_levels()
+    assert window.viewer.levels() == pytest.approx(auto)
+
+
+def test_an_uncaught_error_is_shown_and_logged(qtbot, window, tmp_path, monkeypatch):
+    import logging
+    import sys
+
+    from cerber_gui import logfile
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    path = logfile.setup(tmp_path / "logs")
+    try:
+        logfile.catch_uncaught(window.show_error)
+        try:
+            raise ValueError("bad value in a slot")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+        assert "bad value in a slot" in window.last_error[0] and "Traceback" in window.last_error[1]
+        assert "bad value in a slot" in path.read_text()
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "baseFilename", "") == str(path)]:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def test_out_of_memory_in_a_worker_names_the_fix(qtbot):
+    from cerber_gui import workers
+
+    def greedy(*, progress, cancel):
+        raise MemoryError()
+
+    job = workers.Worker(greedy)
+    with qtbot.waitSignal(job.signals.error, timeout=10000) as blocker:
+        workers.start(job)
+    assert "out of memory" in blocker.args[0] and "batch size" in blocker.args[0]

@@ -7,9 +7,10 @@ from PIL import Image as PILImage
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QWizard  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QMessageBox, QWizard  # noqa: E402
 
+from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.training_wizard import TrainingWizard  # noqa: E402
 from cerber_model.synthesis import Recipe, generate_dataset  # noqa: E402
 
@@ -40,12 +41,13 @@ def test_bad_folder_keeps_next_disabled(qtbot, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path):
+def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     recipe = Recipe(height=64, width=64, tracks=(2, 4), snr=(3, 5), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
     data = generate_dataset(tmp_path / "data", 6, seed=1, recipe=recipe, val_fraction=0.34, workers=1)
-    wizard = TrainingWizard()
-    qtbot.addWidget(wizard)
-    wizard.show()
+    window = MainWindow(None, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    wizard = window.open_training_wizard()
     page = wizard.data_page
     page.train_images.setText(str(data / "train" / "images"))
     page.train_masks.setText(str(data / "train" / "masks"))
@@ -63,6 +65,12 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path):
     assert "min per epoch" in s.estimate.text()
     wizard.next()
     t = wizard.training_page
+    assert t.running
+    # Closing the main window while training asks first; "No" keeps both the window and the training.
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.No)
+    assert not window.close()
+    assert asked and window.isVisible() and wizard.isVisible() and t.running
     qtbot.waitUntil(lambda: t.isComplete(), timeout=300000)
     x, y = t.train_curve.getData()
     assert len(x) == 1 and len(t.batch_curve.getData()[0]) == 2
