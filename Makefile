@@ -6,12 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run samples test lint bench model constraints clean
+.PHONY: setup run samples test lint bench model exe exe-full constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,gui,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,gui,dev,package]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -42,12 +42,20 @@ model: setup $(MODEL_DATA)/recipe.json
 	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --width 2 --epochs 25 --steps 100 \
 		--patch 128 --batch 8 --seed 777 --resume
 
+# The standalone app (PyInstaller, onedir) with the default model inside, checked after building:
+# dist/Cerber/ is the analyzer (no TensorFlow), dist/Cerber-full/ also trains.
+exe: setup
+	$(BIN)/python packaging/build.py --check
+
+exe-full: setup
+	$(BIN)/python packaging/build.py --full --check
+
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py
 
 # Re-pin every dependency after changing pyproject.toml.
 constraints: setup
-	( echo "# Exact versions for reproducible installs: pip install -c constraints.txt -e '.[train,gui,dev]'"; \
+	( echo "# Exact versions for reproducible installs: pip install -c constraints.txt -e '.[train,gui,dev,package]'"; \
 	  echo "# Regenerate after changing dependencies: make constraints"; \
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 

@@ -1,12 +1,15 @@
 """Training memory and throughput on a folder of full-size (1608 x 1608) images.
 
 Generates a small set of 1608 x 1608 synthetic images (once), then for each
-width runs the real trainer (streaming patches, lazy image cache) for a few
-steps in a fresh process and prints its peak RSS and training throughput in
-pixels per second (patch pixels per second of training steps, first step
-excluded). The prototype needed over 21 GiB for one 1608 x 1608 image per step.
+width runs the real trainer (streaming patches, lazy image cache, validation)
+for a few steps in a fresh process, twice: with the straightforward Keras graph
+as Keras runs it on a CPU (no XLA) and as Cerber trains (the same graph with its
+training step compiled by XLA). Prints peak RSS and training throughput in
+pixels per second (patch pixels per second of training steps, the first two
+steps excluded, which include compiling) and the ratio of the two. The
+prototype needed over 21 GiB for one 1608 x 1608 image per step.
 
-    python benchmarks/bench_training.py [--widths 1 2 4] [--steps 6]
+    python benchmarks/bench_training.py [--widths 1 2 4] [--steps 8]
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ def child(args) -> None:
             stamps.append(time.perf_counter())
 
     config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch=args.patch,
-                            batch=args.batch, val_patches=args.batch, val_images=1, early_stopping=0)
+                            batch=args.batch, val_patches=args.batch, val_images=1, early_stopping=0,
+                            xla=bool(args.xla))
     out = Path(tempfile.mkdtemp()) / "model"
     train(config, DatasetSpec.from_folder(args.data), out, callback=on_event)
+    stamps = stamps[1:]  # from the end of step 2: steps 1-2 include tracing and compiling
     steps = len(stamps) - 1
     rate = steps * args.batch * args.patch**2 / (stamps[-1] - stamps[0]) if steps > 0 else float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -50,13 +55,14 @@ def child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--data", default=str(ROOT / "build" / "bench-train-1608"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--xla", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -68,14 +74,18 @@ def main() -> None:
         generate_dataset(data, args.images, seed=5, recipe=Recipe(tracks=(10, 20), snr=(1, 5)), val_fraction=0.2)
     print(f"training on {args.images} images of 1608 x 1608 px, patches {args.patch} px, batch {args.batch}")
     for width in args.widths:
-        cmd = [sys.executable, __file__, "--child", "--width", str(width), "--steps", str(args.steps),
-               "--patch", str(args.patch), "--batch", str(args.batch), "--data", str(data)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(proc.stderr[-3000:])
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"  width {width}: {r['px_per_s'] / 1e3:.0f} k px/s ({r['s_per_step']:.2f} s per step), "
-              f"peak RSS {r['peak_rss_gib']:.2f} GiB (whole process, validation included)")
+        rates = {}
+        for xla, label in ((0, "straightforward Keras graph"), (1, "Cerber trainer (XLA)")):
+            cmd = [sys.executable, __file__, "--child", "--width", str(width), "--steps", str(args.steps),
+                   "--patch", str(args.patch), "--batch", str(args.batch), "--data", str(data), "--xla", str(xla)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-3000:])
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            rates[xla] = r["px_per_s"]
+            print(f"  width {width}, {label}: {r['px_per_s'] / 1e3:.0f} k px/s ({r['s_per_step']:.2f} s per step), "
+                  f"peak RSS {r['peak_rss_gib']:.2f} GiB (whole process, validation included)", flush=True)
+        print(f"  width {width}: speed-up {rates[1] / rates[0]:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

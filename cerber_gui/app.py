@@ -42,5 +42,26 @@ def main(argv: list[str] | None = None) -> int:
     return app.exec()
 
 
+def check_window(bundle=None) -> str:
+    """Open the main window offscreen and close it again: proves Qt, its plugins and the viewer load."""
+    import os
+    import tempfile
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6 import __version__ as qt_version
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as folder:  # the user's own settings stay untouched
+        window = MainWindow(bundle, QSettings(str(Path(folder) / "selftest.ini"), QSettings.IniFormat))
+        window.show()
+        app.processEvents()
+        window.close()
+    return f"window ok (PySide6 {qt_version}, platform {app.platformName()})"
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -488,6 +488,12 @@ class MainWindow(QMainWindow):
         self._model_changed()
 
     def open_training_wizard(self):
+        from cerber_model.training import training_unavailable
+
+        problem = training_unavailable()
+        if problem:
+            self.show_error("This installation cannot train models.", problem)
+            return None
         from .training_wizard import TrainingWizard
 
         wizard = TrainingWizard(self)

@@ -218,7 +218,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import DatasetSpec
-    from .training import TrainingConfig, TrainingError, train
+    from .training import TrainingConfig, TrainingError, train, training_unavailable
+
+    if problem := training_unavailable():
+        return _fail(problem)
 
     config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch,
                             batch=args.batch, learning_rate=args.lr, seed=args.seed,
@@ -274,6 +277,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(bundle, pairs, args.radius, args.threshold, progress=progress)
     print(result.table())
     return EXIT_OK
+
+
+def cmd_selftest(args) -> int:
+    from .bundle import BundleError, load_bundle
+    from .selftest import run_selftest
+
+    try:
+        bundle = load_bundle(args.model) if args.model else None
+        result = run_selftest(bundle, size=args.size)
+    except BundleError as exc:
+        print(f"selftest FAILED: {exc}")
+        return EXIT_FAILED_FILES
+    print(result.line())
+    return EXIT_OK if result.ok else EXIT_FAILED_FILES
 
 
 def cmd_gui(args) -> int:
@@ -354,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("images", nargs="*", help="images or folders to open")
     w.add_argument("--model", help="model bundle folder (default: the bundled default model)")
     w.set_defaults(func=cmd_gui)
+
+    s = sub.add_parser("selftest", help="check the installation on a synthetic image with known tracks",
+                       description="Analyze a synthetic image with known tracks and check they are found.")
+    s.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    s.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
+    s.set_defaults(func=cmd_selftest)
 
     i = sub.add_parser("info", help="describe a model bundle")
     i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")

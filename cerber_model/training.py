@@ -40,6 +40,23 @@ class TrainingError(Exception):
     """Training cannot start or continue; the message says why and what to do."""
 
 
+def training_unavailable() -> str | None:
+    """None when this installation can train; otherwise why not and what to do.
+
+    The analyzer build of the standalone app leaves TensorFlow out (it is most of the size).
+    """
+    import importlib.util
+    import sys
+
+    missing = [name for name in ("keras", "tensorflow") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    if getattr(sys, "frozen", False):
+        return ("Training needs the full build of Cerber (Cerber-full), which includes TensorFlow; "
+                "this analyzer build opens, analyzes and exports only.")
+    return f"Training needs {' and '.join(missing)}: install them with  pip install -e '.[train]'"
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Everything that decides a training run (stored in the bundle's provenance)."""
@@ -61,6 +78,9 @@ class TrainingConfig:
     min_area_px: int = 4
     early_stopping: int = 10  # epochs without a better validation F1 (0 = off)
     seed: int = 777
+    # Compile the training step with XLA, which fuses the many small elementwise steps of the
+    # three branches (Keras leaves XLA off on CPUs by default; here it is ~1.5x faster).
+    xla: bool = True
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -98,17 +118,15 @@ def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, aug
     return Patches()
 
 
-class _LiveEngine:
-    """Engine over the model being trained (for validation during training)."""
+def _shipping_engine(model, config: TrainingConfig):
+    """The engine a saved bundle of this model would run: the fused ONNX graph of its current
+    weights in ONNX Runtime. Validation scores exactly what users will get, about 2-3x faster
+    than the Keras graph, and without compiling the training graph again for whole images."""
+    from .engine import OnnxEngine
+    from .fused import export_onnx
+    from .network import get_weights
 
-    name = "keras-live"
-
-    def __init__(self, model):
-        self.model = model
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        # predict_on_batch runs a compiled graph (traced once per tile shape).
-        return np.asarray(self.model.predict_on_batch(x[None, :, :, None]))[0, :, :, 0]
+    return OnnxEngine(export_onnx(NetworkConfig(width=config.width, seed=config.seed), get_weights(model)))
 
 
 #: A threshold that marks more than this share of pixels as track is no useful
@@ -125,7 +143,7 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
     from .tracks import track_centres
 
     pairs = report.val if not config.val_images else report.val[: config.val_images]
-    engine = _LiveEngine(model)
+    engine = _shipping_engine(model, config)
     tp = {t: 0 for t in THRESHOLDS}
     fp = dict(tp)
     fn = dict(tp)
@@ -251,10 +269,13 @@ def train(
     if resume and state_path.is_file() and last_path.is_file():
         state = json.loads(state_path.read_text())
         # The number of epochs may change on resuming (train longer, or stop and keep the best so far).
-        if {**state["config"], "epochs": config.epochs} != json.loads(json.dumps(config.to_dict())):
+        # XLA changes only the speed, so it may change too.
+        same = {**state["config"], "epochs": config.epochs, "xla": config.xla}
+        if same != json.loads(json.dumps(config.to_dict())):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
         model = keras.models.load_model(last_path, compile=True)
+        model.jit_compile = config.xla
         history = state["history"]
         start_epoch = len(history)
     else:
@@ -267,7 +288,7 @@ def train(
         loss = keras.losses.BinaryFocalCrossentropy(
             gamma=config.focal_gamma, apply_class_balancing=config.class_balancing, alpha=config.focal_alpha)
         model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
-                      loss=loss)
+                      loss=loss, jit_compile=config.xla)
 
     train_sampler = PatchSampler(report.train, config.normalization, config.patch, config.track_bias,
                                  config.augmentation)

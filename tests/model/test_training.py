@@ -15,6 +15,9 @@ pytestmark = pytest.mark.slow
 
 TINY = TrainingConfig(width=1, epochs=2, steps_per_epoch=3, patch=32, batch=2, val_patches=4, val_images=2,
                       early_stopping=0, min_area_px=1)
+# XLA compiles the training step once per run (tens of seconds); the tests of the run's
+# mechanics train without it. The first test and the resumed run below use it.
+PLAIN = TrainingConfig(**{**TINY.__dict__, "xla": False})
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +49,14 @@ def test_train_emits_events_and_saves_a_bundle(data, tmp_path):
 def test_resume_continues_from_the_last_epoch(data, tmp_path):
     spec = DatasetSpec.from_folder(data)
     out = tmp_path / "model"
-    train(TINY, spec, out)
-    wider = TrainingConfig(**{**TINY.__dict__, "width": 2})
+    train(PLAIN, spec, out)
+    wider = TrainingConfig(**{**PLAIN.__dict__, "width": 2})
     with pytest.raises(TrainingError, match="other settings"):
         train(wider, spec, out, resume=True, overwrite=True)
     events = []
-    train(TINY, spec, out, resume=True, overwrite=True, callback=events.append)
+    train(PLAIN, spec, out, resume=True, overwrite=True, callback=events.append)
     assert not any(e["type"] == "batch" for e in events)  # nothing left to do
-    longer = TrainingConfig(**{**TINY.__dict__, "epochs": 3})
+    longer = TrainingConfig(**{**TINY.__dict__, "epochs": 3})  # and with XLA: only the speed changes
     events = []
     train(longer, spec, out, resume=True, overwrite=True, callback=events.append)
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [3]  # only the new epoch ran
@@ -71,7 +74,7 @@ def test_cancel_stops_within_a_batch_and_keeps_the_best(data, tmp_path):
             if event["epoch"] == 2 and event["batch"] == 1:
                 token.cancel()
 
-    train(TINY, DatasetSpec.from_folder(data), tmp_path / "model", callback=on_event, cancel=token)
+    train(PLAIN, DatasetSpec.from_folder(data), tmp_path / "model", callback=on_event, cancel=token)
     assert len(batches) == 4  # 3 in epoch 1, then one batch of epoch 2
     assert load_bundle(tmp_path / "model").config.provenance["stopped"] == "cancelled"
 
