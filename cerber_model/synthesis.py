@@ -105,15 +105,26 @@ def _add_gaussian(canvas: np.ndarray, r0: float, c0: float, sd_u: float, sd_v: f
     c_lo, c_hi = max(int(math.floor(c0 - reach)), 0), min(int(math.ceil(c0 + reach)) + 1, w)
     if r_lo >= r_hi or c_lo >= c_hi:
         return
-    dy = (np.arange(r_lo, r_hi, dtype=np.float64) - r0)[:, None]
-    dx = (np.arange(c_lo, c_hi, dtype=np.float64) - c0)[None, :]
+    f32 = np.float32
+    dy = np.arange(r_lo, r_hi, dtype=f32) - f32(r0)
+    dx = np.arange(c_lo, c_hi, dtype=f32) - f32(c0)
+    # With u = dx cos - dy sin and v = dx sin + dy cos, (u/sd_u)^2 + (v/sd_v)^2 is the quadratic
+    # form a dx^2 + b dx dy + c dy^2: one outer product and two broadcast sums over the window,
+    # in float32, instead of building u, v and their squares.
     cos, sin = math.cos(angle), math.sin(angle)
-    u = dx * cos - dy * sin
-    v = dx * sin + dy * cos
-    q = (u / sd_u) ** 2 + (v / sd_v) ** 2
-    canvas[r_lo:r_hi, c_lo:c_hi] += amplitude * np.exp(-0.5 * q)
+    iu, iv = 1.0 / sd_u**2, 1.0 / sd_v**2
+    a = cos * cos * iu + sin * sin * iv
+    c = sin * sin * iu + cos * cos * iv
+    b = 2.0 * sin * cos * (iv - iu)
+    q = np.multiply.outer(dy * f32(b), dx)
+    q += (f32(a) * dx * dx)[None, :]
+    q += (f32(c) * dy * dy)[:, None]
     if mask is not None:
         mask[r_lo:r_hi, c_lo:c_hi] |= q <= mask_sigmas**2
+    q *= f32(-0.5)
+    np.exp(q, out=q)
+    q *= f32(amplitude)
+    canvas[r_lo:r_hi, c_lo:c_hi] += q
 
 
 @dataclass
@@ -157,7 +168,9 @@ def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
     """Synthetic image number ``index`` of the data set with ``seed``."""
     h, w = recipe.height, recipe.width
     scene = draw_scene(recipe, np.random.default_rng([seed, index]))
-    canvas = np.clip(scene.offset + scene.noise, 0, 255)
+    canvas = scene.noise.astype(np.float32)
+    canvas += np.float32(scene.offset)
+    np.clip(canvas, 0, 255, out=canvas)
     mask = np.zeros((h, w), dtype=bool)
     for r, c, sd_u, sd_v, angle, amplitude in scene.tracks:
         _add_gaussian(canvas, r, c, sd_u, sd_v, angle, amplitude, mask, recipe.mask_sigmas)
@@ -165,9 +178,9 @@ def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
         _add_gaussian(canvas, r, c, sd_u, sd_v, angle, amplitude)
     # The vignette is centred and round: a separable outer product, cheap at any size.
     vsd, vamp = scene.vignette
-    gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / vsd) ** 2)
-    gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / vsd) ** 2)
-    canvas += vamp * np.outer(gy, gx)
+    gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / vsd) ** 2).astype(np.float32)
+    gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / vsd) ** 2).astype(np.float32)
+    canvas += np.outer(np.float32(vamp) * gy, gx)
     return Sample(_to_uint8(canvas), mask.astype(np.uint8) * 255, scene.tracks[:, :2].copy(),
                   scene.tracks[:, 5] / scene.noise_sd)
 
