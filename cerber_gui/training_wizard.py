@@ -44,10 +44,11 @@ from cerber_model.training import TrainingConfig, train
 
 from . import workers
 
-#: Rough training speed on a 2-core CPU (patch pixels per second), used only for
-#: the time estimate: n = 2 and n = 4 from single-step timings of the Keras graph
-#: (128 px and 256 px patches, batch 8), the others interpolated.
-PX_PER_S = {1: 150_000, 2: 100_000, 3: 70_000, 4: 50_000}
+#: Training speed on a 2-core CPU (patch pixels per second, XLA on), for the time estimate:
+#: measured by benchmarks/bench_training.py (256 px patches, batch 8) for n = 1, 2, 4;
+#: n = 3 interpolated. Without XLA it is about 1.7x slower.
+PX_PER_S = {1: 212_000, 2: 121_000, 3: 90_000, 4: 67_000}
+XLA_SPEEDUP = 1.7
 
 
 class TrainingEvents(QObject):
@@ -215,6 +216,8 @@ class SettingsPage(QWizardPage):
         self.batch = QSpinBox(minimum=1, maximum=256, value=8)
         self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=0.1, value=3e-3, singleStep=1e-3)
         self.patience = QSpinBox(minimum=0, maximum=1000, value=10)
+        self.xla = QCheckBox("Compile with XLA: about 1.7x faster, about 1 GiB more memory")
+        self.xla.setChecked(True)
         form.addRow("Network width n", self.width)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batches per epoch", self.steps)
@@ -222,25 +225,33 @@ class SettingsPage(QWizardPage):
         form.addRow("Batch size", self.batch)
         form.addRow("Learning rate", self.lr)
         form.addRow("Stop after epochs without a better F1 (0 = never)", self.patience)
+        form.addRow(self.xla)
         self.estimate = QLabel()
         form.addRow(self.estimate)
         for w in (self.width, self.epochs, self.steps, self.patch, self.batch):
             w.valueChanged.connect(self._estimate)
+        self.xla.toggled.connect(self._estimate)
         self._estimate()
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(width=self.width.value(), epochs=self.epochs.value(),
                               steps_per_epoch=self.steps.value(), patch=self.patch.value() // 4 * 4,
                               batch=self.batch.value(), learning_rate=self.lr.value(),
-                              early_stopping=self.patience.value())
+                              early_stopping=self.patience.value(), xla=self.xla.isChecked())
 
     def _estimate(self) -> None:
         n = self.width.value()
-        rate = PX_PER_S.get(n, 50_000 * 16 / n**2)
+        rate = PX_PER_S.get(n, PX_PER_S[4] * 16 / n**2)
+        if not self.xla.isChecked():
+            rate /= XLA_SPEEDUP
         pixels = self.steps.value() * self.batch.value() * self.patch.value() ** 2
         minutes = pixels / rate / 60
-        # Activations of the straightforward graph: roughly 0.55 kB per patch pixel and unit of width.
-        ram = 0.8 + self.batch.value() * self.patch.value() ** 2 * n * 550 / 2**30
+        # Peak RSS measured at n = 4, batch 8 (bench_training.py): 1.66 / 3.69 GiB for 128 / 256 px
+        # patches without XLA, 2.75 / 5.54 GiB with it, i.e. about 1.0 / 1.8 GiB plus 5.4 / 7.4 kB per
+        # patch pixel (scaled here by n / 4; it matches the n = 1 and n = 2 runs within 0.4 GiB).
+        xla = self.xla.isChecked()
+        per_px = (7400 if xla else 5400) * n / 4 / 2**30
+        ram = (1.8 if xla else 1.0) + self.batch.value() * self.patch.value() ** 2 * per_px
         self.estimate.setText(f"Estimate on a 2-core CPU: about {minutes:.0f} min per epoch "
                               f"({minutes * self.epochs.value() / 60:.1f} h in all), about {ram:.1f} GiB of RAM.")
 

@@ -225,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch,
                             batch=args.batch, learning_rate=args.lr, seed=args.seed,
-                            early_stopping=args.early_stopping)
+                            early_stopping=args.early_stopping, xla=not args.no_xla)
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
 
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=777)
     t.add_argument("--early-stopping", type=int, default=10, help="epochs without better F1 before stopping")
     t.add_argument("--val-fraction", type=float, default=0.2, help="held out when DATA has no val/ folder")
+    t.add_argument("--no-xla", action="store_true",
+                   help="train without XLA: about 1.7x slower, about 1 GiB less memory")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")
