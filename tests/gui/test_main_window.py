@@ -192,3 +192,14 @@ def test_out_of_memory_in_a_worker_names_the_fix(qtbot):
     with qtbot.waitSignal(job.signals.error, timeout=10000) as blocker:
         workers.start(job)
     assert "out of memory" in blocker.args[0] and "batch size" in blocker.args[0]
+
+
+def test_without_tensorflow_the_wizard_says_training_needs_the_full_build(qtbot, window, monkeypatch):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # as in the analyzer build
+    assert window.open_training_wizard() is None
+    assert "cannot train" in window.last_error[0] and "Cerber-full" in window.last_error[1]
