@@ -252,8 +252,11 @@ class SettingsPage(QWizardPage):
         xla = self.xla.isChecked()
         per_px = (7400 if xla else 5400) * n / 4 / 2**30
         ram = (1.8 if xla else 1.0) + self.batch.value() * self.patch.value() ** 2 * per_px
-        self.estimate.setText(f"Estimate on a 2-core CPU: about {minutes:.0f} min per epoch "
-                              f"({minutes * self.epochs.value() / 60:.1f} h in all), about {ram:.1f} GiB of RAM.")
+        total = minutes * self.epochs.value()
+        per_epoch = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
+        in_all = f"{total:.0f} min" if total < 90 else f"{total / 60:.1f} h"
+        self.estimate.setText(f"Estimate on a 2-core CPU: {per_epoch} per epoch of training "
+                              f"({in_all} in all, plus validation), about {ram:.1f} GiB of RAM.")
 
 
 def _time_left(seconds: float) -> str:

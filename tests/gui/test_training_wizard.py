@@ -62,7 +62,7 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     s.steps.setValue(2)
     s.patch.setValue(32)
     s.batch.setValue(2)
-    assert "min per epoch" in s.estimate.text()
+    assert "per epoch of training" in s.estimate.text() and "GiB of RAM" in s.estimate.text()
     wizard.next()
     t = wizard.training_page
     assert t.running
@@ -82,3 +82,21 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
         wizard.accept()
     assert blocker.args[0] == str(tmp_path / "saved")
     assert (tmp_path / "saved" / "config.json").is_file() and (tmp_path / "saved" / "loss.png").is_file()
+
+
+def test_settings_estimate_follows_width_patch_and_xla(qtbot):
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    s = wizard.settings_page
+
+    def ram():
+        return float(s.estimate.text().split("about ")[-1].split(" GiB")[0])
+
+    s.width.setValue(4)
+    s.patch.setValue(128)
+    s.batch.setValue(8)
+    with_xla = ram()
+    s.xla.setChecked(False)
+    assert ram() < with_xla and not s.config().xla
+    s.patch.setValue(256)
+    assert ram() > with_xla  # four times the patch pixels
