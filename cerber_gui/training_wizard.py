@@ -95,6 +95,9 @@ class DataPage(QWizardPage):
                                            ("Validation masks", self.val_masks))):
             _folder_row(grid, i, label, edit, self)
         layout.addLayout(grid)
+        whole = QPushButton("Or choose one data set folder (with train/ and val/, as cerber generate writes)…")
+        whole.clicked.connect(self._choose_dataset_folder)
+        layout.addWidget(whole)
         self.use_folders = QRadioButton("Validation folders as above")
         self.hold_out = QRadioButton("Hold out a fraction of the training pairs:")
         self.synthetic = QRadioButton("Generate synthetic data:")
@@ -136,6 +139,18 @@ class DataPage(QWizardPage):
         self.job = None
         for edit in (self.train_images, self.train_masks, self.val_images, self.val_masks):
             edit.textChanged.connect(self._invalidate)
+
+    def _choose_dataset_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Data set folder (train/images, train/masks, val/...)")
+        if folder:
+            self.use_dataset_folder(Path(folder))
+
+    def use_dataset_folder(self, folder: Path) -> None:
+        """Fill the four folders from FOLDER/train/{images,masks} and FOLDER/val/{images,masks}."""
+        for edit, split, kind in ((self.train_images, "train", "images"), (self.train_masks, "train", "masks"),
+                                  (self.val_images, "val", "images"), (self.val_masks, "val", "masks")):
+            edit.setText(str(folder / split / kind))
+        self.use_folders.setChecked(True)
 
     def _invalidate(self) -> None:
         self.report = None

@@ -86,10 +86,7 @@ def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
     wizard = window.open_training_wizard()
     wizard.resize(1000, 720)
     page = wizard.data_page
-    page.train_images.setText(str(data / "train" / "images"))
-    page.train_masks.setText(str(data / "train" / "masks"))
-    page.val_images.setText(str(data / "val" / "images"))
-    page.val_masks.setText(str(data / "val" / "masks"))
+    page.use_dataset_folder(data)
     page.check()
     wait_until(lambda: page.isComplete(), 120, "the data check")
     grab(wizard, "wizard_1_data.png")

@@ -49,10 +49,8 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     window.show()
     wizard = window.open_training_wizard()
     page = wizard.data_page
-    page.train_images.setText(str(data / "train" / "images"))
-    page.train_masks.setText(str(data / "train" / "masks"))
-    page.val_images.setText(str(data / "val" / "images"))
-    page.val_masks.setText(str(data / "val" / "masks"))
+    page.use_dataset_folder(data)  # what "choose one data set folder" does
+    assert page.val_masks.text() == str(data / "val" / "masks")
     _check(qtbot, wizard)
     assert wizard.button(QWizard.NextButton).isEnabled(), page.report_view.toPlainText()
     wizard.next()
