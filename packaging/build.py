@@ -6,7 +6,8 @@ Builds ``packaging/cerber.spec`` (the analyzer, or with ``--full`` the app with
 TensorFlow and training) into ``DIR/Cerber`` (``DIR/Cerber-full``) and prints its
 size. ``--check`` then runs the frozen program's ``--selftest`` (timed, from launch
 to exit) and ``analyze`` on a sample image, and compares its track table byte for
-byte with the same command run from the source install. Exit status 1 if a check
+byte with the same command run from the source install; and ``generate`` with two
+worker processes. Exit status 1 if a check
 fails.
 """
 
@@ -70,6 +71,16 @@ def check(app: Path) -> bool:
         print(f"analyze {SAMPLE.name}: {rows} tracks; track table "
               + ("identical to the source run" if same else "DIFFERS from the source run"))
         ok &= same
+        # Worker processes of the frozen program must run as workers (multiprocessing.freeze_support).
+        data = Path(tmp) / "generated"
+        try:
+            run = subprocess.run([str(exe), "generate", str(data), "--count", "2", "--seed", "1", "--size", "64", "64",
+                                  "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=120)
+            generated = run.returncode == 0 and len(list(data.glob("*/images/*.png"))) == 2
+        except subprocess.TimeoutExpired:
+            generated = False
+        print("generate with 2 worker processes: " + ("ok" if generated else "FAILED"))
+        ok &= generated
     return ok
 
 

@@ -14,6 +14,11 @@ CLI_COMMANDS = {"analyze", "info", "selftest", "generate", "train", "evaluate"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `generate` starts worker processes; in the frozen program they start this same executable,
+    # and freeze_support() turns them into workers instead of new copies of the app.
+    import multiprocessing
+
+    multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--version"]:
         from cerber_model import __version__
