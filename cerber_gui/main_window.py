@@ -257,11 +257,14 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[Path]) -> None:
         """Add images (files or folders of images) to the list and show the first new one."""
         files: list[Path] = []
+        folders: list[Path] = []  # folders that held images, for the recent list
         for path in paths:
             if path.is_dir():
                 found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
                 if not found:
                     self.show_error(f"{path} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
+                else:
+                    folders.append(path)
                 files += found
             else:
                 files.append(path)
@@ -287,7 +290,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"{len(failed)} file(s) could not be opened.", "\n".join(failed))
         if files:
             self.settings.setValue("last_folder", str(files[0].parent))
-        opened = [p for p in paths if p.is_dir() or p.resolve() in self.images]
+        opened = folders + [p for p in paths if not p.is_dir() and p.resolve() in self.images]
         if opened:
             self._remember(opened)
         if first_new is not None:
