@@ -13,14 +13,22 @@ kept side by side in one tensor and every step becomes one wide operation:
 * per-branch batch-normalisation, softmax and pooling act on each third of the
   stacked channels.
 
-The result is written as an ONNX graph (NCHW, any height and width divisible by 4)
-that ONNX Runtime executes. Only numpy and the ``onnx`` package are needed to
-build it; running it needs only ``onnxruntime``.
+The plan (:class:`FusedPlanner`) is the same for two backends. Every wide kernel
+and batch-norm table is an *index layout* into the per-branch weights, so the
+per-branch weights stay the only parameters:
+
+* :class:`_OnnxBackend` (here) fills the layouts from trained weights and writes
+  an ONNX graph (NCHW, any height and width divisible by 4) that ONNX Runtime
+  executes; only numpy and the ``onnx`` package are needed to build it;
+* :mod:`cerber_model.fused_keras` gathers the layouts from Keras variables inside
+  the graph, so the fused graph can be trained and its gradients reach the
+  per-branch weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,41 +43,73 @@ OPSET = 17
 class _Tensor:
     name: str
     channels: int
+    handle: Any = field(default=None, compare=False, hash=False)
+
+    @property
+    def ref(self):
+        return self.name if self.handle is None else self.handle
 
 
 # A branch is a list of (tensor, channel index) references; a stream is a list of branches.
 Branch = list[tuple[_Tensor, int]]
 
 
-class _FusedOps:
-    """Interprets :func:`describe` as a fused ONNX graph, given the trained weights."""
+def kernel_layout(shapes: list[tuple[int, ...]], rows: list[list[int]], offsets: list[int],
+                  n_in: int, n_out: int, transpose: bool) -> np.ndarray:
+    """Where each element of a wide kernel comes from.
 
-    def __init__(self, weights: dict[str, np.ndarray]):
-        from onnx import helper
+    ``shapes`` are the per-branch Keras kernel shapes (``(kh, kw, in, out)``, or
+    ``(kh, kw, out, in)`` for transposed kernels); branch ``b`` reads input rows
+    ``rows[b]`` and writes output columns from ``offsets[b]``. Returns an int64
+    array ``(kh, kw, n_in, n_out)`` indexing the concatenation of the flattened
+    per-branch kernels; -1 marks a zero.
+    """
+    kh, kw = shapes[0][:2]
+    index = np.full((kh, kw, n_in, n_out), -1, np.int64)
+    base = 0
+    for shape, branch_rows, offset in zip(shapes, rows, offsets, strict=True):
+        flat = np.arange(base, base + int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        if transpose:
+            flat = flat.transpose(0, 1, 3, 2)
+        filters = flat.shape[3]
+        for j, r in enumerate(branch_rows):
+            target = index[:, :, r, offset:offset + filters]
+            assert (target == -1).all(), "two weights for one kernel element"
+            index[:, :, r, offset:offset + filters] = flat[:, :, j, :]
+        base += flat.size
+    return index
 
-        self.helper = helper
-        self.weights = weights
-        self.nodes = []
-        self.initializers = []
+
+def take_layout(flat: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``index`` (see :func:`kernel_layout`) filled from ``flat``; -1 gives 0."""
+    return np.concatenate([flat, np.zeros(1, flat.dtype)])[index]
+
+
+class FusedPlanner:
+    """Interprets :func:`describe` as wide operations on a backend.
+
+    The backend makes the tensors: ``input()``, ``concat(refs)``,
+    ``gather(ref, index)``, ``act(ref, kind)``, ``pool(ref)``,
+    ``softmax(ref, groups, filters, name)``, ``conv(name, ref, layers, index,
+    group, transpose)`` (kernel from :func:`kernel_layout` over the kernels of
+    ``layers``, bias the concatenation of theirs) and ``bn(name, ref, channels,
+    src, params)`` (output channel ``j`` is layer ``params[j][0]``'s batch norm,
+    channel ``params[j][1]``, of input channel ``src[j]``; returns the tensor and
+    where each output channel landed in it). Every weight shape comes from
+    ``shapes`` ({"layer/var": shape}).
+    """
+
+    def __init__(self, backend, shapes: dict[str, tuple[int, ...]]):
+        self.backend = backend
+        self.shapes = shapes
         self._count = 0
         self._memo: dict[tuple, _Tensor] = {}
 
-    # -- graph plumbing -------------------------------------------------------
-    def _name(self, base: str) -> str:
+    def _tensor(self, handle, channels: int) -> _Tensor:
+        if isinstance(handle, str):
+            return _Tensor(handle, channels)
         self._count += 1
-        return f"{base}__{self._count}"
-
-    def _const(self, base: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        name = self._name(base)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def _node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
-        out = self._name(base)
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
+        return _Tensor(f"t{self._count}", channels, handle)
 
     def _materialise(self, refs: Branch, base: str) -> _Tensor:
         """A tensor whose channels are exactly ``refs``, in order (copying only if needed)."""
@@ -84,15 +124,14 @@ class _FusedOps:
         for t in tensors:
             offsets[t.name], total = total, total + t.channels
         if len(tensors) == 1:
-            joined = tensors[0].name
+            joined = tensors[0].ref
         else:
-            joined = self._node("Concat", [t.name for t in tensors], f"{base}_cat", axis=1)
+            joined = self.backend.concat([t.ref for t in tensors], f"{base}_cat")
         index = [offsets[t.name] + c for t, c in refs]
         if index == list(range(total)):
-            result = _Tensor(joined, total)
+            result = self._tensor(joined, total)
         else:
-            idx = self._const(f"{base}_idx", np.asarray(index, dtype=np.int64))
-            result = _Tensor(self._node("Gather", [joined, idx], f"{base}_gather", axis=1), len(index))
+            result = self._tensor(self.backend.gather(joined, np.asarray(index, np.int64), base), len(index))
         self._memo[key] = result
         return result
 
@@ -122,14 +161,14 @@ class _FusedOps:
             for t, c in branch:
                 key = (op_key, t.name)
                 if key not in self._memo:
-                    self._memo[key] = _Tensor(make(t.name), t.channels)
+                    self._memo[key] = self._tensor(make(t.ref), t.channels)
                 new.append((self._memo[key], c))
             out.append(new)
         return out
 
     # -- the operations of the architecture ----------------------------------
     def input(self):
-        return [[(_Tensor(INPUT_NAME, 1), 0)]]
+        return [[(self._tensor(self.backend.input(), 1), 0)]]
 
     def fan(self, s):
         return [s[0]] * 3
@@ -144,64 +183,31 @@ class _FusedOps:
         return [sum(s, [])]
 
     def act(self, s, kind):
-        op = {"elu": "Elu", "relu": "Relu", "sigmoid": "Sigmoid"}[kind]
-        return self._elementwise(s, kind, lambda name: self._node(op, [name], kind))
+        return self._elementwise(s, kind, lambda ref: self.backend.act(ref, kind))
 
     def pool(self, s):
-        return self._elementwise(
-            s, "pool", lambda name: self._node("MaxPool", [name], "pool", kernel_shape=[2, 2], strides=[2, 2])
-        )
+        return self._elementwise(s, "pool", self.backend.pool)
 
     def bn(self, name, s):
         k = len(s)
         refs = sum(s, [])
-        scales, shifts = [], []
-        for i in range(k):
-            layer = layer_name(name, i, k)
-            w = {v: self.weights[f"{layer}/{v}"] for v in ("gamma", "beta", "moving_mean", "moving_variance")}
-            scale = w["gamma"] / np.sqrt(w["moving_variance"] + BN_EPSILON)
-            scales.append(scale)
-            shifts.append(w["beta"] - w["moving_mean"] * scale)
-        scale, shift = np.concatenate(scales), np.concatenate(shifts)
-        one_tensor = len({t for t, _ in refs}) == 1
-        if k == 3 and one_tensor and all(sorted(c for _, c in b) == list(range(b[0][0].channels)) for b in s):
-            return self._bn_replicated(name, s, scale, shift)
-        t = self._materialise(refs, name)
-        shape = (1, -1, 1, 1)
-        mul = self._const(f"{name}_scale", scale.astype(np.float32).reshape(shape))
-        add = self._const(f"{name}_shift", shift.astype(np.float32).reshape(shape))
-        y = self._node("Add", [self._node("Mul", [t.name, mul], name), add], name)
-        return self._whole(_Tensor(y, len(refs)), k)
-
-    def _bn_replicated(self, name, s, scale, shift):
-        """Per-branch BN of a cross-concatenation: all three branches read the same
-        tensor in a different order. Instead of gathering three permuted copies and
-        scaling them, broadcast one tensor against a (3, C) table of scales: each
-        branch's copy keeps the tensor's own channel order, and the next
-        convolution's kernel is permuted to match."""
-        t = s[0][0][0]
-        c = t.channels
-        table_scale, table_shift = np.zeros((3, c), np.float32), np.zeros((3, c), np.float32)
-        for i, branch in enumerate(s):
-            for j, (_, ch) in enumerate(branch):
-                table_scale[i, ch] = scale[i * c + j]
-                table_shift[i, ch] = shift[i * c + j]
-        x = self._node("Unsqueeze", [t.name, self._const("axis1", np.asarray([1], np.int64))], f"{name}_unsq")
-        y = self._node("Mul", [x, self._const(f"{name}_scale", table_scale.reshape(1, 3, c, 1, 1))], name)
-        y = self._node("Add", [y, self._const(f"{name}_shift", table_shift.reshape(1, 3, c, 1, 1))], name)
-        hw = self._node("Slice", [self._node("Shape", [t.name], f"{name}_shape"),
-                                  self._const("two", np.asarray([2], np.int64)),
-                                  self._const("four", np.asarray([4], np.int64))], f"{name}_hw")
-        target = self._node("Concat", [self._const(f"{name}_nc", np.asarray([1, 3 * c], np.int64)), hw],
-                            f"{name}_target", axis=0)
-        out = _Tensor(self._node("Reshape", [y, target], f"{name}_flat"), 3 * c)
-        return [[(out, i * c + ch) for _, ch in branch] for i, branch in enumerate(s)]
+        params = [(layer_name(name, i, k), j) for i, branch in enumerate(s) for j in range(len(branch))]
+        tensors = list(dict.fromkeys(t for t, _ in refs))
+        if len(tensors) == 1:
+            x, src = tensors[0], [c for _, c in refs]
+        else:
+            x = self._materialise(refs, name)
+            src = list(range(len(refs)))
+        handle, positions = self.backend.bn(name, x.ref, x.channels, np.asarray(src, np.int64), params)
+        out = self._tensor(handle, len(refs))
+        flat = [(out, int(p)) for p in positions]
+        sizes = np.cumsum([0] + [len(b) for b in s])
+        return [flat[sizes[i]:sizes[i + 1]] for i in range(k)]
 
     def conv(self, name, s, filters, kernel, act, transpose=False):
         k = len(s)
-        kh = kw = kernel
-        kernels = [self.weights[f"{layer_name(name, i, k)}/kernel"] for i in range(k)]
-        biases = [self.weights[f"{layer_name(name, i, k)}/bias"] for i in range(k)]
+        layers = [layer_name(name, i, k) for i in range(k)]
+        shapes = [self.shapes[f"{layer}/kernel"] for layer in layers]
         union = list(dict.fromkeys(ref for branch in s for ref in branch))
         if k == 3 and len(union) > len(s[0]):
             # Each branch reads its own channels: one grouped convolution, branch i
@@ -209,10 +215,10 @@ class _FusedOps:
             x, s = self._materialise_grouped(s, name)
             block = x.channels // 3
             group = 3
-            if transpose:  # ONNX: (in, out/group): global input rows, local outputs
+            if transpose:  # global input rows, local outputs
                 rows = [[c for _, c in branch] for branch in s]
                 n_in, n_out, offsets = x.channels, filters, [0, 0, 0]
-            else:  # ONNX: (out, in/group): local input rows, global outputs
+            else:  # local input rows, global outputs
                 rows = [[c - i * block for _, c in branch] for i, branch in enumerate(s)]
                 n_in, n_out, offsets = block, 3 * filters, [0, filters, 2 * filters]
         else:
@@ -223,39 +229,129 @@ class _FusedOps:
             group = 1
             rows = [[pos[ref] for ref in branch] for branch in s]
             n_in, n_out, offsets = len(union), k * filters, [i * filters for i in range(k)]
-        # Assemble in Keras' (kh, kw, in, out) order, then lay out for ONNX:
-        # Conv wants (out, in, kh, kw), ConvTranspose (in, out, kh, kw).
-        w = np.zeros((kh, kw, n_in, n_out), np.float32)
-        for kk, branch_rows, offset in zip(kernels, rows, offsets, strict=True):
-            if transpose:  # Keras' transposed kernels are (kh, kw, out, in)
-                kk = kk.transpose(0, 1, 3, 2)
-            for j, r in enumerate(branch_rows):
-                w[:, :, r, offset:offset + filters] += kk[:, :, j, :]
-        w = w.transpose(2, 3, 0, 1) if transpose else w.transpose(3, 2, 0, 1)
-        inputs = [x.name, self._const(f"{name}_w", w.astype(np.float32)),
-                  self._const(f"{name}_b", np.concatenate(biases).astype(np.float32))]
-        if transpose:
-            # Keras "same" with stride 2: output exactly twice the input; the
-            # extra row/column of the full transposed output is cut at the end.
-            y = self._node("ConvTranspose", inputs, name, group=group, kernel_shape=[kh, kw],
-                           strides=[2, 2], pads=[0, 0, 1, 1])
-        else:
-            y = self._node("Conv", inputs, name, group=group, kernel_shape=[kh, kw], pads=[kh // 2] * 4)
-        out = _Tensor(y, k * filters)
+        index = kernel_layout(shapes, rows, offsets, n_in, n_out, transpose)
+        out = self._tensor(self.backend.conv(name, x.ref, layers, index, group, transpose), k * filters)
         if act == "softmax":
-            out = self._softmax(out, k, filters, name)
+            out = self._tensor(self.backend.softmax(out.ref, k, filters, name), out.channels)
         elif act is not None:
             return self.act(self._whole(out, k), act)
         return self._whole(out, k)
 
-    def _softmax(self, t: _Tensor, k: int, filters: int, name: str) -> _Tensor:
+    def output(self, s):
+        """The handle of the (single-channel) output stream."""
+        return self._materialise(s[0], "output").ref
+
+
+class _OnnxBackend:
+    """Writes the plan as ONNX nodes, with the layouts filled from trained weights."""
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        from onnx import helper
+
+        self.helper = helper
+        self.weights = weights
+        self.nodes = []
+        self.initializers = []
+        self._count = 0
+
+    def _name(self, base: str) -> str:
+        self._count += 1
+        return f"{base}__{self._count}"
+
+    def _const(self, base: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self._name(base)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def _node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self._name(base)
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def _flat(self, layers: list[str], var: str) -> np.ndarray:
+        return np.concatenate([self.weights[f"{layer}/{var}"].ravel() for layer in layers]).astype(np.float32)
+
+    def input(self):
+        return INPUT_NAME
+
+    def concat(self, refs, base):
+        return self._node("Concat", refs, base, axis=1)
+
+    def gather(self, ref, index, base):
+        return self._node("Gather", [ref, self._const(f"{base}_idx", index)], f"{base}_gather", axis=1)
+
+    def act(self, ref, kind):
+        op = {"elu": "Elu", "relu": "Relu", "sigmoid": "Sigmoid"}[kind]
+        return self._node(op, [ref], kind)
+
+    def pool(self, ref):
+        return self._node("MaxPool", [ref], "pool", kernel_shape=[2, 2], strides=[2, 2])
+
+    def bn(self, name, ref, channels, src, params):
+        by_layer = {}
+        for layer, _ in params:
+            if layer not in by_layer:
+                w = {v: self.weights[f"{layer}/{v}"] for v in ("gamma", "beta", "moving_mean", "moving_variance")}
+                scale = w["gamma"] / np.sqrt(w["moving_variance"] + BN_EPSILON)
+                by_layer[layer] = (scale, w["beta"] - w["moving_mean"] * scale)
+        scale = np.asarray([by_layer[layer][0][j] for layer, j in params])
+        shift = np.asarray([by_layer[layer][1][j] for layer, j in params])
+        blocks = len(src) // channels if len(src) % channels == 0 else 0
+        if blocks == 3 and all(sorted(src[i * channels:(i + 1) * channels]) == list(range(channels))
+                               for i in range(3)):
+            return self._bn_replicated(name, ref, channels, src, scale, shift)
+        if list(src) != list(range(channels)):
+            ref = self.gather(ref, src, name)
+        shape = (1, -1, 1, 1)
+        mul = self._const(f"{name}_scale", scale.astype(np.float32).reshape(shape))
+        add = self._const(f"{name}_shift", shift.astype(np.float32).reshape(shape))
+        return self._node("Add", [self._node("Mul", [ref, mul], name), add], name), range(len(src))
+
+    def _bn_replicated(self, name, ref, c, src, scale, shift):
+        """Per-branch BN of a cross-concatenation: all three branches read the same
+        tensor in a different order. Instead of gathering three permuted copies and
+        scaling them, broadcast one tensor against a (3, C) table of scales: each
+        branch's copy keeps the tensor's own channel order, and the next
+        convolution's kernel is permuted to match."""
+        table_scale, table_shift = np.zeros((3, c), np.float32), np.zeros((3, c), np.float32)
+        for j, ch in enumerate(src):
+            table_scale[j // c, ch] = scale[j]
+            table_shift[j // c, ch] = shift[j]
+        x = self._node("Unsqueeze", [ref, self._const("axis1", np.asarray([1], np.int64))], f"{name}_unsq")
+        y = self._node("Mul", [x, self._const(f"{name}_scale", table_scale.reshape(1, 3, c, 1, 1))], name)
+        y = self._node("Add", [y, self._const(f"{name}_shift", table_shift.reshape(1, 3, c, 1, 1))], name)
+        hw = self._node("Slice", [self._node("Shape", [ref], f"{name}_shape"),
+                                  self._const("two", np.asarray([2], np.int64)),
+                                  self._const("four", np.asarray([4], np.int64))], f"{name}_hw")
+        target = self._node("Concat", [self._const(f"{name}_nc", np.asarray([1, 3 * c], np.int64)), hw],
+                            f"{name}_target", axis=0)
+        out = self._node("Reshape", [y, target], f"{name}_flat")
+        return out, [(j // c) * c + ch for j, ch in enumerate(src)]
+
+    def conv(self, name, ref, layers, index, group, transpose):
+        w = take_layout(self._flat(layers, "kernel"), index)
+        # ONNX: Conv wants (out, in, kh, kw), ConvTranspose (in, out, kh, kw).
+        w = w.transpose(2, 3, 0, 1) if transpose else w.transpose(3, 2, 0, 1)
+        kh, kw = index.shape[:2]
+        inputs = [ref, self._const(f"{name}_w", w.astype(np.float32)),
+                  self._const(f"{name}_b", self._flat(layers, "bias"))]
+        if transpose:
+            # Keras "same" with stride 2: output exactly twice the input; the
+            # extra row/column of the full transposed output is cut at the end.
+            return self._node("ConvTranspose", inputs, name, group=group, kernel_shape=[kh, kw],
+                              strides=[2, 2], pads=[0, 0, 1, 1])
+        return self._node("Conv", inputs, name, group=group, kernel_shape=[kh, kw], pads=[kh // 2] * 4)
+
+    def softmax(self, ref, k, filters, name):
         if k == 1:
-            return _Tensor(self._node("Softmax", [t.name], f"{name}_softmax", axis=1), t.channels)
-        shape = self._node("Shape", [t.name], f"{name}_shape")
+            return self._node("Softmax", [ref], f"{name}_softmax", axis=1)
+        shape = self._node("Shape", [ref], f"{name}_shape")
         split = self._const(f"{name}_split", np.asarray([0, k, filters, -1], np.int64))
-        y = self._node("Reshape", [t.name, split], f"{name}_split")
+        y = self._node("Reshape", [ref, split], f"{name}_split")
         y = self._node("Softmax", [y], f"{name}_softmax", axis=2)
-        return _Tensor(self._node("Reshape", [y, shape], f"{name}_unsplit"), t.channels)
+        return self._node("Reshape", [y, shape], f"{name}_unsplit")
 
 
 def export_onnx(config: NetworkConfig, weights: dict[str, np.ndarray]) -> bytes:
@@ -267,16 +363,18 @@ def export_onnx(config: NetworkConfig, weights: dict[str, np.ndarray]) -> bytes:
     import onnx
     from onnx import TensorProto, helper
 
-    ops = _FusedOps(weights)
-    out = describe(ops, config.width)
-    result = ops._materialise(out[0], "output")
-    ops.nodes.append(helper.make_node("Identity", [result.name], [OUTPUT_NAME], name="output"))
+    from .network import parameter_shapes
+
+    backend = _OnnxBackend(weights)
+    planner = FusedPlanner(backend, parameter_shapes(config))
+    result = planner.output(describe(planner, config.width))
+    backend.nodes.append(helper.make_node("Identity", [result], [OUTPUT_NAME], name="output"))
     graph = helper.make_graph(
-        ops.nodes,
+        backend.nodes,
         f"cerber_n{config.width}_fused",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 1, "height", "width"])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, "height", "width"])],
-        ops.initializers,
+        backend.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cerber")
     model.ir_version = 8

@@ -228,20 +228,28 @@ def build_cerber(config: NetworkConfig):
     return ops.keras.Model(ops.inputs, out[0], name=f"cerber_n{config.width}")
 
 
+def weight_name(variable) -> str:
+    """The ``layer/var`` name of a model variable, in the straightforward graph
+    (``stem_conv_x/kernel``) and in the fused one (``cerber/stem_conv_x.kernel``)."""
+    last = variable.path.rsplit("/", 1)[-1]
+    return last.replace(".", "/") if "." in last else variable.path
+
+
 def get_weights(model) -> dict[str, Any]:
     """The model's weights (trainable and BN statistics) as ``{"layer/var": array}``."""
-    return {w.path: w.numpy() for w in model.weights}
+    return {weight_name(w): w.numpy() for w in model.weights}
 
 
 def set_weights(model, weights: dict[str, Any]) -> None:
     """Load ``{"layer/var": array}`` into ``model``; every variable must be present."""
-    missing = [w.path for w in model.weights if w.path not in weights]
+    missing = [weight_name(w) for w in model.weights if weight_name(w) not in weights]
     if missing:
         raise ConfigError(f"weights lack {len(missing)} variables, e.g. {missing[0]}")
     for w in model.weights:
-        if tuple(w.shape) != weights[w.path].shape:
-            raise ConfigError(f"weight {w.path} has shape {weights[w.path].shape}, expected {tuple(w.shape)}")
-        w.assign(weights[w.path])
+        name = weight_name(w)
+        if tuple(w.shape) != weights[name].shape:
+            raise ConfigError(f"weight {name} has shape {weights[name].shape}, expected {tuple(w.shape)}")
+        w.assign(weights[name])
 
 
 class _ShapeOps:

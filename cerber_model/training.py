@@ -29,7 +29,7 @@ import numpy as np
 from .bundle import Bundle, BundleConfig, make_bundle, save_bundle
 from .datasets import Augmentation, DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
 from .images import Normalization
-from .network import NetworkConfig
+from .network import NetworkConfig, get_weights
 from .progress import CancelToken
 
 EventFn = Callable[[dict], None]
@@ -81,6 +81,9 @@ class TrainingConfig:
     # Compile the training step with XLA, which fuses the many small elementwise steps of the
     # three branches (Keras leaves XLA off on CPUs by default; here it is ~1.5x faster).
     xla: bool = True
+    # Train the fused graph (cerber_model.fused_keras): the same network and variables with the
+    # three branches stacked into wide operations; False trains the straightforward per-branch graph.
+    fused: bool = True
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -124,7 +127,6 @@ def _shipping_engine(model, config: TrainingConfig):
     than the Keras graph, and without compiling the training graph again for whole images."""
     from .engine import OnnxEngine
     from .fused import export_onnx
-    from .network import get_weights
 
     return OnnxEngine(export_onnx(NetworkConfig(width=config.width, seed=config.seed), get_weights(model)))
 
@@ -269,11 +271,13 @@ def train(
     if resume and state_path.is_file() and last_path.is_file():
         state = json.loads(state_path.read_text())
         # The number of epochs may change on resuming (train longer, or stop and keep the best so far).
-        # XLA changes only the speed, so it may change too.
-        same = {**state["config"], "epochs": config.epochs, "xla": config.xla}
+        # XLA and the fused graph change only the speed (the saved graph is trained on), so they may too.
+        same = {**state["config"], "epochs": config.epochs, "xla": config.xla, "fused": config.fused}
         if same != json.loads(json.dumps(config.to_dict())):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
+        from . import fused_keras  # noqa: F401  (registers the fused layer for loading)
+
         model = keras.models.load_model(last_path, compile=True)
         model.jit_compile = config.xla
         history = state["history"]
@@ -282,9 +286,11 @@ def train(
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        from .network import build_cerber
-
-        model = build_cerber(NetworkConfig(width=config.width, seed=config.seed))
+        if config.fused:
+            from .fused_keras import build_fused as build
+        else:
+            from .network import build_cerber as build
+        model = build(NetworkConfig(width=config.width, seed=config.seed))
         loss = keras.losses.BinaryFocalCrossentropy(
             gamma=config.focal_gamma, apply_class_balancing=config.class_balancing, alpha=config.focal_alpha)
         model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
@@ -331,7 +337,7 @@ def train(
             history.append(row)
             if metrics["f1"] > best_f1:
                 best_f1, since_best = metrics["f1"], 0
-                weights = {w.path: w.numpy() for w in self.model.weights}
+                weights = get_weights(self.model)
                 tmp = best_path.with_name(".best.tmp.npz")
                 np.savez(tmp, threshold=np.float32(metrics["threshold"]), **weights)
                 os.replace(tmp, best_path)

@@ -86,3 +86,41 @@ def test_fused_graph_detects_a_wrong_weight():
     session = ort.InferenceSession(export_onnx(config, swapped), providers=["CPUExecutionProvider"])
     fused = session.run(None, {"image": x.transpose(0, 3, 1, 2)})[0][0, 0]
     assert np.abs(fused - reference).max() > 1e-3
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_fused_keras_graph_trains_like_the_reference(width):
+    """The trainable fused graph has the reference's variables (same names and initial values) and
+    computes the same outputs, batch-norm statistics and gradients, in training and inference."""
+    import tensorflow as tf
+
+    from cerber_model.fused_keras import build_fused
+    from cerber_model.network import build_cerber, get_weights, set_weights, weight_name
+
+    config = NetworkConfig(width=width)
+    reference, fused = build_cerber(config), build_fused(config)
+    start_r, start_f = get_weights(reference), get_weights(fused)
+    assert start_r.keys() == start_f.keys()
+    assert all(np.array_equal(start_r[k], start_f[k]) for k in start_r)
+    weights = jittered_weights(config, seed=width)
+    set_weights(reference, weights)
+    set_weights(fused, weights)
+    x = np.random.default_rng(1).random((2, 48, 64, 1), dtype=np.float32)
+    a, b = reference(x, training=False).numpy(), fused(x, training=False).numpy()
+    assert a.std() > 0.05 and np.abs(a - b).max() <= 1e-4
+
+    def step(model):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = tf.reduce_mean(out**2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return out.numpy(), {weight_name(v): g.numpy() for v, g in zip(model.trainable_variables, grads, strict=True)}
+
+    (out_r, grad_r), (out_f, grad_f) = step(reference), step(fused)
+    assert np.abs(out_r - out_f).max() <= 1e-4
+    after_r, after_f = get_weights(reference), get_weights(fused)
+    moved = [k for k in after_r if k.endswith("moving_mean") and not np.allclose(after_r[k], weights[k])]
+    assert moved, "training mode must update the moving statistics"
+    assert max(np.abs(after_r[k] - after_f[k]).max() for k in after_r) <= 1e-5
+    scale = max(np.abs(g).max() for g in grad_r.values())
+    assert max(np.abs(grad_r[k] - grad_f[k]).max() for k in grad_r) <= 1e-4 * scale
