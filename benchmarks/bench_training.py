@@ -2,9 +2,11 @@
 
 Generates a small set of 1608 x 1608 synthetic images (once), then for each
 width runs the real trainer (streaming patches, lazy image cache, validation)
-for a few steps in a fresh process, twice: with the straightforward Keras graph
-as Keras runs it on a CPU (no XLA) and as Cerber trains (the same graph with its
-training step compiled by XLA). Prints peak RSS and training throughput in
+for a few steps in a fresh process, four times: the straightforward Keras graph
+(one layer per branch and step) as Keras runs it on a CPU (no XLA), the same with
+its training step compiled by XLA, and the fused graph (the branches stacked into
+wide operations) without and with XLA; the last is how Cerber trains by default.
+Prints peak RSS and training throughput in
 pixels per second (patch pixels per second of training steps, the first two
 steps excluded, which include compiling) and the ratio of the two. The
 prototype needed over 21 GiB for one 1608 x 1608 image per step.
@@ -28,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+MODES = ((0, 0, "straightforward graph"), (0, 1, "straightforward graph + XLA"),
+         (1, 0, "fused graph"), (1, 1, "fused graph + XLA (Cerber's default)"))
+
+
 def child(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from cerber_model.datasets import DatasetSpec
@@ -41,7 +47,7 @@ def child(args) -> None:
 
     config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch=args.patch,
                             batch=args.batch, val_patches=args.batch, val_images=1, early_stopping=0,
-                            xla=bool(args.xla))
+                            xla=bool(args.xla), fused=bool(args.fused))
     out = Path(tempfile.mkdtemp()) / "model"
     train(config, DatasetSpec.from_folder(args.data), out, callback=on_event)
     stamps = stamps[1:]  # from the end of step 2: steps 1-2 include tracing and compiling
@@ -63,6 +69,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--xla", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--fused", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -75,17 +82,19 @@ def main() -> None:
     print(f"training on {args.images} images of 1608 x 1608 px, patches {args.patch} px, batch {args.batch}")
     for width in args.widths:
         rates = {}
-        for xla, label in ((0, "straightforward Keras graph"), (1, "Cerber trainer (XLA)")):
+        for fused, xla, label in MODES:
             cmd = [sys.executable, __file__, "--child", "--width", str(width), "--steps", str(args.steps),
-                   "--patch", str(args.patch), "--batch", str(args.batch), "--data", str(data), "--xla", str(xla)]
+                   "--patch", str(args.patch), "--batch", str(args.batch), "--data", str(data), "--xla", str(xla),
+                   "--fused", str(fused)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            rates[xla] = r["px_per_s"]
-            print(f"  width {width}, {label}: {r['px_per_s'] / 1e3:.0f} k px/s ({r['s_per_step']:.2f} s per step), "
-                  f"peak RSS {r['peak_rss_gib']:.2f} GiB (whole process, validation included)", flush=True)
-        print(f"  width {width}: speed-up {rates[1] / rates[0]:.2f}x", flush=True)
+            rates[label] = r["px_per_s"]
+            base = rates[MODES[0][2]]
+            print(f"  width {width}, {label}: {r['px_per_s'] / 1e3:.0f} k px/s ({r['s_per_step']:.2f} s per step, "
+                  f"{r['px_per_s'] / base:.2f}x), peak RSS {r['peak_rss_gib']:.2f} GiB "
+                  "(whole process, validation included)", flush=True)
 
 
 if __name__ == "__main__":

@@ -499,7 +499,7 @@ class MainWindow(QMainWindow):
             return None
         from .training_wizard import TrainingWizard
 
-        wizard = TrainingWizard(self)
+        wizard = TrainingWizard(self, start_model=self.bundle)
         wizard.use_model.connect(lambda path: self.load_model(Path(path)))
         wizard.open()
         self.wizard = wizard

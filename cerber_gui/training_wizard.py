@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -44,11 +45,12 @@ from cerber_model.training import TrainingConfig, train
 
 from . import workers
 
-#: Training speed on a 2-core CPU (patch pixels per second, XLA on), for the time estimate:
-#: measured by benchmarks/bench_training.py (256 px patches, batch 8) for n = 1, 2, 4;
-#: n = 3 interpolated. Without XLA it is about 1.7x slower.
-PX_PER_S = {1: 212_000, 2: 121_000, 3: 90_000, 4: 67_000}
-XLA_SPEEDUP = 1.7
+#: Training speed on a 2-core CPU (patch pixels per second, fused graph with XLA), for the time
+#: estimate: measured by benchmarks/bench_training.py (batch 8, 256 px patches for n = 1, 2;
+#: n = 4 between its 256 px (59 k) and 128 px (84 k) figures; n = 3 interpolated).
+#: Without XLA it is about 2x slower (1.5-2.3x in that run).
+PX_PER_S = {1: 262_000, 2: 153_000, 3: 105_000, 4: 70_000}
+XLA_SPEEDUP = 2.0
 
 
 class TrainingEvents(QObject):
@@ -219,7 +221,9 @@ class DataPage(QWizardPage):
 
 
 class SettingsPage(QWizardPage):
-    def __init__(self):
+    """``start_model``: the model open in the main window, offered as a starting point."""
+
+    def __init__(self, start_model=None):
         super().__init__()
         self.setTitle("2. Settings")
         self.setSubTitle("Sensible defaults for spots of SD 1-6 px; the estimate updates as you change them.")
@@ -231,8 +235,19 @@ class SettingsPage(QWizardPage):
         self.batch = QSpinBox(minimum=1, maximum=256, value=8)
         self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=0.1, value=3e-3, singleStep=1e-3)
         self.patience = QSpinBox(minimum=0, maximum=1000, value=10)
-        self.xla = QCheckBox("Compile with XLA: about 1.7x faster, about 1 GiB more memory")
+        self.xla = QCheckBox("Compile with XLA: about 2x faster, about 1 GiB more memory")
         self.xla.setChecked(True)
+        self.start = QComboBox()
+        self.start.addItem("fresh random weights", "")
+        self.start_width = None
+        if start_model is not None and start_model.path is not None:
+            self.start_width = start_model.config.network.width
+            self.start.addItem(f"the open model, {start_model.name} (fine-tune; width {self.start_width})",
+                               str(start_model.path))
+        self.start.setToolTip("Fine-tuning the open model on a few annotated images of your own needs far "
+                              "fewer epochs than training from fresh weights.")
+        self.start.currentIndexChanged.connect(self._start_changed)
+        form.addRow("Start from", self.start)
         form.addRow("Network width n", self.width)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batches per epoch", self.steps)
@@ -252,7 +267,14 @@ class SettingsPage(QWizardPage):
         return TrainingConfig(width=self.width.value(), epochs=self.epochs.value(),
                               steps_per_epoch=self.steps.value(), patch=self.patch.value() // 4 * 4,
                               batch=self.batch.value(), learning_rate=self.lr.value(),
-                              early_stopping=self.patience.value(), xla=self.xla.isChecked())
+                              early_stopping=self.patience.value(), xla=self.xla.isChecked(),
+                              start_from=self.start.currentData())
+
+    def _start_changed(self) -> None:
+        fine_tune = bool(self.start.currentData())
+        if fine_tune:
+            self.width.setValue(self.start_width)
+        self.width.setEnabled(not fine_tune)
 
     def _estimate(self) -> None:
         n = self.width.value()
@@ -471,14 +493,14 @@ class TrainingWizard(QWizard):
     #: the folder of the saved model, when "use this model now" is ticked
     use_model = Signal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, start_model=None):
         super().__init__(parent)
         self.setWindowTitle("Train a Cerber model")
         self.resize(900, 700)
         self.saved_path: Path | None = None
         self.last_error = None
         self.data_page = DataPage(self)
-        self.settings_page = SettingsPage()
+        self.settings_page = SettingsPage(start_model)
         self.training_page = TrainingPage(self)
         self.finish_page = FinishPage(self)
         for page in (self.data_page, self.settings_page, self.training_page, self.finish_page):

@@ -216,6 +216,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _start_from(value: str | None) -> str:
+    """A --start-from value as a model folder ("default" is the bundled default model)."""
+    if not value:
+        return ""
+    if value == "default":
+        from .bundle import default_bundle_path
+
+        return str(default_bundle_path())
+    return str(Path(value))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import DatasetSpec
     from .training import TrainingConfig, TrainingError, train, training_unavailable
@@ -225,7 +236,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch,
                             batch=args.batch, learning_rate=args.lr, seed=args.seed,
-                            early_stopping=args.early_stopping, xla=not args.no_xla)
+                            early_stopping=args.early_stopping, xla=not args.no_xla,
+                            start_from=_start_from(args.start_from))
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
 
@@ -353,7 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--early-stopping", type=int, default=10, help="epochs without better F1 before stopping")
     t.add_argument("--val-fraction", type=float, default=0.2, help="held out when DATA has no val/ folder")
     t.add_argument("--no-xla", action="store_true",
-                   help="train without XLA: about 1.7x slower, about 1 GiB less memory")
+                   help="train without XLA: about 2x slower, about 1 GiB less memory")
+    t.add_argument("--start-from", metavar="MODEL",
+                   help="start from this model folder's weights instead of random ones (fine-tuning; "
+                        "'default' = the bundled default model); --width must match it")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")

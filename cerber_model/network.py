@@ -7,16 +7,17 @@ one trunk that two decoders bring back to full resolution.
 
 The architecture is written once, in :func:`describe`, against a small set of
 operations (``conv``, ``bn``, ``act``, ``pool``, ``cross``, ``cat``, ``merge``).
-Two builders interpret it:
+Builders interpret it:
 
 * :func:`build_cerber` (here) turns it into the straightforward Keras graph: one
   layer per branch and step, exactly as the prototype was laid out. It is the
-  reference implementation and the graph that is trained.
-* :mod:`cerber_model.fused` turns the same description, with trained weights,
-  into a handful of wide operations (grouped and permuted convolutions) and
-  writes them as an ONNX graph for the light inference engine.
+  reference implementation.
+* :mod:`cerber_model.fused` turns the same description into a handful of wide
+  operations (grouped and permuted convolutions): with trained weights as an
+  ONNX graph for the light inference engine, and (:mod:`cerber_model.fused_keras`)
+  as the trainable Keras model the trainer uses, with the same variables.
 
-Both compute the same function for the same weights; tests check it.
+All compute the same function for the same weights; tests check it.
 
 Keras/TensorFlow is imported only inside :func:`build_cerber`, so importing this
 module is cheap and works in the light (TensorFlow-free) analyzer.

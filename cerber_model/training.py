@@ -84,6 +84,9 @@ class TrainingConfig:
     # Train the fused graph (cerber_model.fused_keras): the same network and variables with the
     # three branches stacked into wide operations; False trains the straightforward per-branch graph.
     fused: bool = True
+    # A model folder whose weights training starts from (fine-tuning, e.g. the default model on a
+    # few annotated images of one's own); "" starts from fresh random weights.
+    start_from: str = ""
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -99,6 +102,22 @@ class TrainingConfig:
                                             for k, v in d.get("augmentation", {}).items()})
         d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
         return cls(**d)
+
+
+def _load_start_weights(model, config: TrainingConfig) -> None:
+    """Set ``model``'s weights from the bundle ``config.start_from`` (same width required)."""
+    from .bundle import BundleError, load_bundle
+    from .network import set_weights
+
+    try:
+        start = load_bundle(Path(config.start_from))
+    except BundleError as exc:
+        raise TrainingError(f"cannot start from {config.start_from}: {exc}") from exc
+    width = start.config.network.width
+    if width != config.width:
+        raise TrainingError(f"{config.start_from} is a width-{width} model; set the width to {width} "
+                            "to start from it, or start from fresh weights.")
+    set_weights(model, start.weights)
 
 
 def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, augment_epochs: bool):
@@ -291,6 +310,8 @@ def train(
         else:
             from .network import build_cerber as build
         model = build(NetworkConfig(width=config.width, seed=config.seed))
+        if config.start_from:
+            _load_start_weights(model, config)
         loss = keras.losses.BinaryFocalCrossentropy(
             gamma=config.focal_gamma, apply_class_balancing=config.class_balancing, alpha=config.focal_alpha)
         model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),

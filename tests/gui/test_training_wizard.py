@@ -98,3 +98,23 @@ def test_settings_estimate_follows_width_patch_and_xla(qtbot):
     assert ram() < with_xla and not s.config().xla
     s.patch.setValue(256)
     assert ram() > with_xla  # four times the patch pixels
+
+
+def test_start_from_the_open_model_fixes_the_width(qtbot, tmp_path):
+    from cerber_model.bundle import default_bundle_path, load_bundle
+
+    bundle = load_bundle(default_bundle_path())
+    window = MainWindow(bundle, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    s = window.open_training_wizard().settings_page
+    assert s.config().start_from == ""
+    s.width.setValue(5)
+    s.start.setCurrentIndex(1)  # "the open model ... (fine-tune)"
+    assert s.config().start_from == str(bundle.path)
+    assert s.config().width == bundle.config.network.width and not s.width.isEnabled()
+    s.start.setCurrentIndex(0)
+    assert s.width.isEnabled() and s.config().start_from == ""
+    # Without an open model there is nothing to fine-tune.
+    bare = TrainingWizard()
+    qtbot.addWidget(bare)
+    assert bare.settings_page.start.count() == 1

@@ -96,3 +96,20 @@ def test_same_seed_same_data_same_model(data, tmp_path):
     for name in first.weights:
         np.testing.assert_array_equal(first.weights[name], second.weights[name], err_msg=name)
     assert first.config.threshold == second.config.threshold
+
+
+def test_start_from_a_model_fine_tunes_its_weights(data, tmp_path):
+    """Training can start from a saved model's weights (same width); another width is refused."""
+    spec = DatasetSpec.from_folder(data)
+    first = train(PLAIN, spec, tmp_path / "first")
+    # A learning rate of ~0: the weights stay where they started, so they must be the first model's.
+    config = TrainingConfig(**{**PLAIN.__dict__, "epochs": 1, "learning_rate": 1e-9, "weight_decay": 0.0,
+                               "seed": 123, "start_from": str(tmp_path / "first")})
+    tuned = train(config, spec, tmp_path / "tuned")
+    kernels = [k for k in first.weights if k.endswith("/kernel")]
+    assert all(np.allclose(tuned.weights[k], first.weights[k], atol=1e-6) for k in kernels)
+    fresh = train(TrainingConfig(**{**config.__dict__, "start_from": ""}), spec, tmp_path / "fresh")
+    assert not np.allclose(fresh.weights["c1_conv1_x/kernel"], first.weights["c1_conv1_x/kernel"], atol=1e-3)
+    assert load_bundle(tmp_path / "tuned").config.provenance["training"]["start_from"] == str(tmp_path / "first")
+    with pytest.raises(TrainingError, match="width-1 model; set the width to 1"):
+        train(TrainingConfig(**{**config.__dict__, "width": 2}), spec, tmp_path / "wide")
