@@ -31,16 +31,20 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# The default model: fixed seeds, about an hour on a 2-core CPU. Interrupted runs
-# continue where they stopped (--resume); the data are generated once.
+# The default model: fixed seeds, about 1.5 hours on a 2-core CPU. 25 epochs from fresh
+# weights, then 10 epochs at a lower learning rate starting from the best of those.
+# Interrupted runs continue where they stopped (--resume); the data are generated once.
 MODEL_DATA := build/model-data
 $(MODEL_DATA)/recipe.json: | $(STAMP)
 	rm -rf $(MODEL_DATA)
 	$(BIN)/cerber generate $(MODEL_DATA) --count 240 --seed 1 --size 512 512 --tracks 10 30 --snr 0.7 5 --quiet
 
+MODEL_BASE := build/model-base
 model: setup $(MODEL_DATA)/recipe.json
-	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --width 2 --epochs 25 --steps 100 \
+	$(BIN)/cerber train $(MODEL_DATA) --out $(MODEL_BASE) --width 2 --epochs 25 --steps 100 \
 		--patch 128 --batch 8 --seed 777 --resume
+	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --start-from $(MODEL_BASE) --width 2 \
+		--epochs 10 --steps 100 --patch 128 --batch 8 --lr 1e-3 --seed 778 --resume
 
 # The standalone app (PyInstaller, onedir) with the default model inside, checked after building:
 # dist/Cerber/ is the analyzer (no TensorFlow), dist/Cerber-full/ also trains.

@@ -217,14 +217,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _start_from(value: str | None) -> str:
-    """A --start-from value as a model folder ("default" is the bundled default model)."""
+    """A --start-from value as a model folder ("default" is the bundled default model),
+    relative to the working folder when inside it (it is kept in the new model's provenance)."""
     if not value:
         return ""
+    path = Path(value)
     if value == "default":
         from .bundle import default_bundle_path
 
-        return str(default_bundle_path())
-    return str(Path(value))
+        path = default_bundle_path()
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +291,10 @@ def train(
         state = json.loads(state_path.read_text())
         # The number of epochs may change on resuming (train longer, or stop and keep the best so far).
         # XLA and the fused graph change only the speed (the saved graph is trained on), so they may too.
-        same = {**state["config"], "epochs": config.epochs, "xla": config.xla, "fused": config.fused}
-        if same != json.loads(json.dumps(config.to_dict())):
+        # Settings added since the run started take their defaults.
+        stored = replace(TrainingConfig.from_dict(state["config"]), epochs=config.epochs, xla=config.xla,
+                         fused=config.fused)
+        if json.loads(json.dumps(stored.to_dict())) != json.loads(json.dumps(config.to_dict())):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
         from . import fused_keras  # noqa: F401  (registers the fused layer for loading)
