@@ -26,24 +26,6 @@ BN_MOMENTUM = 0.99
 _STATISTICS = ("moving_mean", "moving_variance")
 
 
-def _runs(index) -> list[tuple[int, int]]:
-    """``index`` as runs of consecutive values: [(start, stop), ...]."""
-    runs = []
-    for i in map(int, index):
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
-
-
-def _channels(x, index):
-    """``x[..., index]`` as slices and one concatenation: their gradients are cheap
-    (a gather's gradient is a scatter, which XLA runs one element at a time on CPUs)."""
-    parts = [x[..., a:b] for a, b in _runs(index)]
-    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
-
-
 class _KerasBackend:
     """Executes the fused plan with ``keras.ops`` on the variables of one :class:`FusedCerber`."""
 
@@ -63,7 +45,7 @@ class _KerasBackend:
         return ops.concatenate(refs, axis=-1)
 
     def gather(self, ref, index, base):
-        return _channels(ref, index)
+        return ops.take(ref, index, axis=-1)
 
     def act(self, ref, kind):
         return {"elu": ops.elu, "relu": ops.relu, "sigmoid": ops.sigmoid}[kind](ref)
@@ -117,7 +99,7 @@ class _KerasBackend:
         else:
             mean, variance = table("moving_mean"), table("moving_variance")
         if list(src) != list(range(channels)):
-            ref = _channels(ref, src)
+            ref = ops.take(ref, src, axis=-1)
         y = ops.batch_normalization(ref, mean, variance, axis=-1, offset=table("beta"), scale=table("gamma"),
                                     epsilon=BN_EPSILON)
         return y, range(len(src))
