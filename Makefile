@@ -31,7 +31,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# The default model: fixed seeds, about 1.5 hours on a 2-core CPU. 25 epochs from fresh
+# The default model: fixed seeds, under two hours on a 2-core CPU. 25 epochs from fresh
 # weights, then 10 epochs at a lower learning rate starting from the best of those.
 # Interrupted runs continue where they stopped (--resume); the data are generated once.
 MODEL_DATA := build/model-data
