@@ -96,7 +96,7 @@ class Sample:
 def _add_gaussian(canvas: np.ndarray, r0: float, c0: float, sd_u: float, sd_v: float, angle: float,
                   amplitude: float, mask: np.ndarray | None = None, mask_sigmas: float = 1.0,
                   step: int = 1) -> None:
-    """Add a rotated Gaussian to ``canvas`` in place, over a window of +-4 SD.
+    """Add a rotated Gaussian to ``canvas`` in place, over the bounding box of its 4-SD ellipse.
 
     ``sd_u`` is the SD along the axis at ``angle`` (counter-clockwise from the
     column axis as displayed), ``sd_v`` across it. Optionally marks the

@@ -104,10 +104,9 @@ class TrainingConfig:
         return cls(**d)
 
 
-def _load_start_weights(model, config: TrainingConfig) -> None:
-    """Set ``model``'s weights from the bundle ``config.start_from`` (same width required)."""
+def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:
+    """The weights of the bundle ``config.start_from`` (same width required)."""
     from .bundle import BundleError, load_bundle
-    from .network import set_weights
 
     try:
         start = load_bundle(Path(config.start_from))
@@ -117,7 +116,7 @@ def _load_start_weights(model, config: TrainingConfig) -> None:
     if width != config.width:
         raise TrainingError(f"{config.start_from} is a width-{width} model; set the width to {width} "
                             "to start from it, or start from fresh weights.")
-    set_weights(model, start.weights)
+    return start.weights
 
 
 def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, augment_epochs: bool):
@@ -304,6 +303,8 @@ def train(
         history = state["history"]
         start_epoch = len(history)
     else:
+        # A start model that cannot be used is refused before the old checkpoints are cleared.
+        start = _start_weights(config) if config.start_from else None
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
@@ -312,8 +313,10 @@ def train(
         else:
             from .network import build_cerber as build
         model = build(NetworkConfig(width=config.width, seed=config.seed))
-        if config.start_from:
-            _load_start_weights(model, config)
+        if start is not None:
+            from .network import set_weights
+
+            set_weights(model, start)
         loss = keras.losses.BinaryFocalCrossentropy(
             gamma=config.focal_gamma, apply_class_balancing=config.class_balancing, alpha=config.focal_alpha)
         model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
