@@ -58,8 +58,9 @@ def peak_rss_gib() -> float:
 
 def child_keras(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from cerber_model.images import Normalization, normalize
-    from cerber_model.network import NetworkConfig, build_cerber, set_weights
+    from cerber_model.nn.keras_graph import build_cerber, set_weights
+    from cerber_model.runtime.architecture import NetworkConfig
+    from cerber_model.runtime.images import Normalization, normalize
 
     weights = dict(np.load(args.weights))
     model = build_cerber(NetworkConfig(width=args.width))
@@ -74,8 +75,8 @@ def child_keras(args) -> dict:
 
 
 def child_cerber(args) -> dict:
-    from cerber_model.analysis import analyze, predict_probability
-    from cerber_model.bundle import load_bundle
+    from cerber_model.runtime.analysis import analyze, predict_probability
+    from cerber_model.runtime.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     image = synthetic_image(args.size)
@@ -136,9 +137,11 @@ def main() -> None:
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from cerber_model.bundle import BundleConfig, default_bundle_path, make_bundle, save_bundle
-    from cerber_model.network import NetworkConfig, build_cerber, flops_per_pixel, get_weights
-    from cerber_model.tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, pad_image, plan_tiles
+    from cerber_model.nn.bundling import make_bundle
+    from cerber_model.nn.keras_graph import build_cerber, get_weights
+    from cerber_model.runtime.architecture import NetworkConfig, flops_per_pixel
+    from cerber_model.runtime.bundle import BundleConfig, default_bundle_path, save_bundle
+    from cerber_model.runtime.tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, pad_image, plan_tiles
 
     config = NetworkConfig(width=args.width)
     weights = get_weights(build_cerber(config))  # Keras' own initialisation

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cerber_model.synthesis import Recipe, draw_scene, make_sample, render  # noqa: E402
+from cerber_model.runtime.synthesis import Recipe, draw_scene, make_sample, render  # noqa: E402
 
 
 def per_pixel(scene, recipe: Recipe, rows: range, cols: range) -> np.ndarray:

@@ -36,7 +36,7 @@ MODES = ((0, 0, "straightforward graph"), (0, 1, "straightforward graph + XLA"),
 
 def child(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from cerber_model.datasets import DatasetSpec
+    from cerber_model.runtime.datasets import DatasetSpec
     from cerber_model.training import TrainingConfig, train
 
     stamps = []
@@ -74,7 +74,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from cerber_model.synthesis import Recipe, generate_dataset
+    from cerber_model.runtime.synthesis import Recipe, generate_dataset
 
     data = Path(args.data)
     if not (data / "recipe.json").is_file():

@@ -21,12 +21,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 from eval_snr import SWEEP, sets  # noqa: E402
 
-from cerber_model.analysis import analyze  # noqa: E402
-from cerber_model.bundle import load_bundle  # noqa: E402
-from cerber_model.datasets import find_pairs  # noqa: E402
-from cerber_model.evaluation import evaluate  # noqa: E402
-from cerber_model.network import count_parameters  # noqa: E402
-from cerber_model.synthesis import Recipe, make_sample  # noqa: E402
+from cerber_model.runtime.analysis import analyze  # noqa: E402
+from cerber_model.runtime.architecture import count_parameters  # noqa: E402
+from cerber_model.runtime.bundle import load_bundle  # noqa: E402
+from cerber_model.runtime.datasets import find_pairs  # noqa: E402
+from cerber_model.runtime.evaluation import evaluate  # noqa: E402
+from cerber_model.runtime.synthesis import Recipe, make_sample  # noqa: E402
 
 
 def analysis_seconds(bundle, repeats: int = 3) -> float:

@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerber_model.bundle import default_bundle_path, load_bundle  # noqa: E402
-from cerber_model.datasets import find_pairs  # noqa: E402
-from cerber_model.evaluation import evaluate  # noqa: E402
-from cerber_model.synthesis import Recipe, generate_dataset  # noqa: E402
+from cerber_model.runtime.bundle import default_bundle_path, load_bundle  # noqa: E402
+from cerber_model.runtime.datasets import find_pairs  # noqa: E402
+from cerber_model.runtime.evaluation import evaluate  # noqa: E402
+from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
 
 SWEEP = (("SNR 4", (4.0, 4.0)), ("SNR 2", (2.0, 2.0)), ("SNR 1", (1.0, 1.0)), ("SNR 0.5", (0.5, 0.5)),
          ("prototype recipe", None))

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QStandardPaths
     from PySide6.QtWidgets import QApplication
 
-    from cerber_model.bundle import BundleError, load_bundle, load_default_bundle
+    from cerber_model.runtime.bundle import BundleError, load_bundle, load_default_bundle
 
     from . import logfile
     from .main_window import MainWindow

@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cerber_model.analysis import AnalysisResult, analyze
-from cerber_model.bundle import Bundle, BundleError, load_bundle, load_default_bundle
-from cerber_model.export import (
+from cerber_model.runtime.analysis import AnalysisResult, analyze
+from cerber_model.runtime.bundle import Bundle, BundleError, load_bundle, load_default_bundle
+from cerber_model.runtime.export import (
     render_overlay,
     summary_row,
     write_overlay_png,
@@ -35,8 +35,8 @@ from cerber_model.export import (
     write_summary_csv,
     write_tracks_csv,
 )
-from cerber_model.images import IMAGE_SUFFIXES, Image, is_image_file, read_image
-from cerber_model.tracks import extract_tracks
+from cerber_model.runtime.images import IMAGE_SUFFIXES, Image, is_image_file, read_image
+from cerber_model.runtime.tracks import extract_tracks
 
 from . import logfile, workers
 from .track_panel import TrackPanel

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout
 
-from cerber_model.bundle import Bundle, describe_bundle
+from cerber_model.runtime.bundle import Bundle, describe_bundle
 
 
 class ModelCardDialog(QDialog):

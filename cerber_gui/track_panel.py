@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QTableView, QVBoxLayout, QWidget
 
-from cerber_model.tracks import TRACK_COLUMNS, Tracks
+from cerber_model.runtime.tracks import TRACK_COLUMNS, Tracks
 
 _ROOT = QModelIndex()
 _DECIMALS = {"row": 2, "col": 2, "max_probability": 3, "eccentricity": 3, "orientation_deg": 1}

@@ -38,9 +38,9 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from cerber_model.bundle import BundleError, load_bundle, save_bundle
-from cerber_model.datasets import DatasetSpec, inspect_dataset
-from cerber_model.synthesis import Recipe, generate_dataset
+from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
+from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
+from cerber_model.runtime.synthesis import Recipe, generate_dataset
 from cerber_model.training import TrainingConfig, train
 
 from . import workers

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from cerber_model.progress import Cancelled, CancelToken
+from cerber_model.runtime.progress import Cancelled, CancelToken
 
 log = logging.getLogger("cerber")
 

@@ -29,7 +29,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
     Returns the paths (in order, without duplicates) and (input, problem) pairs
     for inputs that matched nothing.
     """
-    from .images import is_image_file
+    from .runtime.images import is_image_file
 
     found: list[Path] = []
     problems: list[tuple[str, str]] = []
@@ -60,7 +60,7 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
 
 
 def _load_model(model: str | None):
-    from .bundle import load_bundle, load_default_bundle
+    from .runtime.bundle import load_bundle, load_default_bundle
 
     return load_default_bundle() if model is None else load_bundle(model)
 
@@ -68,9 +68,9 @@ def _load_model(model: str | None):
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .analysis import analyze
-    from .bundle import BundleError
-    from .export import (
+    from .runtime.analysis import analyze
+    from .runtime.bundle import BundleError
+    from .runtime.export import (
         render_overlay,
         summary_row,
         write_overlay_png,
@@ -78,7 +78,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         write_summary_csv,
         write_tracks_csv,
     )
-    from .images import ImageReadError, read_image
+    from .runtime.images import ImageReadError, read_image
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         return _fail(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -163,7 +163,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .bundle import BundleError, describe_bundle
+    from .runtime.bundle import BundleError, describe_bundle
 
     try:
         bundle = _load_model(args.model)
@@ -189,7 +189,7 @@ def _bar(desc: str, quiet: bool):
 def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
-    from .synthesis import Recipe, generate_dataset
+    from .runtime.synthesis import Recipe, generate_dataset
 
     try:
         recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
@@ -223,7 +223,7 @@ def _start_from(value: str | None) -> str:
         return ""
     path = Path(value)
     if value == "default":
-        from .bundle import default_bundle_path
+        from .runtime.bundle import default_bundle_path
 
         path = default_bundle_path()
     try:
@@ -233,7 +233,7 @@ def _start_from(value: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .datasets import DatasetSpec
+    from .runtime.datasets import DatasetSpec
     from .training import TrainingConfig, TrainingError, train, training_unavailable
 
     if problem := training_unavailable():
@@ -276,9 +276,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .bundle import BundleError
-    from .datasets import find_pairs
-    from .evaluation import evaluate
+    from .runtime.bundle import BundleError
+    from .runtime.datasets import find_pairs
+    from .runtime.evaluation import evaluate
 
     try:
         bundle = _load_model(args.model)
@@ -297,8 +297,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from .bundle import BundleError, load_bundle
-    from .selftest import run_selftest
+    from .runtime.bundle import BundleError, load_bundle
+    from .runtime.selftest import run_selftest
 
     try:
         bundle = load_bundle(args.model) if args.model else None

@@ -27,7 +27,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from cerber_gui.main_window import MainWindow
-    from cerber_model.bundle import load_bundle, load_default_bundle
+    from cerber_model.runtime.bundle import load_bundle, load_default_bundle
 
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def main() -> int:
 
 
 def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
-    from cerber_model.synthesis import Recipe, generate_dataset
+    from cerber_model.runtime.synthesis import Recipe, generate_dataset
 
     recipe = Recipe(height=256, width=256, tracks=(5, 15))
     data = generate_dataset(tmp / "data", 8, seed=3, recipe=recipe, val_fraction=0.25, workers=1)

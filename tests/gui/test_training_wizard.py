@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QMessageBox, QWizard  # noqa: E402
 
 from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.training_wizard import TrainingWizard  # noqa: E402
-from cerber_model.synthesis import Recipe, generate_dataset  # noqa: E402
+from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
 
 
 def _check(qtbot, wizard):
@@ -101,7 +101,7 @@ def test_settings_estimate_follows_width_patch_and_xla(qtbot):
 
 
 def test_start_from_the_open_model_fixes_the_width(qtbot, tmp_path):
-    from cerber_model.bundle import default_bundle_path, load_bundle
+    from cerber_model.runtime.bundle import default_bundle_path, load_bundle
 
     bundle = load_bundle(default_bundle_path())
     window = MainWindow(bundle, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cerber_model.bundle import BundleConfig, make_bundle
-from cerber_model.network import NetworkConfig, init_weights
+from cerber_model.nn.bundling import make_bundle
+from cerber_model.runtime.architecture import NetworkConfig, init_weights
+from cerber_model.runtime.bundle import BundleConfig
 
 
 def jittered_weights(config: NetworkConfig, seed: int = 0) -> dict[str, np.ndarray]:
@@ -30,7 +31,7 @@ def _spread_output(config, w, rng):
     saturated, and comparisons of outputs are meaningful."""
     import onnxruntime as ort
 
-    from cerber_model.fused import export_onnx
+    from cerber_model.nn.fused import export_onnx
 
     x = rng.random((1, 1, 64, 64), dtype=np.float32)
     p = ort.InferenceSession(export_onnx(config, w), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from cerber_model import bundle as bundle_module
-from cerber_model.analysis import analyze
-from cerber_model.bundle import BundleConfig, BundleError, load_bundle, make_bundle, save_bundle
-from cerber_model.network import NetworkConfig
+from cerber_model.runtime import bundle as bundle_module
+from cerber_model.nn.bundling import make_bundle
+from cerber_model.runtime.analysis import analyze
+from cerber_model.runtime.architecture import NetworkConfig
+from cerber_model.runtime.bundle import BundleConfig, BundleError, load_bundle, save_bundle
 from tests.model.helpers import gaussian_spots, jittered_weights, tiny_bundle
 
 

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
-from cerber_model.bundle import save_bundle
 from cerber_model.cli import main
-from cerber_model.tracks import TRACK_COLUMNS
+from cerber_model.runtime.bundle import save_bundle
+from cerber_model.runtime.tracks import TRACK_COLUMNS
 from tests.model.helpers import gaussian_spots, tiny_bundle
 
 

@@ -5,8 +5,8 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
-from cerber_model.datasets import Augmentation, DatasetSpec, PatchSampler, find_pairs, inspect_dataset
-from cerber_model.images import Normalization
+from cerber_model.runtime.datasets import Augmentation, DatasetSpec, PatchSampler, find_pairs, inspect_dataset
+from cerber_model.runtime.images import Normalization
 
 
 def _write(path, array):

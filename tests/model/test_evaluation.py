@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cerber_model.evaluation import log_detect, match_points
+from cerber_model.runtime.evaluation import log_detect, match_points
 from tests.model.helpers import gaussian_spots
 
 
@@ -25,9 +25,9 @@ def test_log_finds_clean_spots():
 
 
 def test_evaluate_command_reports_network_and_baseline(tmp_path, capsys):
-    from cerber_model.bundle import save_bundle
     from cerber_model.cli import main
-    from cerber_model.synthesis import Recipe, generate_dataset
+    from cerber_model.runtime.bundle import save_bundle
+    from cerber_model.runtime.synthesis import Recipe, generate_dataset
     from tests.model.helpers import tiny_bundle
 
     recipe = Recipe(height=64, width=64, tracks=(3, 5), snr=(6, 8), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
-from cerber_model.images import ImageReadError, Normalization, normalize, read_image
+from cerber_model.runtime.images import ImageReadError, Normalization, normalize, read_image
 
 
 @pytest.fixture

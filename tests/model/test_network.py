@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from cerber_model.network import ConfigError, NetworkConfig, count_parameters, parameter_shapes
+from cerber_model.runtime.architecture import ConfigError, NetworkConfig, count_parameters, parameter_shapes
 from tests.model.helpers import jittered_weights
 
 keras = pytest.importorskip("keras")
 
 
 def test_parameter_counts_match_keras_and_readme():
-    from cerber_model.network import build_cerber
+    from cerber_model.nn.keras_graph import build_cerber
 
     expected = {1: 18_813, 2: 72_588, 3: 162_145}  # documented in the README
     for n, trainable in expected.items():
@@ -22,7 +22,7 @@ def test_parameter_counts_match_keras_and_readme():
 
 
 def test_branches_start_different():
-    from cerber_model.network import build_cerber, get_weights
+    from cerber_model.nn.keras_graph import build_cerber, get_weights
 
     w = get_weights(build_cerber(NetworkConfig(width=2, seed=5)))
     for step in ("stem_conv", "c1_conv1", "c2_conv2", "br_conv3"):
@@ -32,7 +32,7 @@ def test_branches_start_different():
 
 @pytest.mark.parametrize("shape", [(4, 4), (36, 52), (64, 40)])
 def test_any_size_divisible_by_four(shape):
-    from cerber_model.network import build_cerber
+    from cerber_model.nn.keras_graph import build_cerber
 
     model = build_cerber(NetworkConfig(width=1))
     out = model.predict(np.random.default_rng(0).random((1, *shape, 1), dtype=np.float32), verbose=0)
@@ -52,8 +52,8 @@ def test_fused_graph_equals_reference(width):
     """The ONNX fused graph computes the Keras graph's function (max abs diff <= 1e-4)."""
     import onnxruntime as ort
 
-    from cerber_model.fused import export_onnx
-    from cerber_model.network import build_cerber, set_weights
+    from cerber_model.nn.fused import export_onnx
+    from cerber_model.nn.keras_graph import build_cerber, set_weights
 
     config = NetworkConfig(width=width)
     weights = jittered_weights(config, seed=width)
@@ -71,8 +71,8 @@ def test_fused_graph_detects_a_wrong_weight():
     """The comparison above is sensitive: one branch's weights swapped changes the output."""
     import onnxruntime as ort
 
-    from cerber_model.fused import export_onnx
-    from cerber_model.network import build_cerber, set_weights
+    from cerber_model.nn.fused import export_onnx
+    from cerber_model.nn.keras_graph import build_cerber, set_weights
 
     config = NetworkConfig(width=1)
     weights = jittered_weights(config, seed=3)
@@ -94,8 +94,8 @@ def test_fused_keras_graph_trains_like_the_reference(width):
     computes the same outputs, batch-norm statistics and gradients, in training and inference."""
     import tensorflow as tf
 
-    from cerber_model.fused_keras import build_fused
-    from cerber_model.network import build_cerber, get_weights, set_weights, weight_name
+    from cerber_model.nn.fused_keras import build_fused
+    from cerber_model.nn.keras_graph import build_cerber, get_weights, set_weights, weight_name
 
     config = NetworkConfig(width=width)
     reference, fused = build_cerber(config), build_fused(config)

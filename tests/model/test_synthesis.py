@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cerber_model.synthesis import Recipe, generate_dataset, make_sample
+from cerber_model.runtime.synthesis import Recipe, generate_dataset, make_sample
 
 SMALL = Recipe(height=96, width=128, tracks=(3, 6), inhomogeneity_sd=(10, 40), vignette_sd=(60, 90))
 
@@ -23,7 +23,7 @@ def test_mask_has_the_orientation_of_its_spot():
     """An elongated spot at 45 degrees: its mask covers its brightest pixels (the prototype's did not)."""
     recipe = Recipe(height=64, width=64, tracks=(1, 1), track_sd=(6, 6), inhomogeneities=(0, 0),
                     vignette_amplitude=(0, 0), offset=(50, 50), noise_sd_min=0.001, noise_sd_offset_factor=0)
-    from cerber_model.synthesis import _add_gaussian
+    from cerber_model.runtime.synthesis import _add_gaussian
 
     for angle in (np.pi / 4, 3 * np.pi / 4, 0.3):
         canvas = np.zeros((64, 64))
@@ -41,7 +41,7 @@ def test_mask_has_the_orientation_of_its_spot():
 def test_wide_gaussians_on_a_coarse_grid_match_the_exact_ones(shape):
     """The background's wide Gaussians, rendered on coarse grids and interpolated, stay within
     1/512 of their amplitude of the exact per-pixel values; sharp ones are rendered exactly."""
-    from cerber_model.synthesis import _add_gaussian, add_smooth, grid_step
+    from cerber_model.runtime.synthesis import _add_gaussian, add_smooth, grid_step
 
     h, w = shape
     gaussians = [(h * 0.3, w * 0.6, 90.0, 20.0, 0.7, 50.0), (h * 0.8, w * 0.1, 300.0, 70.0, 2.0, 80.0),

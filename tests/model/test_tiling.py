@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cerber_model.analysis import predict_probability
-from cerber_model.progress import Cancelled, CancelToken
-from cerber_model.tiling import DEFAULT_MARGIN, pad_image, plan_tiles
+from cerber_model.runtime.analysis import predict_probability
+from cerber_model.runtime.progress import Cancelled, CancelToken
+from cerber_model.runtime.tiling import DEFAULT_MARGIN, pad_image, plan_tiles
 from tests.model.helpers import tiny_bundle
 
 

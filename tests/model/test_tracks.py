@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from cerber_model.tracks import TRACK_COLUMNS, extract_tracks
+from cerber_model.runtime.tracks import TRACK_COLUMNS, extract_tracks
 from tests.model.helpers import gaussian_spots
 
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from cerber_model.bundle import load_bundle
-from cerber_model.datasets import DatasetSpec
-from cerber_model.progress import CancelToken
-from cerber_model.synthesis import Recipe, generate_dataset
+from cerber_model.runtime.bundle import load_bundle
+from cerber_model.runtime.datasets import DatasetSpec
+from cerber_model.runtime.progress import CancelToken
+from cerber_model.runtime.synthesis import Recipe, generate_dataset
 from cerber_model.training import TrainingConfig, TrainingError, train
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def test_start_from_a_model_fine_tunes_its_weights(data, tmp_path):
     kernels = [k for k in first.weights if k.endswith("/kernel")]
     assert all(np.allclose(tuned.weights[k], first.weights[k], atol=1e-6) for k in kernels)
     # Fresh weights (seed 123) would be far from the first model's.
-    from cerber_model.network import NetworkConfig, init_weights
+    from cerber_model.runtime.architecture import NetworkConfig, init_weights
 
     fresh = init_weights(NetworkConfig(width=1, seed=123))
     assert not np.allclose(fresh["c1_conv1_x/kernel"], first.weights["c1_conv1_x/kernel"], atol=1e-3)

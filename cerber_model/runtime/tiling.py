@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .network import SIZE_MULTIPLE
+from .architecture import SIZE_MULTIPLE
 
 #: Overlap on each side of a tile, in pixels: at least the network's receptive
 #: field. Counting the 3x3 convolutions and poolings, a pixel can influence

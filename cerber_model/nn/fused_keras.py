@@ -1,6 +1,6 @@
 """The fused Cerber graph as a trainable Keras model.
 
-:class:`~cerber_model.fused.FusedPlanner` lays the three branches side by side and
+:class:`~cerber_model.nn.fused.FusedPlanner` lays the three branches side by side and
 turns every step into one wide operation; here its backend gathers each wide
 kernel and batch-norm table from the per-branch Keras variables inside the graph.
 The variables are exactly the straightforward graph's (same names, shapes and
@@ -18,8 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..runtime.architecture import BN_EPSILON, NetworkConfig, describe, parameter_shapes
 from .fused import FusedPlanner
-from .network import BN_EPSILON, NetworkConfig, describe, parameter_shapes
 
 #: Moving-statistics momentum of batch normalisation (the Keras default).
 BN_MOMENTUM = 0.99
@@ -110,7 +110,7 @@ class FusedCerber(keras.layers.Layer):
     """The whole Cerber network as one layer computing the fused graph.
 
     Its variables are named ``<layer>.<var>`` after the straightforward graph's
-    ``<layer>/<var>`` (:func:`cerber_model.network.get_weights` maps them back) and
+    ``<layer>/<var>`` (:func:`cerber_model.nn.keras_graph.get_weights` maps them back) and
     start from the same He-normal seeds, in the same order.
     """
 
@@ -144,7 +144,7 @@ class FusedCerber(keras.layers.Layer):
 
 def build_fused(config: NetworkConfig):
     """The fused Cerber graph for ``config`` as a Keras model (same input and output as
-    :func:`cerber_model.network.build_cerber`, same weights)."""
+    :func:`cerber_model.nn.keras_graph.build_cerber`, same weights)."""
     inputs = keras.Input((None, None, config.input_channels), name="image")
     out = FusedCerber(config.width, config.seed, name="cerber")(inputs)
     return keras.Model(inputs, out, name=f"cerber_n{config.width}_fused")

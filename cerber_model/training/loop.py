@@ -20,93 +20,27 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, BundleConfig, make_bundle, save_bundle
-from .datasets import Augmentation, DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
-from .images import Normalization
-from .network import NetworkConfig, get_weights
-from .progress import CancelToken
+from ..nn.bundling import make_bundle
+from ..nn.keras_graph import get_weights
+from ..runtime.architecture import NetworkConfig
+from ..runtime.bundle import Bundle, BundleConfig, save_bundle
+from ..runtime.datasets import DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
+from ..runtime.progress import CancelToken
+from .config import TrainingConfig, TrainingError
 
 EventFn = Callable[[dict], None]
 THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
 
 
-class TrainingError(Exception):
-    """Training cannot start or continue; the message says why and what to do."""
-
-
-def training_unavailable() -> str | None:
-    """None when this installation can train; otherwise why not and what to do.
-
-    The analyzer build of the standalone app leaves TensorFlow out (it is most of the size).
-    """
-    import importlib.util
-    import sys
-
-    missing = [name for name in ("keras", "tensorflow") if importlib.util.find_spec(name) is None]
-    if not missing:
-        return None
-    if getattr(sys, "frozen", False):
-        return ("Training needs the full build of Cerber (Cerber-full), which includes TensorFlow; "
-                "this analyzer build opens, analyzes and exports only.")
-    return f"Training needs {' and '.join(missing)}: install them with  pip install -e '.[train]'"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Everything that decides a training run (stored in the bundle's provenance)."""
-
-    width: int = 2
-    epochs: int = 30
-    steps_per_epoch: int = 100
-    patch: int = 128
-    batch: int = 8
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-3
-    focal_gamma: float = 3.5
-    class_balancing: bool = False
-    focal_alpha: float = 0.25
-    track_bias: float = 0.7
-    val_patches: int = 64
-    val_images: int = 8  # whole validation images analyzed per epoch for F1 (0 = all)
-    match_radius: float = 3.0
-    min_area_px: int = 4
-    early_stopping: int = 10  # epochs without a better validation F1 (0 = off)
-    seed: int = 777
-    # Compile the training step with XLA, which fuses the many small elementwise steps of the
-    # three branches (Keras leaves XLA off on CPUs by default; here it is ~1.5x faster).
-    xla: bool = True
-    # Train the fused graph (cerber_model.fused_keras): the same network and variables with the
-    # three branches stacked into wide operations; False trains the straightforward per-branch graph.
-    fused: bool = True
-    # A model folder whose weights training starts from (fine-tuning, e.g. the default model on a
-    # few annotated images of one's own); "" starts from fresh random weights.
-    start_from: str = ""
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    normalization: Normalization = field(default_factory=Normalization)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["normalization"] = self.normalization.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        d = dict(d)
-        d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in d.get("augmentation", {}).items()})
-        d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
-        return cls(**d)
-
-
 def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:
     """The weights of the bundle ``config.start_from`` (same width required)."""
-    from .bundle import BundleError, load_bundle
+    from ..runtime.bundle import BundleError, load_bundle
 
     try:
         start = load_bundle(Path(config.start_from))
@@ -143,8 +77,8 @@ def _shipping_engine(model, config: TrainingConfig):
     """The engine a saved bundle of this model would run: the fused ONNX graph of its current
     weights in ONNX Runtime. Validation scores exactly what users will get, about 2-3x faster
     than the Keras graph, and without compiling the training graph again for whole images."""
-    from .engine import OnnxEngine
-    from .fused import export_onnx
+    from ..nn.fused import export_onnx
+    from ..runtime.engine import OnnxEngine
 
     return OnnxEngine(export_onnx(NetworkConfig(width=config.width, seed=config.seed), get_weights(model)))
 
@@ -157,10 +91,10 @@ MAX_FOREGROUND = 0.05
 
 def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> dict[str, Any]:
     """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
-    from .analysis import predict_probability
-    from .evaluation import match_points, truth_centres
-    from .images import read_image
-    from .tracks import track_centres
+    from ..runtime.analysis import predict_probability
+    from ..runtime.evaluation import match_points, truth_centres
+    from ..runtime.images import read_image
+    from ..runtime.tracks import track_centres
 
     pairs = report.val if not config.val_images else report.val[: config.val_images]
     engine = _shipping_engine(model, config)
@@ -202,7 +136,7 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    from .export import atomic_write
+    from ..runtime.export import atomic_write
 
     atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2) + "\n").encode()))
 
@@ -296,7 +230,7 @@ def train(
         if json.loads(json.dumps(stored.to_dict())) != json.loads(json.dumps(config.to_dict())):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
-        from . import fused_keras  # noqa: F401  (registers the fused layer for loading)
+        from ..nn import fused_keras  # noqa: F401  (registers the fused layer for loading)
 
         model = keras.models.load_model(last_path, compile=True)
         model.jit_compile = config.xla
@@ -309,12 +243,12 @@ def train(
             shutil.rmtree(work)
         work.mkdir(parents=True)
         if config.fused:
-            from .fused_keras import build_fused as build
+            from ..nn.fused_keras import build_fused as build
         else:
-            from .network import build_cerber as build
+            from ..nn.keras_graph import build_cerber as build
         model = build(NetworkConfig(width=config.width, seed=config.seed))
         if start is not None:
-            from .network import set_weights
+            from ..nn.keras_graph import set_weights
 
             set_weights(model, start)
         loss = keras.losses.BinaryFocalCrossentropy(

@@ -23,14 +23,14 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .architecture import ConfigError, NetworkConfig, parameter_shapes
 from .images import Normalization
-from .network import ConfigError, NetworkConfig, parameter_shapes
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -129,19 +129,7 @@ class Bundle:
         return self._engine
 
 
-def make_bundle(config: BundleConfig, weights: dict[str, np.ndarray]) -> Bundle:
-    """A bundle in memory: checks the weights against the config and builds the
-    fused ONNX graph (needs the ``onnx`` package, not TensorFlow)."""
-    from .fused import export_onnx
-
-    weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-    problem = _weights_problem(config.network, weights)
-    if problem:
-        raise BundleError(f"the weights do not fit the network configuration: {problem}")
-    return Bundle(None, config, weights, export_onnx(config.network, weights))
-
-
-def _weights_problem(network: NetworkConfig, weights: dict[str, np.ndarray]) -> str | None:
+def weights_problem(network: NetworkConfig, weights: dict[str, np.ndarray]) -> str | None:
     expected = parameter_shapes(network)
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
@@ -247,15 +235,10 @@ def load_bundle(path: Path | str) -> Bundle:
             weights = {k: npz[k] for k in npz.files}
     except Exception as exc:
         raise BundleError(f"{path / WEIGHTS_FILE} cannot be read ({exc}). Copy the model again.") from exc
-    problem = _weights_problem(config.network, weights)
+    problem = weights_problem(config.network, weights)
     if problem:
         raise BundleError(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {problem}.")
     return Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
-
-
-def with_threshold(bundle: Bundle, threshold: float) -> Bundle:
-    """The same bundle with another decision threshold (not saved)."""
-    return replace(bundle, config=replace(bundle.config, threshold=threshold))
 
 
 def resource_root() -> Path:
@@ -263,7 +246,7 @@ def resource_root() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen)
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def default_bundle_path() -> Path:
@@ -282,7 +265,7 @@ def load_default_bundle() -> Bundle:
 
 def describe_bundle(bundle) -> str:
     """A human-readable card for a bundle (architecture, size, threshold, provenance, metrics)."""
-    from .network import count_parameters
+    from .architecture import count_parameters
 
     cfg = bundle.config
     n = cfg.network.width

@@ -5,9 +5,9 @@ Two engines sit behind one interface (:class:`Engine`):
 * :class:`OnnxEngine` runs the bundle's fused ONNX graph with ONNX Runtime. It is
   the default: several times faster than the Keras graph, a fraction of its
   memory, and it needs neither TensorFlow nor the ``onnx`` package.
-* :class:`KerasEngine` runs the straightforward Keras graph (the reference
-  implementation) with TensorFlow; used to check the fused graph and to compare
-  speed, and available whenever TensorFlow is installed.
+* :class:`cerber_model.nn.keras_graph.KerasEngine` runs the straightforward Keras
+  graph (the reference implementation) with TensorFlow; used to check the fused
+  graph and to compare speed. It lives in the training tier.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .network import SIZE_MULTIPLE, NetworkConfig
+from .architecture import SIZE_MULTIPLE
 
 
 class Engine(Protocol):
@@ -28,7 +28,7 @@ class Engine(Protocol):
         whose sides are multiples of 4."""
 
 
-def _check_input(x: np.ndarray) -> np.ndarray:
+def check_engine_input(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2 or x.shape[0] % SIZE_MULTIPLE or x.shape[1] % SIZE_MULTIPLE:
         raise ValueError(f"engine input must be 2-D with sides divisible by {SIZE_MULTIPLE}, got {x.shape}")
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -62,23 +62,6 @@ class OnnxEngine:
         self._input = self._session.get_inputs()[0].name
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = _check_input(x)
+        x = check_engine_input(x)
         out = self._session.run(None, {self._input: x[None, None]})[0]
         return out[0, 0]
-
-
-class KerasEngine:
-    """The straightforward Keras graph (needs TensorFlow)."""
-
-    name = "keras"
-
-    def __init__(self, config: NetworkConfig, weights: dict[str, np.ndarray]):
-        from .network import build_cerber, set_weights
-
-        self.model = build_cerber(config)
-        set_weights(self.model, weights)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        x = _check_input(x)
-        out = self.model.predict_on_batch(x[None, :, :, None])
-        return np.asarray(out)[0, :, :, 0]

@@ -1,6 +1,6 @@
 """The fused Cerber graph: the same function as the Keras graph, in few wide operations.
 
-Interpreting :func:`cerber_model.network.describe` branch by branch gives
+Interpreting :func:`cerber_model.runtime.architecture.describe` branch by branch gives
 hundreds of narrow convolutions and concatenations. Here the three branches are
 kept side by side in one tensor and every step becomes one wide operation:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .network import BN_EPSILON, NetworkConfig, describe, layer_name
+from ..runtime.architecture import BN_EPSILON, NetworkConfig, describe, layer_name
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
@@ -363,7 +363,7 @@ def export_onnx(config: NetworkConfig, weights: dict[str, np.ndarray]) -> bytes:
     import onnx
     from onnx import TensorProto, helper
 
-    from .network import parameter_shapes
+    from ..runtime.architecture import parameter_shapes
 
     backend = _OnnxBackend(weights)
     planner = FusedPlanner(backend, parameter_shapes(config))

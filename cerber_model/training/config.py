@@ -1,0 +1,81 @@
+"""What decides a training run (:class:`TrainingConfig`), and whether this installation can train.
+
+Importing this module needs neither TensorFlow nor Keras, so the analyzer build can
+read the defaults and say why it cannot train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..runtime.datasets import Augmentation
+from ..runtime.images import Normalization
+
+
+class TrainingError(Exception):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+def training_unavailable() -> str | None:
+    """None when this installation can train; otherwise why not and what to do.
+
+    The analyzer build of the standalone app leaves TensorFlow out (it is most of the size).
+    """
+    import importlib.util
+    import sys
+
+    missing = [name for name in ("keras", "tensorflow") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    if getattr(sys, "frozen", False):
+        return ("Training needs the full build of Cerber (Cerber-full), which includes TensorFlow; "
+                "this analyzer build opens, analyzes and exports only.")
+    return f"Training needs {' and '.join(missing)}: install them with  pip install -e '.[train]'"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides a training run (stored in the bundle's provenance)."""
+
+    width: int = 2
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    patch: int = 128
+    batch: int = 8
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-3
+    focal_gamma: float = 3.5
+    class_balancing: bool = False
+    focal_alpha: float = 0.25
+    track_bias: float = 0.7
+    val_patches: int = 64
+    val_images: int = 8  # whole validation images analyzed per epoch for F1 (0 = all)
+    match_radius: float = 3.0
+    min_area_px: int = 4
+    early_stopping: int = 10  # epochs without a better validation F1 (0 = off)
+    seed: int = 777
+    # Compile the training step with XLA, which fuses the many small elementwise steps of the
+    # three branches (Keras leaves XLA off on CPUs by default; here it is ~1.5x faster).
+    xla: bool = True
+    # Train the fused graph (cerber_model.fused_keras): the same network and variables with the
+    # three branches stacked into wide operations; False trains the straightforward per-branch graph.
+    fused: bool = True
+    # A model folder whose weights training starts from (fine-tuning, e.g. the default model on a
+    # few annotated images of one's own); "" starts from fresh random weights.
+    start_from: str = ""
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    normalization: Normalization = field(default_factory=Normalization)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        d = dict(d)
+        d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in d.get("augmentation", {}).items()})
+        d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
+        return cls(**d)
