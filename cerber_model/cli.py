@@ -29,14 +29,14 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
     Returns the paths (in order, without duplicates) and (input, problem) pairs
     for inputs that matched nothing.
     """
-    from .runtime.images import is_image_file
+    from .runtime.images import is_image_file, list_images
 
     found: list[Path] = []
     problems: list[tuple[str, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            images = list_images(path)
             if not images:
                 problems.append((item, "folder holds no BMP, PNG or TIFF images"))
             found.extend(images)

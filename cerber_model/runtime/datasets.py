@@ -26,7 +26,7 @@ from .images import (
     ImageReadError,
     Normalization,
     apply_normalization,
-    is_image_file,
+    list_images,
     normalization_range,
     read_image,
 )
@@ -115,8 +115,8 @@ def find_pairs(images: Path, masks: Path) -> tuple[list[Pair], list[Problem]]:
             problems.append(Problem(folder, "folder does not exist"))
     if problems:
         return [], problems
-    image_files = {p.stem: p for p in sorted(images.iterdir()) if p.is_file() and is_image_file(p)}
-    mask_files = {p.stem: p for p in sorted(masks.iterdir()) if p.is_file() and is_image_file(p)}
+    image_files = {p.stem: p for p in list_images(images)}
+    mask_files = {p.stem: p for p in list_images(masks)}
     if not image_files:
         problems.append(Problem(images, "folder holds no BMP, PNG or TIFF images"))
     if not mask_files:

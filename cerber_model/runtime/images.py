@@ -65,7 +65,13 @@ class Image:
 
 
 def is_image_file(path: Path) -> bool:
+    """True for a file name Cerber reads as an image (by suffix; hidden files are not)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name (sub-folders are not searched)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
 
 
 def read_image(path: Path | str, page: int | None = None) -> Image:

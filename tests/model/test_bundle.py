@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from cerber_model.runtime import bundle as bundle_module
 from cerber_model.nn.bundling import make_bundle
+from cerber_model.runtime import bundle as bundle_module
 from cerber_model.runtime.analysis import analyze
 from cerber_model.runtime.architecture import NetworkConfig
 from cerber_model.runtime.bundle import BundleConfig, BundleError, load_bundle, save_bundle
