@@ -27,10 +27,6 @@ class AnalysisResult:
     tracks: Tracks
     model_name: str
 
-    @property
-    def threshold(self) -> float:
-        return self.tracks.threshold
-
 
 def predict_probability(
     data: np.ndarray,

@@ -160,15 +160,14 @@ def extract_tracks(
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
     labels, count = label_tracks(probability, threshold, min_area_px)
     # The image is measured as it is (no float copy of a large image).
-    intensity = image
     props = regionprops_table(
         labels,
-        intensity_image=intensity,
+        intensity_image=image,
         properties=("label", "area", "intensity_mean", "intensity_max", "axis_major_length",
                     "axis_minor_length", "orientation", "eccentricity", "centroid"),
     )
     idx = np.arange(1, count + 1)
-    row, col = _weighted_centroids(intensity, labels, count)
+    row, col = _weighted_centroids(image, labels, count)
     if count:
         # Fall back to the plain centroid where the track is perfectly flat.
         flat = np.isnan(row)
