@@ -193,7 +193,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
-        changes = {}
+        changes: dict[str, object] = {}
         if args.size:
             changes.update(height=args.size[0], width=args.size[1])
         if args.tracks:

@@ -250,8 +250,8 @@ class _OnnxBackend:
 
         self.helper = helper
         self.weights = weights
-        self.nodes = []
-        self.initializers = []
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
         self._count = 0
 
     def _name(self, base: str) -> str:

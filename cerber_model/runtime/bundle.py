@@ -174,15 +174,15 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         with open(tmp / WEIGHTS_FILE, "wb") as fh:
-            np.savez(fh, **bundle.weights)
+            np.savez(fh, **bundle.weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_write(tmp / ONNX_FILE, bundle.onnx)
         for name, data in (extra_files or {}).items():
             _fsync_write(tmp / name, data)
-        data = bundle.config.to_dict()
-        data["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
-        _fsync_write(tmp / CONFIG_FILE, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+        config = bundle.config.to_dict()
+        config["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
+        _fsync_write(tmp / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
             path.rename(old)

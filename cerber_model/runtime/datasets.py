@@ -165,9 +165,9 @@ def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
     report.problems += problems
     if spec.val_images is not None or spec.val_masks is not None:
         if spec.val_images is None or spec.val_masks is None:
-            report.problems.append(Problem(Path(spec.val_images or spec.val_masks),
-                                           "validation needs both an images and a masks folder"))
-            val = []
+            given = spec.val_images if spec.val_images is not None else spec.val_masks
+            report.problems.append(Problem(Path(str(given)), "validation needs both an images and a masks folder"))
+            val: list[Pair] = []
         else:
             val, problems = find_pairs(Path(spec.val_images), Path(spec.val_masks))
             report.problems += problems

@@ -25,8 +25,9 @@ PROBABILITY_COLOUR = np.array([255, 0, 200], dtype=np.float32)
 OUTLINE_COLOUR = np.array([255, 220, 0], dtype=np.uint8)
 
 
-def atomic_write(path: Path | str, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path: Path | str, write: Callable[[io.BufferedWriter], object]) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place
+    (whatever ``write`` returns is ignored)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) want a named file

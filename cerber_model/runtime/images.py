@@ -120,13 +120,15 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
 
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with PILImage.open(path) as im:
-            _check_size(path, (im.height, im.width))
-            if getattr(im, "n_frames", 1) > 1:
-                notes.append(f"has {im.n_frames} frames; the first was used")
-            mode = im.mode
+        with PILImage.open(path) as opened:
+            _check_size(path, (opened.height, opened.width))
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:
+                notes.append(f"has {frames} frames; the first was used")
+            mode = opened.mode
+            im: PILImage.Image = opened
             if mode in ("P", "PA", "LA", "1", "CMYK", "YCbCr", "HSV"):
-                im = im.convert("RGBA" if "A" in mode or mode == "P" else "RGB")
+                im = opened.convert("RGBA" if "A" in mode or mode == "P" else "RGB")
                 if mode != "1":
                     notes.append(f"converted from Pillow mode {mode}")
             data = np.asarray(im)

@@ -80,7 +80,8 @@ class Recipe:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
 
 @dataclass
@@ -186,7 +187,8 @@ def add_smooth(canvas: np.ndarray, gaussians) -> None:
             continue
         if step not in grids:
             grids[step] = np.zeros(_grid_shape(h, w, step), np.float32)
-        _add_gaussian(grids[step], *g, step=step)
+        r0, c0, sd_u, sd_v, angle, amplitude = g
+        _add_gaussian(grids[step], r0, c0, sd_u, sd_v, angle, amplitude, step=step)
     step = max(grids, default=1)
     while step > 1:
         finer = step // 2
