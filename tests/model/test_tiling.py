@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cerber_model.runtime.analysis import predict_probability
+from cerber_model.runtime.images import Normalization, apply_normalization, normalization_range
 from cerber_model.runtime.progress import Cancelled, CancelToken
 from cerber_model.runtime.tiling import DEFAULT_MARGIN, pad_image, plan_tiles
 from tests.model.helpers import tiny_bundle
@@ -56,11 +57,36 @@ def test_tiled_probability_equals_whole_image(bundle):
     assert whole.std() > 0.01
 
 
+class Echo:
+    """An engine whose probability map is its input: what comes out must be the image, in place."""
+
+    name = "echo"
+
+    def predict(self, x):
+        return x.copy()
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33)])
-def test_tiny_images(bundle, shape):
-    image = np.random.default_rng(2).random(shape).astype(np.float32)
-    prob = predict_probability(image, bundle.engine(), bundle.config.normalization)
-    assert prob.shape == shape and np.isfinite(prob).all()
+def test_tiny_images_come_back_in_place(shape):
+    image = np.random.default_rng(2).random(shape).astype(np.float32) * 100
+    norm = Normalization()
+    prob = predict_probability(image, Echo(), norm)
+    low, high = normalization_range(image, norm)
+    assert prob.shape == shape
+    assert np.array_equal(prob, apply_normalization(image, low, high))  # no shift, flip or crop error
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33)])
+def test_tiny_images_give_the_networks_map(bundle, shape):
+    """The map of a tiny image is the network's output on the padded image, cropped back."""
+    image = np.random.default_rng(3).random(shape).astype(np.float32)
+    norm = bundle.config.normalization
+    prob = predict_probability(image, bundle.engine(), norm)
+    low, high = normalization_range(image, norm)
+    padded, (r, c) = pad_image(image)
+    expected = bundle.engine().predict(apply_normalization(padded, low, high))[r:r + shape[0], c:c + shape[1]]
+    assert np.abs(prob - expected).max() <= 1e-6
+    assert not np.allclose(prob, prob.flat[0]) or shape == (1, 1)
 
 
 def test_cancel_stops_between_tiles(bundle):
