@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from cerber_model.cli import main
-from cerber_model.runtime.bundle import save_bundle
+from cerber_model.runtime.bundle import load_default_bundle, save_bundle
 from cerber_model.runtime.tracks import TRACK_COLUMNS
 from tests.model.helpers import gaussian_spots, tiny_bundle
 
@@ -21,14 +21,19 @@ def model(tmp_path_factory):
     return save_bundle(tiny_bundle(width=1, seed=2), tmp_path_factory.mktemp("m") / "tiny")
 
 
+#: Where the inputs' five spots are (row, col), well apart.
+SPOTS = np.array([[20, 18], [24, 60], [50, 40], [75, 15], [78, 64]], float)
+
+
 @pytest.fixture
 def inputs(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(3)
-    spots = gaussian_spots((96, 80), rng.uniform(10, 70, (5, 2)))
-    tifffile.imwrite(folder / "a.tif", (spots * 3000 + 500).astype(np.uint16))
-    PILImage.fromarray((spots * 200 + 20).astype(np.uint8)).save(folder / "b.png")
+    spots = gaussian_spots((96, 80), SPOTS, sigma=2.0)
+    tifffile.imwrite(folder / "a.tif", (spots * 3000 + rng.normal(500, 60, spots.shape)).astype(np.uint16))
+    PILImage.fromarray(np.clip(spots * 200 + rng.normal(20, 4, spots.shape), 0, 255).astype(np.uint8)).save(
+        folder / "b.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (folder / "readme.txt").write_text("not an image; ignored when the folder is expanded")
     return folder
@@ -39,9 +44,10 @@ def _read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_analyze_folder_with_one_bad_file(inputs, model, tmp_path, capsys):
+def test_analyze_folder_with_one_bad_file(inputs, tmp_path, capsys):
+    """The default model (no --model) finds the five spots of each good image, where they are."""
     out = tmp_path / "out"
-    code = main(["analyze", str(inputs), "--out", str(out), "--model", str(model), "--pixel-size", "0.5",
+    code = main(["analyze", str(inputs), "--out", str(out), "--pixel-size", "0.5",
                  "--save-probability", "--save-overlay"])
     err = capsys.readouterr().err
     assert code == 1  # one file failed
@@ -52,12 +58,18 @@ def test_analyze_folder_with_one_bad_file(inputs, model, tmp_path, capsys):
             assert fh.readline().strip().split(",") == list(TRACK_COLUMNS)
         prob = tifffile.imread(out / f"{stem}_probability.tif")
         assert prob.dtype == np.float32 and prob.shape == (96, 80)
+        assert prob[tuple(SPOTS.astype(int).T)].min() > 0.5 and np.median(prob) < 0.1
         overlay = np.asarray(PILImage.open(out / f"{stem}_overlay.png"))
         assert overlay.shape == (96, 80, 3)
-        assert all(float(r["row"]) >= 0 for r in rows)
+        at_spots = overlay[tuple(SPOTS.astype(int).T)].astype(int)
+        assert (at_spots.max(axis=1) - at_spots.min(axis=1) > 30).all()  # coloured, not gray, at each track
+        found = np.array([[float(r["row"]), float(r["col"])] for r in rows])
+        assert len(found) == len(SPOTS), found
+        assert np.linalg.norm(found[:, None] - SPOTS[None], axis=2).min(axis=0).max() < 1.0
     summary = _read_csv(out / "summary.csv")
     assert [os.path.basename(r["file"]) for r in summary] == ["a.tif", "b.png"]
-    assert summary[0]["height_px"] == "96" and summary[0]["model"] == "tiny-n1"
+    assert [r["track_count"] for r in summary] == ["5", "5"]
+    assert summary[0]["height_px"] == "96" and summary[0]["model"] == load_default_bundle().config.name
     assert float(summary[0]["density_per_mm2"]) == pytest.approx(
         int(summary[0]["track_count"]) / (96 * 80 * 0.0005**2), rel=1e-5)  # CSV keeps 6 significant digits
     assert not any(p.name.endswith(".tmp") or p.name.startswith(".") for p in out.iterdir())
