@@ -90,6 +90,38 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path, aug):
     assert len(seen) > 10  # the patches really vary
 
 
+def test_mask_patches_come_from_the_source_mask(tmp_path):
+    """Every image pixel carries its own source position (value = row * width + col + 1), so each
+    patch says where each of its pixels came from: the mask patch must hold the source mask's
+    value there, and the positions must form one rigid (flipped/rotated, reflect-padded) window."""
+    h, w = 120, 100
+    mask = np.zeros((h, w), np.uint8)
+    mask[20:30, 10:60] = 255
+    mask[20:90, 10:18] = 255
+    mask[70:75, 60:95] = 255
+    _write(tmp_path / "i" / "x.tif", (np.arange(h * w).reshape(h, w) + 1).astype(np.uint16))
+    _write(tmp_path / "m" / "x.png", mask)
+    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    none = dict(brightness=0, contrast=(1, 1), gamma=(1, 1), noise_sd=0)
+    sampler = PatchSampler(pairs, Normalization("scale", divisor=1), patch=64, track_bias=0.5,
+                           augmentation=Augmentation(**none))
+    rng = np.random.default_rng(5)
+    orientations = set()
+    for _ in range(40):
+        x, y = sampler.sample(rng)
+        index = np.rint(x).astype(np.int64) - 1
+        assert np.array_equal(x, index + 1)  # no interpolation without rotation or zoom
+        r, c = np.divmod(index, w)
+        assert np.array_equal(y > 0.5, mask[r, c] > 0)
+        # Neighbours are one source pixel apart along exactly one axis (reflection keeps steps of 1).
+        for axis in (0, 1):
+            step = np.abs(np.diff(r, axis=axis)) + np.abs(np.diff(c, axis=axis))
+            assert (step == 1).all()
+        orientations.add((np.sign(r[1, 0] - r[0, 0]), np.sign(c[1, 0] - c[0, 0]),
+                          np.sign(r[0, 1] - r[0, 0]), np.sign(c[0, 1] - c[0, 0])))
+    assert len(orientations) >= 6  # flips and quarter turns really happen
+
+
 def test_photometric_changes_only_the_image(tmp_path):
     mask = np.zeros((64, 64), np.uint8)
     mask[30:34, 30:34] = 255
