@@ -24,12 +24,15 @@ run: setup
 samples: setup
 	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
 
-test: setup
+# The checks first (seconds), then the suite.
+test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
-	$(BIN)/lint-imports
 
+# Style (ruff), types of cerber_model (mypy) and the import contracts between the packages and tiers.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The default model: fixed seeds, under two hours on a 2-core CPU. 25 epochs from fresh
 # weights, then 10 epochs at a lower learning rate starting from the best of those.
@@ -64,4 +67,4 @@ constraints: setup
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) build dist results .pytest_cache
+	rm -rf $(VENV) build dist results .pytest_cache .mypy_cache

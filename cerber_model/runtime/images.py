@@ -57,7 +57,7 @@ class Image:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.data.shape  # type: ignore[return-value]
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
 
     @property
     def bit_depth(self) -> str:
