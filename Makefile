@@ -45,9 +45,9 @@ $(MODEL_DATA)/recipe.json: | $(STAMP)
 MODEL_BASE := build/model-base
 model: setup $(MODEL_DATA)/recipe.json
 	$(BIN)/cerber train $(MODEL_DATA) --out $(MODEL_BASE) --width 2 --epochs 25 --steps 100 \
-		--patch 128 --batch 8 --seed 777 --resume
+		--patch-size 128 --batch-size 8 --seed 777 --resume
 	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --start-from $(MODEL_BASE) --width 2 \
-		--epochs 10 --steps 100 --patch 128 --batch 8 --lr 1e-3 --seed 778 --resume
+		--epochs 10 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 --resume
 
 # The standalone app (PyInstaller, onedir) with the default model inside, checked after building:
 # dist/Cerber/ is the analyzer (no TensorFlow), dist/Cerber-full/ also trains.

@@ -45,8 +45,8 @@ def child(args) -> None:
         if event["type"] == "batch":
             stamps.append(time.perf_counter())
 
-    config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch=args.patch,
-                            batch=args.batch, val_patches=args.batch, val_images=1, early_stopping=0,
+    config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch_size=args.patch,
+                            batch_size=args.batch, val_patches=args.batch, val_images=1, patience=0,
                             xla=bool(args.xla), fused=bool(args.fused))
     out = Path(tempfile.mkdtemp()) / "model"
     train(config, DatasetSpec.from_folder(args.data), out, callback=on_event)

@@ -231,8 +231,8 @@ class SettingsPage(QWizardPage):
         self.width = QSpinBox(minimum=1, maximum=8, value=2)
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=30)
         self.steps = QSpinBox(minimum=1, maximum=10000, value=100)
-        self.patch = QSpinBox(minimum=32, maximum=1024, value=128, singleStep=32)
-        self.batch = QSpinBox(minimum=1, maximum=256, value=8)
+        self.patch_size = QSpinBox(minimum=32, maximum=1024, value=128, singleStep=32)
+        self.batch_size = QSpinBox(minimum=1, maximum=256, value=8)
         self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=0.1, value=3e-3, singleStep=1e-3)
         self.patience = QSpinBox(minimum=0, maximum=1000, value=10)
         self.xla = QCheckBox("Compile with XLA: about 2x faster, about 1 GiB more memory")
@@ -251,23 +251,23 @@ class SettingsPage(QWizardPage):
         form.addRow("Network width n", self.width)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batches per epoch", self.steps)
-        form.addRow("Patch size (px)", self.patch)
-        form.addRow("Batch size", self.batch)
+        form.addRow("Patch size (px)", self.patch_size)
+        form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Stop after epochs without a better F1 (0 = never)", self.patience)
         form.addRow(self.xla)
         self.estimate = QLabel()
         form.addRow(self.estimate)
-        for w in (self.width, self.epochs, self.steps, self.patch, self.batch):
+        for w in (self.width, self.epochs, self.steps, self.patch_size, self.batch_size):
             w.valueChanged.connect(self._estimate)
         self.xla.toggled.connect(self._estimate)
         self._estimate()
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(width=self.width.value(), epochs=self.epochs.value(),
-                              steps_per_epoch=self.steps.value(), patch=self.patch.value() // 4 * 4,
-                              batch=self.batch.value(), learning_rate=self.lr.value(),
-                              early_stopping=self.patience.value(), xla=self.xla.isChecked(),
+                              steps_per_epoch=self.steps.value(), patch_size=self.patch_size.value() // 4 * 4,
+                              batch_size=self.batch_size.value(), learning_rate=self.lr.value(),
+                              patience=self.patience.value(), xla=self.xla.isChecked(),
                               start_from=self.start.currentData())
 
     def _start_changed(self) -> None:
@@ -281,14 +281,14 @@ class SettingsPage(QWizardPage):
         rate = PX_PER_S.get(n, PX_PER_S[4] * 16 / n**2)
         if not self.xla.isChecked():
             rate /= XLA_SPEEDUP
-        pixels = self.steps.value() * self.batch.value() * self.patch.value() ** 2
+        pixels = self.steps.value() * self.batch_size.value() * self.patch_size.value() ** 2
         minutes = pixels / rate / 60
         # Peak RSS measured at n = 4, batch 8 (bench_training.py): 1.66 / 3.69 GiB for 128 / 256 px
         # patches without XLA, 2.75 / 5.54 GiB with it, i.e. about 1.0 / 1.8 GiB plus 5.4 / 7.4 kB per
         # patch pixel (scaled here by n / 4; it matches the n = 1 and n = 2 runs within 0.4 GiB).
         xla = self.xla.isChecked()
         per_px = (7400 if xla else 5400) * n / 4 / 2**30
-        ram = (1.8 if xla else 1.0) + self.batch.value() * self.patch.value() ** 2 * per_px
+        ram = (1.8 if xla else 1.0) + self.batch_size.value() * self.patch_size.value() ** 2 * per_px
         total = minutes * self.epochs.value()
         per_epoch = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
         in_all = f"{total:.0f} min" if total < 90 else f"{total / 60:.1f} h"

@@ -239,9 +239,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if problem := training_unavailable():
         return _fail(problem)
 
-    config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch,
-                            batch=args.batch, learning_rate=args.lr, seed=args.seed,
-                            early_stopping=args.early_stopping, xla=not args.no_xla,
+    config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
+                            patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
+                            seed=args.seed, patience=args.patience, xla=not args.no_xla,
                             start_from=_start_from(args.start_from))
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
@@ -363,11 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, default=2, help="network width n (default 2)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--steps", type=int, default=100, help="batches per epoch (default 100)")
-    t.add_argument("--patch", type=int, default=128, help="patch side in px, multiple of 4 (default 128)")
-    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--patch-size", "--patch", type=int, default=128,
+                   help="side of the training patches in px, a multiple of 4 (default 128)")
+    t.add_argument("--batch-size", "--batch", type=int, default=8, help="patches per training step (default 8)")
     t.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
     t.add_argument("--seed", type=int, default=777)
-    t.add_argument("--early-stopping", type=int, default=10, help="epochs without better F1 before stopping")
+    t.add_argument("--patience", "--early-stopping", type=int, default=10,
+                   help="epochs without a better validation F1 before stopping (0 = never; default 10)")
     t.add_argument("--val-fraction", type=float, default=0.2, help="held out when DATA has no val/ folder")
     t.add_argument("--no-xla", action="store_true",
                    help="train without XLA: about 2x slower, about 1 GiB less memory")

@@ -95,8 +95,8 @@ def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
     s.width.setValue(1)
     s.epochs.setValue(3)
     s.steps.setValue(15)
-    s.patch.setValue(64)
-    s.batch.setValue(4)
+    s.patch_size.setValue(64)
+    s.batch_size.setValue(4)
     grab(wizard, "wizard_2_settings.png")
     wizard.next()
     t = wizard.training_page

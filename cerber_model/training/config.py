@@ -6,7 +6,8 @@ read the defaults and say why it cannot train.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..runtime.datasets import Augmentation
@@ -41,8 +42,8 @@ class TrainingConfig:
     width: int = 2
     epochs: int = 30
     steps_per_epoch: int = 100
-    patch: int = 128
-    batch: int = 8
+    patch_size: int = 128  # side of the square training patches in px (a multiple of 4)
+    batch_size: int = 8  # patches per training step
     learning_rate: float = 3e-3
     weight_decay: float = 1e-3
     focal_gamma: float = 3.5
@@ -53,7 +54,7 @@ class TrainingConfig:
     val_images: int = 8  # whole validation images analyzed per epoch for F1 (0 = all)
     match_radius: float = 3.0
     min_area_px: int = 4
-    early_stopping: int = 10  # epochs without a better validation F1 (0 = off)
+    patience: int = 10  # epochs without a better validation F1 before training stops (0 = never)
     seed: int = 777
     # Compile the training step with XLA, which fuses the many small elementwise steps of the
     # three branches (Keras leaves XLA off on CPUs by default; here it is ~1.5x faster).
@@ -67,6 +68,16 @@ class TrainingConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: Normalization = field(default_factory=Normalization)
 
+    def continues(self, stored: TrainingConfig) -> bool:
+        """Whether a run started with ``stored`` may be resumed with these settings.
+
+        The number of epochs may change (train longer, or stop and keep the best so far); XLA and
+        the fused graph change only the speed (the saved graph is trained on), so they may too.
+        """
+        same = replace(stored, epochs=self.epochs, xla=self.xla, fused=self.fused)
+        # Compared as JSON would store them (tuples and lists alike).
+        return json.loads(json.dumps(same.to_dict())) == json.loads(json.dumps(self.to_dict()))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["normalization"] = self.normalization.to_dict()
@@ -74,8 +85,16 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        d = dict(d)
-        d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in d.get("augmentation", {}).items()})
+        """A config from :meth:`to_dict`'s output, also as older versions wrote it (a run's
+        ``.work/state.json``, a bundle's ``provenance["training"]``): settings under their earlier
+        names are renamed, settings added since take their defaults."""
+        d = {RENAMED.get(k, k): v for k, v in d.items()}
+        augmentation: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in d.get("augmentation", {}).items()}
+        d["augmentation"] = Augmentation(**augmentation)
         d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
         return cls(**d)
+
+
+#: Settings renamed since configs were first written: {earlier name: current name}.
+RENAMED = {"early_stopping": "patience", "patch": "patch_size", "batch": "batch_size"}

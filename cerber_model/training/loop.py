@@ -20,7 +20,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:
     return start.weights
 
 
-def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, augment_epochs: bool):
+def _patch_batches(sampler: PatchSampler, batch_size: int, steps: int, seed: int, augment_epochs: bool):
     """A Keras PyDataset of ``steps`` batches; batch i of epoch e is drawn from rng(seed, e, i)."""
     import keras
 
@@ -67,7 +66,7 @@ def _patch_batches(sampler: PatchSampler, batch: int, steps: int, seed: int, aug
 
         def __getitem__(self, i):
             rng = np.random.default_rng([seed, self.epoch if augment_epochs else 0, i])
-            xs, ys = zip(*(sampler.sample(rng) for _ in range(batch)), strict=True)
+            xs, ys = zip(*(sampler.sample(rng) for _ in range(batch_size)), strict=True)
             return np.stack(xs)[..., None], np.stack(ys)[..., None]
 
     return Patches()
@@ -222,12 +221,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     if resume and state_path.is_file() and last_path.is_file():
         state = json.loads(state_path.read_text())
-        # The number of epochs may change on resuming (train longer, or stop and keep the best so far).
-        # XLA and the fused graph change only the speed (the saved graph is trained on), so they may too.
-        # Settings added since the run started take their defaults.
-        stored = replace(TrainingConfig.from_dict(state["config"]), epochs=config.epochs, xla=config.xla,
-                         fused=config.fused)
-        if json.loads(json.dumps(stored.to_dict())) != json.loads(json.dumps(config.to_dict())):
+        if not config.continues(TrainingConfig.from_dict(state["config"])):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
         from ..nn import fused_keras  # noqa: F401  (registers the fused layer for loading)
@@ -256,12 +250,12 @@ def train(
         model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
                       loss=loss, jit_compile=config.xla)
 
-    train_sampler = PatchSampler(report.train, config.normalization, config.patch, config.track_bias,
+    train_sampler = PatchSampler(report.train, config.normalization, config.patch_size, config.track_bias,
                                  config.augmentation)
-    val_sampler = PatchSampler(report.val, config.normalization, config.patch, config.track_bias, None)
-    train_data = _patch_batches(train_sampler, config.batch, config.steps_per_epoch, config.seed, True)
+    val_sampler = PatchSampler(report.val, config.normalization, config.patch_size, config.track_bias, None)
+    train_data = _patch_batches(train_sampler, config.batch_size, config.steps_per_epoch, config.seed, True)
     train_data.epoch = start_epoch
-    val_data = _patch_batches(val_sampler, config.batch, max(1, config.val_patches // config.batch),
+    val_data = _patch_batches(val_sampler, config.batch_size, max(1, config.val_patches // config.batch_size),
                               config.seed + 1, False)
     best_f1 = max((r["val_f1"] for r in history), default=-1.0)
     since_best = len(history) - 1 - max(range(len(history)), key=lambda i: history[i]["val_f1"]) if history else 0
@@ -308,8 +302,8 @@ def train(
             os.replace(tmp, last_path)
             _atomic_json(state_path, {"config": config.to_dict(), "history": history})
             emit({"type": "epoch", **row, "best_f1": best_f1})
-            if config.early_stopping and since_best >= config.early_stopping:
-                stop_reason["reason"] = f"no better validation F1 for {config.early_stopping} epochs"
+            if config.patience and since_best >= config.patience:
+                stop_reason["reason"] = f"no better validation F1 for {config.patience} epochs"
                 self.model.stop_training = True
 
     if start_epoch < config.epochs:

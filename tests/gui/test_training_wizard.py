@@ -58,8 +58,8 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     s.width.setValue(1)
     s.epochs.setValue(1)
     s.steps.setValue(2)
-    s.patch.setValue(32)
-    s.batch.setValue(2)
+    s.patch_size.setValue(32)
+    s.batch_size.setValue(2)
     assert "per epoch of training" in s.estimate.text() and "GiB of RAM" in s.estimate.text()
     wizard.next()
     t = wizard.training_page
@@ -91,12 +91,12 @@ def test_settings_estimate_follows_width_patch_and_xla(qtbot):
         return float(s.estimate.text().split("about ")[-1].split(" GiB")[0])
 
     s.width.setValue(4)
-    s.patch.setValue(128)
-    s.batch.setValue(8)
+    s.patch_size.setValue(128)
+    s.batch_size.setValue(8)
     with_xla = ram()
     s.xla.setChecked(False)
     assert ram() < with_xla and not s.config().xla
-    s.patch.setValue(256)
+    s.patch_size.setValue(256)
     assert ram() > with_xla  # four times the patch pixels
 
 

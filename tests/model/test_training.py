@@ -13,8 +13,8 @@ from cerber_model.training import TrainingConfig, TrainingError, train
 
 pytestmark = pytest.mark.slow
 
-TINY = TrainingConfig(width=1, epochs=2, steps_per_epoch=3, patch=32, batch=2, val_patches=4, val_images=2,
-                      early_stopping=0, min_area_px=1)
+TINY = TrainingConfig(width=1, epochs=2, steps_per_epoch=3, patch_size=32, batch_size=2, val_patches=4,
+                      val_images=2, patience=0, min_area_px=1)
 # XLA compiles the training step once per run (tens of seconds); the tests of the run's
 # mechanics train without it. The first test and the resumed run below use it.
 PLAIN = TrainingConfig(**{**TINY.__dict__, "xla": False})

@@ -1,0 +1,55 @@
+"""Training settings without training (fast, no TensorFlow)."""
+
+import json
+
+from cerber_model.runtime.bundle import default_bundle_path, load_bundle
+from cerber_model.training import TrainingConfig
+
+# How a run's .work/state.json and a bundle's provenance stored the settings before the renames.
+OLD_STATE_CONFIG = {
+    "width": 1, "epochs": 4, "steps_per_epoch": 3, "patch": 32, "batch": 2, "learning_rate": 0.003,
+    "weight_decay": 0.001, "focal_gamma": 3.5, "class_balancing": False, "focal_alpha": 0.25, "track_bias": 0.7,
+    "val_patches": 4, "val_images": 2, "match_radius": 3.0, "min_area_px": 1, "early_stopping": 0, "seed": 777,
+    "xla": True, "fused": True, "start_from": "",
+    "augmentation": {"flips": True, "small_rotation_deg": 0.0, "scale": [1.0, 1.0], "brightness": 0.1,
+                     "contrast": [0.8, 1.25], "gamma": [0.8, 1.25], "noise_sd": 0.03},
+    "normalization": {"method": "percentile", "low": 1.0, "high": 99.8},
+}
+
+
+def test_settings_round_trip_through_json():
+    config = TrainingConfig(width=3, patch_size=64, batch_size=4, patience=5, start_from="somewhere")
+    assert TrainingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_old_setting_names_load_under_the_new_ones():
+    config = TrainingConfig.from_dict(OLD_STATE_CONFIG)
+    assert (config.patch_size, config.batch_size, config.patience) == (32, 2, 0)
+    assert "patch" not in config.to_dict() and "early_stopping" not in config.to_dict()
+
+
+def test_a_run_started_under_the_old_names_can_be_resumed():
+    new = TrainingConfig(width=1, epochs=6, steps_per_epoch=3, patch_size=32, batch_size=2, val_patches=4,
+                         val_images=2, patience=0, min_area_px=1, xla=False)
+    assert new.continues(TrainingConfig.from_dict(OLD_STATE_CONFIG))  # more epochs, without XLA: allowed
+    assert not TrainingConfig(**{**new.__dict__, "batch_size": 4}).continues(TrainingConfig.from_dict(OLD_STATE_CONFIG))
+
+
+def test_the_default_models_provenance_loads():
+    """The bundled model was trained before the renames; its settings (and its first stage's, which
+    predate the fused graph and fine-tuning) still read as a config."""
+    provenance = load_bundle(default_bundle_path()).config.provenance
+    stage2 = TrainingConfig.from_dict(provenance["training"])
+    assert (stage2.patch_size, stage2.batch_size, stage2.patience, stage2.seed) == (128, 8, 10, 778)
+    stage1 = TrainingConfig.from_dict(provenance["start_model"]["training"])
+    assert stage1.epochs == 25 and stage1.fused and stage1.start_from == ""
+
+
+def test_cli_takes_the_new_flags_and_the_old_ones():
+    from cerber_model.cli import build_parser
+
+    parse = build_parser().parse_args
+    new = parse(["train", "data", "--out", "m", "--patch-size", "64", "--batch-size", "4", "--patience", "3"])
+    old = parse(["train", "data", "--out", "m", "--patch", "64", "--batch", "4", "--early-stopping", "3"])
+    for args in (new, old):
+        assert (args.patch_size, args.batch_size, args.patience) == (64, 4, 3)
