@@ -1,4 +1,4 @@
-"""The main window, clicked as a user would (offscreen, with a tiny model)."""
+"""The main window, clicked as a user would (offscreen, with the default model)."""
 
 import time
 
@@ -12,12 +12,28 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
 
 from cerber_gui.main_window import MainWindow  # noqa: E402
-from tests.model.helpers import gaussian_spots, tiny_bundle  # noqa: E402
+from cerber_model.runtime.analysis import analyze  # noqa: E402
+from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
+from cerber_model.runtime.tracks import TRACK_COLUMNS  # noqa: E402
+
+SHAPE = (200, 220)
+
+
+def gaussian_spots(centres, amplitudes, sigma=2.5) -> np.ndarray:
+    rr, cc = np.indices(SHAPE, dtype=np.float64)
+    return sum(a * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / sigma**2)
+               for (r, c), a in zip(centres, amplitudes, strict=True))
+
+
+def spot_grid(rows: int, cols: int, rng) -> np.ndarray:
+    """(row, col) centres on a grid, jittered by up to 3 px: well apart, never on pixel centres only."""
+    r, c = np.meshgrid(np.arange(rows) * 45 + 30, np.arange(cols) * 48 + 30, indexing="ij")
+    return np.c_[r.ravel(), c.ravel()] + rng.uniform(-3, 3, (rows * cols, 2))
 
 
 @pytest.fixture(scope="module")
 def bundle():
-    return tiny_bundle(width=1, seed=5)
+    return load_default_bundle()
 
 
 @pytest.fixture
@@ -30,13 +46,19 @@ def window(qtbot, bundle, tmp_path):
 
 
 @pytest.fixture
-def image_path(tmp_path):
+def spots(tmp_path):
+    """A 16-bit image with 12 bright Gaussian spots (SD 2.5 px, SNR 100): the file and the true centres."""
     rng = np.random.default_rng(0)
-    centres = rng.uniform(20, 180, (12, 2))
-    data = (gaussian_spots((200, 220), centres, sigma=2.5) * 3000 + 400 + rng.normal(0, 30, (200, 220)))
+    centres = spot_grid(3, 4, rng)
+    data = gaussian_spots(centres, [3000] * len(centres)) + 400 + rng.normal(0, 30, SHAPE)
     path = tmp_path / "spots.tif"
     tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
-    return path
+    return path, centres
+
+
+@pytest.fixture
+def image_path(spots):
+    return spots[0]
 
 
 def _analyze(qtbot, window):
@@ -44,49 +66,76 @@ def _analyze(qtbot, window):
         qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
 
 
-def test_open_analyze_and_see_tracks(qtbot, window, image_path):
+def table_positions(panel) -> np.ndarray:
+    """(row, col) of every track as the table shows them, in the table's order."""
+    model = panel.table.model()
+    r, c = TRACK_COLUMNS.index("row"), TRACK_COLUMNS.index("col")
+    return np.array([[float(model.index(i, r).data()), float(model.index(i, c).data())]
+                     for i in range(model.rowCount())]).reshape(-1, 2)
+
+
+def assert_match(found: np.ndarray, true: np.ndarray, tolerance: float = 2.0) -> None:
+    """Every found position lies within ``tolerance`` px of its own true centre, and nearly all are found."""
+    distances = np.hypot(*(found[:, None, :] - true[None, :, :]).transpose(2, 0, 1))
+    nearest = distances.argmin(axis=1)
+    assert (distances.min(axis=1) < tolerance).all(), distances.min(axis=1)
+    assert len(set(nearest)) == len(found)  # no spot reported twice
+    assert abs(len(found) - len(true)) <= 1
+
+
+def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
+    image_path, centres = spots
     assert not window.analyze_button.isEnabled()  # nothing to analyze yet
     window.open_paths([image_path])
     assert window.image_list.count() == 1 and window.analyze_button.isEnabled()
     _analyze(qtbot, window)
-    result = window.results[image_path.resolve()]
-    assert window.track_panel.model.rowCount() == result.tracks.count
-    assert str(result.tracks.count) in window.track_panel.summary.text()
-    assert window.viewer.probability is result.probability
+    found = table_positions(window.track_panel)
+    assert_match(found, centres)
+    assert f"<b>{len(found)}</b> tracks" in window.track_panel.summary.text()
+    assert window.viewer.markers.data.size == len(found)  # one marker per track
 
 
-def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp_path, monkeypatch):
-    # Uniform noise keeps the untrained tiny network's map spread over 0..1.
-    noise = tmp_path / "noise.tif"
-    tifffile.imwrite(noise, np.random.default_rng(0).integers(0, 4000, (200, 220)).astype(np.uint16))
-    window.open_paths([noise])
+def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp_path, bundle, monkeypatch):
+    # Spots from barely visible to clear: the count depends on the threshold.
+    rng = np.random.default_rng(0)
+    data = gaussian_spots(spot_grid(4, 4, rng), np.linspace(10, 120, 16)) + 400 + rng.normal(0, 30, SHAPE)
+    faint = tmp_path / "faint.tif"
+    tifffile.imwrite(faint, data.clip(0, 65535).astype(np.uint16))
+    window.open_paths([faint])
     _analyze(qtbot, window)
+    # What a fresh analysis at each threshold finds (as the command line would report it).
+    from cerber_model.runtime.images import read_image
+
+    image = read_image(faint)
+    expected = {v: analyze(image, bundle, threshold=v / 100).tracks.count for v in (30, 70)}
+    assert len(set(expected.values())) > 1
     calls = []
-    monkeypatch.setattr("cerber_gui.main_window.analyze", lambda *a, **k: calls.append(1))
-    counts = set()
-    for value in (30, 90):
-        with qtbot.waitSignal(window.tracks_updated, timeout=20000) as blocker:
+    import cerber_model.runtime.analysis as analysis
+
+    real = analysis.predict_probability
+    monkeypatch.setattr(analysis, "predict_probability", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for value in (30, 70):
+        with qtbot.waitSignal(window.tracks_updated, timeout=20000):
             window.threshold_slider.setValue(value)
-        counts.add(blocker.args[0])
-        assert window.track_panel.model.rowCount() == blocker.args[0]
-    assert len(counts) > 1 and not calls
+        assert window.track_panel.table.model().rowCount() == expected[value]
+        assert f"<b>{expected[value]}</b> tracks" in window.track_panel.summary.text()
+    assert not calls  # the probability map was reused
 
 
-def test_clicking_a_row_centres_both_views(qtbot, window, image_path):
+def test_clicking_a_row_centres_both_views_on_that_spot(qtbot, window, spots):
+    image_path, centres = spots
     window.open_paths([image_path])
-    window.threshold_slider.setValue(30)
     _analyze(qtbot, window)
     table = window.track_panel.table
-    assert table.model().rowCount() > 0
-    index = table.model().index(0, 0)
-    rect = table.visualRect(index)
-    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=rect.center())
-    tracks = window.results[image_path.resolve()].tracks
-    source_row = window.track_panel.proxy.mapToSource(index).row()
-    row, col = tracks.columns["row"][source_row], tracks.columns["col"][source_row]
-    for box in (window.viewer.left_box, window.viewer.right_box):
-        (x0, x1), (y0, y1) = box.viewRange()
-        assert abs((x0 + x1) / 2 - col) < 2 and abs((y0 + y1) / 2 - row) < 2
+    for i in (0, table.model().rowCount() - 1):  # two different spots
+        index = table.model().index(i, 0)
+        table.scrollTo(index)
+        qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualRect(index).center())
+        row, col = table_positions(window.track_panel)[i]
+        true = centres[np.hypot(*(centres - (row, col)).T).argmin()]
+        for box in (window.viewer.left_box, window.viewer.right_box):
+            (x0, x1), (y0, y1) = box.viewRange()
+            assert abs((x0 + x1) / 2 - true[1]) < 2 and abs((y0 + y1) / 2 - true[0]) < 2
 
 
 def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tmp_path):
@@ -127,7 +176,46 @@ def test_model_card_describes_the_model(qtbot, window):
     dialog = ModelCardDialog(window.bundle, window)
     qtbot.addWidget(dialog)
     text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
-    assert "three cross-connected branches" in text and "18,813 trainable" in text
+    # The default model has width 2: 72,588 trainable parameters (README's table).
+    assert "three cross-connected branches" in text and "72,588 trainable" in text and "0.450" in text
+
+
+def _menu_action(window, menu: str, text: str):
+    top = next(a for a in window.menuBar().actions() if a.text() == menu)
+    return next(a for a in top.menu().actions() if a.text() == text)
+
+
+def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_path, monkeypatch):
+    import csv
+
+    from PIL import Image as PILImage
+    from PySide6.QtWidgets import QFileDialog
+
+    image_path, centres = spots
+    window.open_paths([image_path])
+    _analyze(qtbot, window)
+    found = table_positions(window.track_panel)
+    out = tmp_path / "out"
+    out.mkdir()
+    for text, name in [("Export &tracks CSV…", "tracks.csv"), ("Export &summary CSV (all analyzed)…", "summary.csv"),
+                       ("Export &overlay PNG…", "overlay.png"), ("Export &probability TIFF…", "probability.tif")]:
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name, **k: (str(out / n), ""))
+        _menu_action(window, "&File", text).trigger()
+        assert (out / name).is_file(), text
+    with open(out / "tracks.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert_match(np.array([[float(r["row"]), float(r["col"])] for r in rows]), centres)
+    assert len(rows) == len(found)
+    with open(out / "summary.csv", newline="") as fh:
+        (summary,) = csv.DictReader(fh)
+    assert summary["file"] == str(image_path.resolve()) and int(summary["track_count"]) == len(found)
+    assert summary["model"] == "default" and float(summary["threshold"]) == pytest.approx(0.45)
+    overlay = np.asarray(PILImage.open(out / "overlay.png"))
+    assert overlay.shape == (*SHAPE, 3)
+    probability = tifffile.imread(out / "probability.tif")
+    assert probability.shape == SHAPE and probability.dtype == np.float32
+    r, c = np.rint(centres).astype(int).T
+    assert (probability[r, c] > 0.45).all() and np.median(probability) < 0.1  # high on the spots only
 
 
 def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundle, tmp_path):
