@@ -13,12 +13,14 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
+from cerber_model.runtime.export import OUTLINE_COLOUR, PROBABILITY_COLOUR, display_range
+
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 MODES = ("overlay", "probability", "mask")
 
 
-def _lut(colour: tuple[int, int, int]) -> np.ndarray:
+def _lut(colour: np.ndarray) -> np.ndarray:
     """A 256-entry RGBA lookup table from transparent to ``colour``."""
     lut = np.zeros((256, 4), np.uint8)
     lut[:, :3] = colour
@@ -45,10 +47,10 @@ class SideBySideViewer(QWidget):
         self.input_item = pg.ImageItem()
         self.background_item = pg.ImageItem()
         self.overlay_item = pg.ImageItem()
-        self.overlay_item.setLookupTable(_lut((255, 0, 200)))
+        self.overlay_item.setLookupTable(_lut(PROBABILITY_COLOUR))
         # Markers are rings of 9 px in image coordinates, so they scale with zoom
         # instead of covering a zoomed-out image.
-        self.markers = pg.ScatterPlotItem(size=9, symbol="o", pen=pg.mkPen((255, 220, 0), width=1.2),
+        self.markers = pg.ScatterPlotItem(size=9, symbol="o", pen=pg.mkPen(tuple(OUTLINE_COLOUR.tolist()), width=1.2),
                                           brush=None, pxMode=False)
         # Pixel centres sit at integer coordinates, as in the track tables.
         for item in (self.input_item, self.background_item, self.overlay_item):
@@ -80,9 +82,8 @@ class SideBySideViewer(QWidget):
 
     @staticmethod
     def auto_levels(data: np.ndarray) -> tuple[float, float]:
-        """Display range for 8- and 16-bit alike: the 0.5 and 99.8 percentiles."""
-        step = max(1, int(np.sqrt(data.size / 1_000_000)))
-        lo, hi = np.percentile(data[::step, ::step], [0.5, 99.8])
+        """Display range, as in exported overlays: :data:`cerber_model.runtime.export.DISPLAY_PERCENTILES`."""
+        lo, hi = display_range(data)
         return float(lo), float(max(hi, lo + 1e-6))
 
     def set_levels(self, low: float, high: float) -> None:
@@ -137,7 +138,7 @@ class SideBySideViewer(QWidget):
             return
         if self.mode == "overlay":
             self.background_item.setVisible(True)
-            self.overlay_item.setLookupTable(_lut((255, 0, 200)))
+            self.overlay_item.setLookupTable(_lut(PROBABILITY_COLOUR))
             self.overlay_item.setImage(self.probability, autoLevels=False, levels=(0, 1))
             self.overlay_item.setOpacity(self.opacity)
         elif self.mode == "probability":
@@ -157,10 +158,6 @@ class SideBySideViewer(QWidget):
         """Show a ``size`` px square around (row, col) in both panes."""
         self.left_box.setRange(xRange=(col - size / 2, col + size / 2), yRange=(row - size / 2, row + size / 2),
                                padding=0)
-
-    def view_centre(self) -> tuple[float, float]:
-        (x0, x1), (y0, y1) = self.left_box.viewRange()
-        return (y0 + y1) / 2, (x0 + x1) / 2
 
     def _mouse_moved(self, pos) -> None:
         if self.data is None:

@@ -20,9 +20,11 @@ from .tracks import TRACK_COLUMNS, Tracks
 
 SUMMARY_COLUMNS = ("file", "height_px", "width_px", "track_count", "density_per_mm2",
                    "pixel_size_um", "threshold", "model")
-#: Overlay colours (RGB): probability tint and track outlines.
+#: Overlay colours (RGB): probability tint and track outlines (the app's viewer uses them too).
 PROBABILITY_COLOUR = np.array([255, 0, 200], dtype=np.float32)
 OUTLINE_COLOUR = np.array([255, 220, 0], dtype=np.uint8)
+#: Display range of a gray image: these percentiles of its values, for 8- and 16-bit alike.
+DISPLAY_PERCENTILES = (0.5, 99.8)
 
 
 def atomic_write(path: Path | str, write: Callable[[io.BufferedWriter], object]) -> Path:
@@ -100,11 +102,20 @@ def write_probability_tiff(probability: np.ndarray, path: Path | str) -> Path:
                                                           compression="zlib"))
 
 
-def display_gray(data: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.ndarray:
+def display_range(data: np.ndarray, low: float = DISPLAY_PERCENTILES[0],
+                  high: float = DISPLAY_PERCENTILES[1]):
+    """The ``low`` and ``high`` percentiles (0..100) of a 2-D image's values, as numpy scalars of
+    its precision; above a megapixel every k-th row and column stand for the whole image."""
+    step = max(1, int(np.sqrt(data.size / 1_000_000)))
+    lo, hi = np.percentile(data[::step, ::step], [low, high])
+    return lo, hi
+
+
+def display_gray(data: np.ndarray, low: float = DISPLAY_PERCENTILES[0],
+                 high: float = DISPLAY_PERCENTILES[1]) -> np.ndarray:
     """An 8-bit rendering of an image, stretched between two percentiles."""
     x = np.asarray(data, dtype=np.float32)
-    step = max(1, int(np.sqrt(x.size / 1_000_000)))
-    lo, hi = np.percentile(x[::step, ::step], [low, high])
+    lo, hi = display_range(x, low, high)
     scaled = (x - lo) * (255.0 / max(float(hi - lo), 1e-6))
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
