@@ -21,7 +21,7 @@ log = logging.getLogger("cerber")
 
 
 class WorkerSignals(QObject):
-    started = Signal()
+    # No "started": whoever starts a worker knows when it did.
     progress = Signal(int, int)
     result = Signal(object)
     error = Signal(str, str)  # message for the user, details (traceback)
@@ -43,7 +43,6 @@ class Worker(QRunnable):
 
     def run(self) -> None:
         s = self.signals
-        s.started.emit()
         try:
             value = self._fn(*self._args, progress=s.progress.emit, cancel=self.cancel_token, **self._kwargs)
         except Cancelled:
