@@ -12,8 +12,12 @@ import argparse
 import glob
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .training import TrainingConfig
 
 EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -232,17 +236,23 @@ def _start_from(value: str | None) -> str:
         return str(path)
 
 
+def training_config(args: argparse.Namespace) -> TrainingConfig:
+    """The TrainingConfig of ``cerber train``'s arguments."""
+    from .training import TrainingConfig
+
+    return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
+                          patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
+                          seed=args.seed, patience=args.patience, xla=args.xla, start_from=_start_from(args.start_from))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .runtime.datasets import DatasetSpec
-    from .training import TrainingConfig, TrainingError, train, training_unavailable
+    from .training import TrainingError, train, training_unavailable
 
     if problem := training_unavailable():
         return _fail(problem)
 
-    config = TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
-                            patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
-                            seed=args.seed, patience=args.patience, xla=not args.no_xla,
-                            start_from=_start_from(args.start_from))
+    config = training_config(args)
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
 
@@ -323,6 +333,8 @@ def cmd_gui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .training.config import TrainingConfig
+
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
     parser.add_argument("--version", action="version", version=f"cerber {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -360,19 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on DATA/train/{images,masks} (+ DATA/val/...) and save the best epoch.")
     t.add_argument("data", help="data folder with train/images, train/masks and optionally val/images, val/masks")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--width", type=int, default=2, help="network width n (default 2)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--steps", type=int, default=100, help="batches per epoch (default 100)")
-    t.add_argument("--patch-size", "--patch", type=int, default=128,
-                   help="side of the training patches in px, a multiple of 4 (default 128)")
-    t.add_argument("--batch-size", "--batch", type=int, default=8, help="patches per training step (default 8)")
-    t.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
-    t.add_argument("--seed", type=int, default=777)
-    t.add_argument("--patience", "--early-stopping", type=int, default=10,
-                   help="epochs without a better validation F1 before stopping (0 = never; default 10)")
+    # The defaults are TrainingConfig's, as in the wizard.
+    d = TrainingConfig()
+    t.add_argument("--width", type=int, default=d.width, help="network width n (default %(default)s)")
+    t.add_argument("--epochs", type=int, default=d.epochs, help="epochs to train (default %(default)s)")
+    t.add_argument("--steps", type=int, default=d.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    t.add_argument("--patch-size", "--patch", type=int, default=d.patch_size,
+                   help="side of the training patches in px, a multiple of 4 (default %(default)s)")
+    t.add_argument("--batch-size", "--batch", type=int, default=d.batch_size,
+                   help="patches per training step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (default %(default)s)")
+    t.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the initial weights, the patches and the validation split (default %(default)s)")
+    t.add_argument("--patience", "--early-stopping", type=int, default=d.patience,
+                   help="epochs without a better validation F1 before stopping (0 = never; default %(default)s)")
     t.add_argument("--val-fraction", type=float, default=0.2, help="held out when DATA has no val/ folder")
-    t.add_argument("--no-xla", action="store_true",
-                   help="train without XLA: about 2x slower, about 1 GiB less memory")
+    t.add_argument("--xla", action=argparse.BooleanOptionalAction, default=d.xla,
+                   help="compile the training step with XLA (default %(default)s); "
+                        "--no-xla: about 2x slower, about 1 GiB less memory")
     t.add_argument("--start-from", metavar="MODEL",
                    help="start from this model folder's weights instead of random ones (fine-tuning; "
                         "'default' = the bundled default model); --width must match it")

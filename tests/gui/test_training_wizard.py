@@ -82,6 +82,14 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     assert (tmp_path / "saved" / "config.json").is_file() and (tmp_path / "saved" / "loss.png").is_file()
 
 
+def test_settings_start_at_the_training_defaults(qtbot):
+    from cerber_model.training import TrainingConfig
+
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    assert wizard.settings_page.config() == TrainingConfig()
+
+
 def test_settings_estimate_follows_width_patch_and_xla(qtbot):
     wizard = TrainingWizard()
     qtbot.addWidget(wizard)

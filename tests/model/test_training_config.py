@@ -53,3 +53,11 @@ def test_cli_takes_the_new_flags_and_the_old_ones():
     old = parse(["train", "data", "--out", "m", "--patch", "64", "--batch", "4", "--early-stopping", "3"])
     for args in (new, old):
         assert (args.patch_size, args.batch_size, args.patience) == (64, 4, 3)
+
+
+def test_cerber_train_without_flags_trains_the_config_defaults():
+    from cerber_model.cli import build_parser, training_config
+
+    assert training_config(build_parser().parse_args(["train", "data", "--out", "m"])) == TrainingConfig()
+    no_xla = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--no-xla"]))
+    assert no_xla == TrainingConfig(xla=False)
