@@ -49,14 +49,14 @@ def check_window(bundle=None) -> str:
 
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6 import __version__ as qt_version
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .settings import Settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory() as folder:  # the user's own settings stay untouched
-        window = MainWindow(bundle, QSettings(str(Path(folder) / "selftest.ini"), QSettings.IniFormat))
+        window = MainWindow(bundle, Settings.in_file(Path(folder) / "selftest.ini"))
         window.show()
         app.processEvents()
         window.close()

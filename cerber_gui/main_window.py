@@ -39,12 +39,12 @@ from cerber_model.runtime.images import IMAGE_SUFFIXES, Image, is_image_file, re
 from cerber_model.runtime.tracks import extract_tracks
 
 from . import logfile, workers
+from .settings import Key, Settings
 from .track_panel import TrackPanel
 from .viewer import MODES, SideBySideViewer
 
 log = logging.getLogger("cerber")
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
-RECENT_LIMIT = 10
 
 
 def _analyze_image(image: Image, bundle: Bundle, threshold: float, pixel_size: float | None, *, progress, cancel):
@@ -63,11 +63,11 @@ class MainWindow(QMainWindow):
     analysis_shown = Signal(str)
     tracks_updated = Signal(int)
 
-    def __init__(self, bundle: Bundle | None = None, settings: QSettings | None = None):
+    def __init__(self, bundle: Bundle | None = None, settings: Settings | QSettings | None = None):
         super().__init__()
         self.setWindowTitle("Cerber — track analyzer")
         self.setAcceptDrops(True)
-        self.settings = settings or QSettings("Cerber", "Cerber")
+        self.settings = settings if isinstance(settings, Settings) else Settings(settings)
         self.bundle = bundle
         self.results: dict[Path, AnalysisResult] = {}
         self.images: dict[Path, Image] = {}
@@ -91,7 +91,7 @@ class MainWindow(QMainWindow):
         self.viewer.hovered.connect(self._hovered)
         self.retrack_timer = QTimer(self, singleShot=True, interval=150)
         self.retrack_timer.timeout.connect(self._retrack)
-        geometry = self.settings.value("geometry")
+        geometry = self.settings.value(Key.GEOMETRY)
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
         # The images get most of the room; the lists and the table what they need.
         self.resizeDocks([images_dock, tracks_dock], [190, 470], Qt.Horizontal)
         self.resizeDocks([images_dock, self.levels_dock], [500, 260], Qt.Vertical)
-        state = self.settings.value("window_state")
+        state = self.settings.value(Key.WINDOW_STATE)
         if state is not None:
             self.restoreState(state)
         self._update_recent_menu()
@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
         self.pixel_size.setDecimals(4)
         self.pixel_size.setSuffix(" µm/px")
         self.pixel_size.setSpecialValueText("unknown")
-        self.pixel_size.setValue(float(self.settings.value("pixel_size", 0.0)))
+        self.pixel_size.setValue(self.settings.pixel_size())
         self.pixel_size.valueChanged.connect(lambda _: self.retrack_timer.start())
         bar.addWidget(self.pixel_size)
 
@@ -243,13 +243,13 @@ class MainWindow(QMainWindow):
 
     # -- opening ------------------------------------------------------------
     def open_dialog(self) -> None:
-        start = str(self.settings.value("last_folder", str(Path.home())))
+        start = str(self.settings.last_folder())
         paths, _ = QFileDialog.getOpenFileNames(self, "Open images", start, IMAGE_FILTER)
         if paths:
             self.open_paths([Path(p) for p in paths])
 
     def open_folder_dialog(self) -> None:
-        start = str(self.settings.value("last_folder", str(Path.home())))
+        start = str(self.settings.last_folder())
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", start)
         if folder:
             self.open_paths([Path(folder)])
@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
         if failed:
             self.show_error(f"{len(failed)} file(s) could not be opened.", "\n".join(failed))
         if files:
-            self.settings.setValue("last_folder", str(files[0].parent))
+            self.settings.set_value(Key.LAST_FOLDER, str(files[0].parent))
         opened = folders + [p for p in paths if not p.is_dir() and p.resolve() in self.images]
         if opened:
             self._remember(opened)
@@ -297,20 +297,13 @@ class MainWindow(QMainWindow):
             self.image_list.setCurrentItem(first_new)
         self._set_busy(self.busy)
 
-    def recent_paths(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        # QSettings gives a plain string back for a one-element list in some formats.
-        return [value] if isinstance(value, str) else list(value or [])
-
     def _remember(self, paths: list[Path]) -> None:
-        new = [str(p.resolve()) for p in paths]
-        recent = new + [p for p in self.recent_paths() if p not in new]
-        self.settings.setValue("recent", recent[:RECENT_LIMIT])
+        self.settings.remember_recent(paths)
         self._update_recent_menu()
 
     def _update_recent_menu(self) -> None:
         self.recent_menu.clear()
-        recent = self.recent_paths()
+        recent = self.settings.recent()
         for path in recent:
             action = self.recent_menu.addAction(path)
             action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
@@ -323,13 +316,13 @@ class MainWindow(QMainWindow):
         if not Path(path).exists():
             self.show_error(f"{path} is no longer there.", "It was moved, renamed or is on a drive that is not "
                             "connected. It has been removed from the recent list.")
-            self.settings.setValue("recent", [p for p in self.recent_paths() if p != path])
+            self.settings.forget_recent(path)
             self._update_recent_menu()
             return
         self.open_paths([Path(path)])
 
     def _clear_recent(self) -> None:
-        self.settings.setValue("recent", [])
+        self.settings.clear_recent()
         self._update_recent_menu()
 
     def dragEnterEvent(self, event) -> None:
@@ -432,7 +425,7 @@ class MainWindow(QMainWindow):
 
     def _retrack(self) -> None:
         """Re-extract tracks of the current image from its cached probability map."""
-        self.settings.setValue("pixel_size", self.pixel_size.value())
+        self.settings.set_value(Key.PIXEL_SIZE, self.pixel_size.value())
         result = self.results.get(self.current) if self.current else None
         if result is None or self.bundle is None:
             return
@@ -552,7 +545,7 @@ class MainWindow(QMainWindow):
         if not self.results:
             self.show_error("Analyze some images first.", "There is nothing to export yet.")
             return
-        start = str(Path(str(self.settings.value("last_folder", Path.home()))) / "summary.csv")
+        start = str(self.settings.last_folder() / "summary.csv")
         path, _ = QFileDialog.getSaveFileName(self, "Export summary", start, "CSV (*.csv)")
         rows = [summary_row(str(p), r.tracks, r.model_name) for p, r in self.results.items()]
         self._export(lambda p: write_summary_csv(rows, p), Path(path) if path else None)
@@ -579,6 +572,6 @@ class MainWindow(QMainWindow):
         if self.wizard is not None and self.wizard.isVisible() and not self.wizard.close():
             event.ignore()  # training runs on; the wizard asked and the user said no
             return
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("window_state", self.saveState())
+        self.settings.set_value(Key.GEOMETRY, self.saveGeometry())
+        self.settings.set_value(Key.WINDOW_STATE, self.saveState())
         event.accept()

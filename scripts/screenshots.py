@@ -23,10 +23,10 @@ if not os.environ.get("DISPLAY"):
 
 
 def main() -> int:
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from cerber_gui.main_window import MainWindow
+    from cerber_gui.settings import Settings
     from cerber_model.runtime.bundle import load_bundle, load_default_bundle
 
     out = ROOT / "docs" / "screenshots"
@@ -56,8 +56,7 @@ def main() -> int:
 
     bundle = load_bundle(sys.argv[1]) if len(sys.argv) > 1 else load_default_bundle()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = QSettings(str(Path(tmp) / "screenshots.ini"), QSettings.IniFormat)
-        window = MainWindow(bundle, settings)
+        window = MainWindow(bundle, Settings.in_file(Path(tmp) / "screenshots.ini"))
         window.resize(1600, 950)
         window.show()
         window.open_paths([ROOT / "assets" / "samples" / "img_hybiss_2d.tif"])

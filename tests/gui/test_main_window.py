@@ -9,9 +9,10 @@ import tifffile
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from cerber_gui.main_window import MainWindow  # noqa: E402
+from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.analysis import analyze  # noqa: E402
 from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.tracks import TRACK_COLUMNS  # noqa: E402
@@ -38,8 +39,7 @@ def bundle():
 
 @pytest.fixture
 def window(qtbot, bundle, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    w = MainWindow(bundle, settings)
+    w = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
     qtbot.addWidget(w)
     w.show()
     return w
@@ -232,7 +232,7 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundl
     again.images.clear()
     [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
     assert "no longer there" in again.last_error[0]
-    assert str(image_path.resolve()) not in again.recent_paths()
+    assert str(image_path.resolve()) not in again.settings.recent()
 
 
 def test_levels_control_sets_the_display_range_of_both_panes(qtbot, window, image_path):
