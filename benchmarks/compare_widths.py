@@ -53,7 +53,7 @@ def main() -> None:
         bundle = load_bundle(path)
         f1s = []
         for _label, folder in folders:
-            pairs, problems = find_pairs(folder / "images", folder / "masks")
+            pairs, problems, _ = find_pairs(folder / "images", folder / "masks")
             assert not problems, problems
             ev = evaluate(bundle, pairs, radius=3.0)
             f1s.append(ev.overall(ev.network).f1)

@@ -53,7 +53,7 @@ def main() -> None:
     bundle = load_bundle(args.model)
     rows = []
     for label, folder in sets(Path(args.data), args.count, args.size):
-        pairs, problems = find_pairs(folder / "images", folder / "masks")
+        pairs, problems, _ = find_pairs(folder / "images", folder / "masks")
         assert not problems, problems
         t = time.perf_counter()
         ev = evaluate(bundle, pairs, radius=3.0)

@@ -63,10 +63,16 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") for p in paths}
 
 
+MODEL_HELP = "model bundle folder, or 'default' (the bundled default model, also when left out)"
+
+
 def _load_model(model: str | None):
+    """The bundle at ``model``; the default model for None or ``default`` (unless a folder has that name)."""
     from .runtime.bundle import load_bundle, load_default_bundle
 
-    return load_default_bundle() if model is None else load_bundle(model)
+    if model is None or (model == "default" and not Path(model).is_dir()):
+        return load_default_bundle()
+    return load_bundle(model)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -296,7 +302,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     root = Path(args.data)
     folder = root / "val" if (root / "val" / "images").is_dir() else root
-    pairs, problems = find_pairs(folder / "images", folder / "masks")
+    masks = folder / "masks"
+    pairs, problems, _ = find_pairs(folder / "images", masks if masks.is_dir() else None)
     if problems or not pairs:
         return _fail("the data cannot be evaluated:\n" + "\n".join(str(p) for p in problems))
     bar, progress = _bar("evaluating", args.quiet)
@@ -307,11 +314,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from .runtime.bundle import BundleError, load_bundle
+    from .runtime.bundle import BundleError
     from .runtime.selftest import run_selftest
 
     try:
-        bundle = load_bundle(args.model) if args.model else None
+        bundle = _load_model(args.model) if args.model else None
         result = run_selftest(bundle, size=args.size)
     except BundleError as exc:
         print(f"selftest FAILED: {exc}")
@@ -343,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Analyze images: one tracks CSV per image and a summary.csv.")
     a.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (BMP, PNG, TIFF)")
     a.add_argument("--out", required=True, help="folder for the results (created if missing)")
-    a.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    a.add_argument("--model", help=MODEL_HELP)
     a.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     a.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel, for densities per mm^2")
     a.add_argument("--page", type=int, help="page of multi-page TIFFs (0-based)")
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a model (and a LoG baseline) against ground truth",
                        description="Precision, recall and F1 of matched track centres, per image and overall, "
                                    "for the model and a Laplacian-of-Gaussian detector tuned on the same images.")
-    e.add_argument("model", help="model bundle folder")
+    e.add_argument("model", help="model bundle folder, or 'default' for the bundled default model")
     e.add_argument("data", help="data folder: DATA/val/{images,masks} (or DATA/{images,masks})")
     e.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")
     e.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
@@ -410,17 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("gui", help="open the desktop app", description="Open the desktop app (same as cerber-gui).")
     w.add_argument("images", nargs="*", help="images or folders to open")
-    w.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    w.add_argument("--model", help=MODEL_HELP)
     w.set_defaults(func=cmd_gui)
 
     s = sub.add_parser("selftest", help="check the installation on a synthetic image with known tracks",
                        description="Analyze a synthetic image with known tracks and check they are found.")
-    s.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
     s.set_defaults(func=cmd_selftest)
 
     i = sub.add_parser("info", help="describe a model bundle")
-    i.add_argument("model", nargs="?", help="model bundle folder (default: the bundled default model)")
+    i.add_argument("model", nargs="?", help=MODEL_HELP)
     i.set_defaults(func=cmd_info)
     return parser
 

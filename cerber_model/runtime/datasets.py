@@ -1,9 +1,13 @@
-"""Training data sets: image/mask folders, their inspection, and streaming patches.
+"""Training data sets: images with masks or points, their inspection, and streaming patches.
 
-A data set is a folder of images and a folder of masks for training, and either
-two more for validation or a fraction of the training pairs held out. Images and
-masks pair by file stem; BMP, PNG and TIFF, 8 or 16 bit; sizes may differ between
-pairs but not within one. Masks are 0 = background, anything else = track.
+A data set is a folder of training images, each with a mask or a points file, and
+either a validation folder laid out the same way or a fraction of the training pairs
+held out. ``DATA/train/images/<stem>.<ext>`` pairs by stem with
+``DATA/train/masks/<stem>.<ext>`` (0 = background, anything else = track) and/or a
+points CSV (:mod:`cerber_model.runtime.points`): ``DATA/train/points/<stem>.csv``, or
+``<stem>_points.csv`` beside the image (where the app's annotation mode saves it).
+Masks are rendered from points where there is no mask. BMP, PNG and TIFF, 8 or 16
+bit; sizes may differ between pairs but not within one.
 
 :func:`inspect_dataset` reports counts, sizes, the track-pixel fraction and every
 problem by file, before any training starts. :class:`PatchSampler` draws random
@@ -14,7 +18,6 @@ lazily into a small cache of raw arrays; the set is never held in RAM as float32
 
 from __future__ import annotations
 
-import csv
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +33,17 @@ from .images import (
     normalization_range,
     read_image,
 )
+from .points import DEFAULT_POINT_RADIUS, PointsError, points_beside, read_points, render_mask
 from .progress import CancelToken, ProgressFn
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One training example: an image, its mask, and (optionally) true track centres (CSV row,col)."""
+    """One training example: an image with a mask, a points file (true centres, CSV row,col), or both."""
 
     image: Path
-    mask: Path
-    tracks: Path | None = None
+    mask: Path | None = None
+    points: Path | None = None
 
     @property
     def name(self) -> str:
@@ -52,20 +56,25 @@ class DatasetSpec:
     training pairs (chosen with ``seed``) is held out for validation."""
 
     train_images: Path
-    train_masks: Path
+    train_masks: Path | None = None  # None: every training image needs a points file
     val_images: Path | None = None
     val_masks: Path | None = None
     val_fraction: float = 0.2
     seed: int = 0
+    point_radius: float = DEFAULT_POINT_RADIUS  # px, for masks rendered from points without sd_px
 
     @classmethod
     def from_folder(cls, root: Path | str, **kwargs) -> DatasetSpec:
-        """The four-folder layout ``root/{train,val}/{images,masks}`` (``val`` optional)."""
+        """The layout ``root/{train,val}/{images,masks,points}`` (``val``, ``masks`` and ``points`` optional)."""
         root = Path(root)
-        val = root / "val"
-        has_val = (val / "images").is_dir() and (val / "masks").is_dir()
-        return cls(root / "train" / "images", root / "train" / "masks",
-                   val / "images" if has_val else None, val / "masks" if has_val else None, **kwargs)
+        train, val = root / "train", root / "val"
+
+        def masks(split: Path) -> Path | None:
+            return split / "masks" if (split / "masks").is_dir() else None
+
+        has_val = (val / "images").is_dir()
+        return cls(train / "images", masks(train), val / "images" if has_val else None,
+                   masks(val) if has_val else None, **kwargs)
 
 
 @dataclass
@@ -84,6 +93,9 @@ class DatasetReport:
     train: list[Pair] = field(default_factory=list)
     val: list[Pair] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    unannotated: list[Path] = field(default_factory=list)  # images with neither mask nor points (left out)
+    points: int = 0  # annotated points read
+    point_radius: float = DEFAULT_POINT_RADIUS  # px, of the masks rendered from points (the spec's)
     sizes: dict[tuple[int, int], int] = field(default_factory=dict)
     track_pixels: int = 0
     total_pixels: int = 0
@@ -101,76 +113,128 @@ class DatasetReport:
         lines = [f"training pairs: {len(self.train)}, validation pairs: {len(self.val)}",
                  f"image sizes: {sizes or 'none'}",
                  f"track pixels: {100 * self.track_fraction:.4f}% of all pixels"]
+        if self.points:
+            lines.append(f"annotated points: {self.points}")
+        if self.unannotated:
+            lines.append(f"left out, neither mask nor points: {', '.join(p.name for p in self.unannotated)}")
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 
 
-def find_pairs(images: Path, masks: Path) -> tuple[list[Pair], list[Problem]]:
-    """Pair images and masks by file stem; report folders and files that do not pair."""
+def points_file(image: Path) -> Path | None:
+    """The points file of a training image, where there is one: ``../points/<stem>.csv``,
+    ``<stem>_points.csv`` beside it, or the generator's ``../tracks/<stem>.csv``."""
+    for candidate in (image.parent.parent / "points" / f"{image.stem}.csv", points_beside(image),
+                      image.parent.parent / "tracks" / f"{image.stem}.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_pairs(images: Path, masks: Path | None = None) -> tuple[list[Pair], list[Problem], list[Path]]:
+    """Pair images with masks (by file stem) and points files; report folders and files that do not pair.
+
+    Returns the pairs, the problems, and the images left out because they have neither a
+    mask nor points while no masks folder was given (an annotation in progress).
+    """
     problems: list[Problem] = []
     for folder in (images, masks):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             problems.append(Problem(folder, "folder does not exist"))
     if problems:
-        return [], problems
+        return [], problems, []
     image_files = {p.stem: p for p in list_images(images)}
-    mask_files = {p.stem: p for p in list_images(masks)}
+    mask_files = {p.stem: p for p in list_images(masks)} if masks is not None else {}
     if not image_files:
         problems.append(Problem(images, "folder holds no BMP, PNG or TIFF images"))
-    if not mask_files:
+    if masks is not None and not mask_files:
         problems.append(Problem(masks, "folder holds no BMP, PNG or TIFF masks"))
-    tracks_dir = images.parent / "tracks"
-    pairs = []
+    pairs, unannotated = [], []
     for stem, image in image_files.items():
-        if stem not in mask_files:
-            if mask_files:
-                problems.append(Problem(image, f"has no mask named {stem}.* in {masks}"))
+        mask, points = mask_files.get(stem), points_file(image)
+        if mask is None and points is None:
+            if masks is None:
+                unannotated.append(image)
+            elif mask_files:
+                problems.append(Problem(image, f"has no mask named {stem}.* in {masks} and no points file "
+                                               f"(points/{stem}.csv or {stem}_points.csv)"))
             continue
-        csv_path = tracks_dir / f"{stem}.csv"
-        pairs.append(Pair(image, mask_files[stem], csv_path if csv_path.is_file() else None))
+        pairs.append(Pair(image, mask, points))
     for stem, mask in mask_files.items():
         if stem not in image_files and image_files:
             problems.append(Problem(mask, f"has no image named {stem}.* in {images}"))
-    return pairs, problems
+    if masks is None and image_files and not pairs:
+        problems.append(Problem(images, "no image has a mask or points: annotate some (the app's annotation "
+                                        "mode saves <name>_points.csv beside each image) or give a masks folder"))
+    return pairs, problems, unannotated
 
 
-def _check_pair(pair: Pair, report: DatasetReport) -> None:
+def pair_mask(pair: Pair, shape: tuple[int, int], point_radius: float = DEFAULT_POINT_RADIUS) -> np.ndarray:
+    """The pair's boolean track mask: its mask file, or discs rendered from its points."""
+    if pair.mask is not None:
+        return read_image(pair.mask).data > 0
+    assert pair.points is not None
+    return render_mask(shape, read_points(pair.points, shape), point_radius) > 0
+
+
+def _check_pair(pair: Pair, report: DatasetReport, point_radius: float) -> None:
     try:
         image = read_image(pair.image)
-        mask = read_image(pair.mask)
+        mask = read_image(pair.mask) if pair.mask is not None else None
     except ImageReadError as exc:
         report.problems.append(Problem(exc.path, f"{exc.problem} {exc.fix}".strip()))
         return
-    if image.shape != mask.shape:
-        report.problems.append(Problem(pair.mask, f"is {mask.shape[1]}x{mask.shape[0]} px but its image "
-                                                  f"{pair.image.name} is {image.shape[1]}x{image.shape[0]} px"))
-        return
-    values = np.unique(mask.data)
+    points = None
+    if pair.points is not None:
+        try:
+            points = read_points(pair.points, image.shape)
+        except PointsError as exc:
+            report.problems += [Problem(pair.points, f"line {line}: {what}" if line else what)
+                                for line, what in exc.problems]
+            return
+        report.points += len(points)
+    if mask is None:
+        assert points is not None
+        mask_data = render_mask(image.shape, points, point_radius)
+    else:
+        if image.shape != mask.shape:
+            report.problems.append(Problem(mask.path or pair.image, f"is {mask.shape[1]}x{mask.shape[0]} px but "
+                                           f"its image {pair.image.name} is {image.shape[1]}x{image.shape[0]} px"))
+            return
+        mask_data = mask.data
+    values = np.unique(mask_data)
     if values.size > 2 or (values.size == 2 and values[0] != 0):
-        report.problems.append(Problem(pair.mask, f"is not a binary mask (it has {values.size} distinct values; "
-                                                  "expected 0 for background and one value for tracks)"))
+        report.problems.append(Problem(pair.mask or pair.image, f"is not a binary mask (it has {values.size} "
+                                       "distinct values; expected 0 for background and one value for tracks)"))
         return
     report.sizes[image.shape] = report.sizes.get(image.shape, 0) + 1
-    report.track_pixels += int(np.count_nonzero(mask.data))
-    report.total_pixels += mask.data.size
+    report.track_pixels += int(np.count_nonzero(mask_data))
+    report.total_pixels += mask_data.size
 
 
 def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
                     cancel: CancelToken | None = None) -> DatasetReport:
     """Pair, read and check every file of a data set (see :class:`DatasetReport`)."""
-    report = DatasetReport()
-    train, problems = find_pairs(Path(spec.train_images), Path(spec.train_masks))
+    report = DatasetReport(point_radius=spec.point_radius)
+
+    def optional(folder: Path | str | None) -> Path | None:
+        return Path(folder) if folder is not None and str(folder) else None
+
+    train, problems, left_out = find_pairs(Path(spec.train_images), optional(spec.train_masks))
     report.problems += problems
+    report.unannotated += left_out
     if spec.val_images is not None or spec.val_masks is not None:
-        if spec.val_images is None or spec.val_masks is None:
-            given = spec.val_images if spec.val_images is not None else spec.val_masks
-            report.problems.append(Problem(Path(str(given)), "validation needs both an images and a masks folder"))
+        val_images = optional(spec.val_images)
+        if val_images is None:
+            report.problems.append(Problem(Path(str(spec.val_masks)), "validation masks need a validation "
+                                                                      "images folder"))
             val: list[Pair] = []
         else:
-            val, problems = find_pairs(Path(spec.val_images), Path(spec.val_masks))
+            val, problems, left_out = find_pairs(val_images, optional(spec.val_masks))
             report.problems += problems
+            report.unannotated += left_out
     else:
         if not 0 < spec.val_fraction < 1:
             report.problems.append(Problem(Path(spec.train_images), "no validation folders and no held-out fraction"))
@@ -185,21 +249,11 @@ def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
     for i, pair in enumerate(everything):
         if cancel:
             cancel.check()
-        _check_pair(pair, report)
+        _check_pair(pair, report, spec.point_radius)
         if progress:
             progress(i + 1, len(everything))
     report.train, report.val = train, val
     return report
-
-
-def read_centres(path: Path) -> np.ndarray:
-    """True track centres (N, 2) from a CSV with ``row`` and ``col`` columns."""
-    with open(path, newline="") as fh:
-        rows = [(float(r["row"]), float(r["col"])) for r in csv.DictReader(fh)]
-    return np.array(rows, dtype=np.float64).reshape(-1, 2)
-
-
-# -- streaming patches ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -219,9 +273,10 @@ class _ImageCache:
     """The last few images read, as raw arrays (not float32), with their
     normalisation range and the coordinates of their track pixels."""
 
-    def __init__(self, normalization: Normalization, capacity: int = 16):
+    def __init__(self, normalization: Normalization, capacity: int = 16, point_radius: float = DEFAULT_POINT_RADIUS):
         self.normalization = normalization
         self.capacity = capacity
+        self.point_radius = point_radius
         self._items: OrderedDict[Path, tuple[Image, np.ndarray, tuple[float, float], np.ndarray]] = OrderedDict()
 
     def get(self, pair: Pair):
@@ -229,7 +284,7 @@ class _ImageCache:
             self._items.move_to_end(pair.image)
             return self._items[pair.image]
         image = read_image(pair.image)
-        mask = read_image(pair.mask).data > 0
+        mask = pair_mask(pair, image.shape, self.point_radius)
         item = (image, mask, normalization_range(image.data, self.normalization), np.argwhere(mask))
         self._items[pair.image] = item
         while len(self._items) > self.capacity:
@@ -246,7 +301,8 @@ class PatchSampler:
     """
 
     def __init__(self, pairs: list[Pair], normalization: Normalization, patch: int = 256,
-                 track_bias: float = 0.7, augmentation: Augmentation | None = None, cache_size: int = 16):
+                 track_bias: float = 0.7, augmentation: Augmentation | None = None, cache_size: int = 16,
+                 point_radius: float = DEFAULT_POINT_RADIUS):
         if not pairs:
             raise ValueError("no image/mask pairs to sample from")
         if patch % 4:
@@ -255,7 +311,7 @@ class PatchSampler:
         self.patch = patch
         self.track_bias = track_bias
         self.augmentation = augmentation
-        self.cache = _ImageCache(normalization, cache_size)
+        self.cache = _ImageCache(normalization, cache_size, point_radius)
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pair = self.pairs[int(rng.integers(len(self.pairs)))]

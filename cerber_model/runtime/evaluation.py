@@ -2,8 +2,9 @@
 
 Detections and true centres are matched one-to-one (Hungarian assignment on
 distances, scipy) within a radius (default 3 px); precision = matched / detected,
-recall = matched / true, F1 their harmonic mean. The truth is the data set's
-centre CSV where there is one, else the centroids of the mask's components.
+recall = matched / true, F1 their harmonic mean. The truth is the pair's points
+file (annotated points, or the generator's centres) where there is one, else the
+centroids of the mask's components.
 
 The baseline is a Laplacian-of-Gaussian spot detector (TrackMate's method: the
 scale-normalised LoG response and its local maxima, with scipy and scikit-image),
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import Pair, read_centres
+from .datasets import Pair, pair_mask
+from .points import read_points
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,14 @@ def match_points(found: np.ndarray, truth: np.ndarray, radius: float = 3.0) -> M
 
 
 def truth_centres(pair: Pair, mask: np.ndarray | None = None) -> np.ndarray:
-    """True centres of a pair: its CSV, or the centroids of its mask's components."""
-    if pair.tracks is not None:
-        return read_centres(pair.tracks)
+    """True centres (N, 2) of a pair: its points file, or the centroids of its mask's components."""
+    if pair.points is not None:
+        return read_points(pair.points).centres
     from scipy import ndimage
 
     from .images import read_image
 
+    assert pair.mask is not None
     mask = read_image(pair.mask).data > 0 if mask is None else mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     return np.array(ndimage.center_of_mass(mask, labels, range(1, n + 1))).reshape(-1, 2)
@@ -156,13 +159,15 @@ def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | 
         if cancel:
             cancel.check()
         image = read_image(pair.image)
-        mask = read_image(pair.mask).data > 0
+        mask = pair_mask(pair, image.shape) if pair.mask is not None else None
         truth = truth_centres(pair, mask)
         result = analyze(image, bundle, threshold=threshold)
         found = np.c_[result.tracks.columns["row"], result.tracks.columns["col"]]
-        pred = result.tracks.labels > 0
-        union = np.count_nonzero(pred | mask)
-        iou = np.count_nonzero(pred & mask) / union if union else 1.0
+        iou = None  # pixel overlap only against a drawn mask, not against discs around points
+        if mask is not None:
+            pred = result.tracks.labels > 0
+            union = np.count_nonzero(pred | mask)
+            iou = np.count_nonzero(pred & mask) / union if union else 1.0
         network.append(ImageScore(pair.name, match_points(found, truth, radius), len(truth), len(found), iou))
         responses = {s: log_response(image.data, s) for s in LOG_SIGMAS}
         log_found.append({(s, t): log_peaks(responses[s], s, t) for s in LOG_SIGMAS for t in LOG_THRESHOLDS})

@@ -91,6 +91,7 @@ MAX_FOREGROUND = 0.05
 def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> dict[str, Any]:
     """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
     from ..runtime.analysis import predict_probability
+    from ..runtime.datasets import pair_mask
     from ..runtime.evaluation import match_points, truth_centres
     from ..runtime.images import read_image
     from ..runtime.tracks import track_centres
@@ -103,7 +104,7 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
     inter = union = 0
     for pair in pairs:
         image = read_image(pair.image)
-        mask = read_image(pair.mask).data > 0
+        mask = pair_mask(pair, image.shape, report.point_radius)
         prob = predict_probability(image.data, engine, config.normalization, window=512)
         truth = truth_centres(pair, mask)
         for t in THRESHOLDS:
@@ -251,8 +252,9 @@ def train(
                       loss=loss, jit_compile=config.xla)
 
     train_sampler = PatchSampler(report.train, config.normalization, config.patch_size, config.track_bias,
-                                 config.augmentation)
-    val_sampler = PatchSampler(report.val, config.normalization, config.patch_size, config.track_bias, None)
+                                 config.augmentation, point_radius=report.point_radius)
+    val_sampler = PatchSampler(report.val, config.normalization, config.patch_size, config.track_bias, None,
+                               point_radius=report.point_radius)
     train_data = _patch_batches(train_sampler, config.batch_size, config.steps_per_epoch, config.seed, True)
     train_data.epoch = start_epoch
     val_data = _patch_batches(val_sampler, config.batch_size, max(1, config.val_patches // config.batch_size),

@@ -58,7 +58,7 @@ def test_every_problem_is_reported_by_file(tmp_path):
 
 
 def test_missing_folders(tmp_path):
-    pairs, problems = find_pairs(tmp_path / "x", tmp_path / "y")
+    pairs, problems, _ = find_pairs(tmp_path / "x", tmp_path / "y")
     assert not pairs and len(problems) == 2 and "does not exist" in str(problems[0])
 
 
@@ -75,7 +75,7 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path, aug):
     mask[70:75, 60:95] = 255
     _write(tmp_path / "i" / "x.png", (mask // 255 * 200 + 20).astype(np.uint8))
     _write(tmp_path / "m" / "x.png", mask)
-    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    pairs, _, _ = find_pairs(tmp_path / "i", tmp_path / "m")
     sampler = PatchSampler(pairs, Normalization("scale", divisor=255), patch=64, track_bias=1.0, augmentation=aug)
     rng = np.random.default_rng(0)
     seen = set()
@@ -101,7 +101,7 @@ def test_mask_patches_come_from_the_source_mask(tmp_path):
     mask[70:75, 60:95] = 255
     _write(tmp_path / "i" / "x.tif", (np.arange(h * w).reshape(h, w) + 1).astype(np.uint16))
     _write(tmp_path / "m" / "x.png", mask)
-    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    pairs, _, _ = find_pairs(tmp_path / "i", tmp_path / "m")
     none = dict(brightness=0, contrast=(1, 1), gamma=(1, 1), noise_sd=0)
     sampler = PatchSampler(pairs, Normalization("scale", divisor=1), patch=64, track_bias=0.5,
                            augmentation=Augmentation(**none))
@@ -127,7 +127,7 @@ def test_photometric_changes_only_the_image(tmp_path):
     mask[30:34, 30:34] = 255
     _write(tmp_path / "i" / "x.png", np.full((64, 64), 100, np.uint8))
     _write(tmp_path / "m" / "x.png", mask)
-    pairs, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    pairs, _, _ = find_pairs(tmp_path / "i", tmp_path / "m")
     sampler = PatchSampler(pairs, Normalization("scale", divisor=255), patch=32, track_bias=1.0,
                            augmentation=Augmentation(flips=False))
     x, y = sampler.sample(np.random.default_rng(1))
