@@ -38,11 +38,12 @@ def child(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from cerber_model.runtime.datasets import DatasetSpec
     from cerber_model.training import TrainingConfig, train
+    from cerber_model.training.events import BatchDone
 
     stamps = []
 
     def on_event(event):
-        if event["type"] == "batch":
+        if isinstance(event, BatchDone):
             stamps.append(time.perf_counter())
 
     config = TrainingConfig(width=args.width, epochs=1, steps_per_epoch=args.steps, patch_size=args.patch,

@@ -42,6 +42,7 @@ from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.synthesis import Recipe, generate_dataset
 from cerber_model.training import TrainingConfig, train
+from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
 
@@ -54,7 +55,7 @@ XLA_SPEEDUP = 2.0
 
 
 class TrainingEvents(QObject):
-    """Carries the trainer's event dicts from the worker thread to the GUI thread."""
+    """Carries the trainer's events (cerber_model.training.events) from the worker thread to the GUI thread."""
 
     event = Signal(object)
 
@@ -345,7 +346,7 @@ class TrainingPage(QWizardPage):
         self.discard = False
         self.batch_losses: list[float] = []
         self.batch_x: list[float] = []
-        self.epochs: list[dict] = []
+        self.epochs: list[EpochDone] = []
 
     def initializePage(self) -> None:
         self.bundle, self.discard = None, False
@@ -371,27 +372,26 @@ class TrainingPage(QWizardPage):
     def running(self) -> bool:
         return self.job is not None
 
-    def on_event(self, event: dict) -> None:
-        kind = event["type"]
-        if kind == "batch":
-            self.batch_losses.append(event["loss"])
-            self.batch_x.append(event["epoch"] - 1 + event["batch"] / event["batches"])
+    def on_event(self, event: TrainingEvent) -> None:
+        if isinstance(event, BatchDone):
+            self.batch_losses.append(event.loss)
+            self.batch_x.append(event.epoch - 1 + event.batch / event.batches)
             # An exponential moving average shows the trend through the batch-to-batch noise.
             smooth = np.empty(len(self.batch_losses))
             smooth[0] = self.batch_losses[0]
             for i in range(1, len(smooth)):
                 smooth[i] = 0.9 * smooth[i - 1] + 0.1 * self.batch_losses[i]
             self.batch_curve.setData(self.batch_x, np.maximum(smooth, 1e-12))
-            self.progress.setRange(0, event["batches"])
-            self.progress.setValue(event["batch"])
-            self.status.setText(f"Epoch {event['epoch']}/{event['epochs']}, batch {event['batch']}/{event['batches']},"
-                                f" loss {event['loss']:.4g}; {_time_left(event['eta_s'])}")
-        elif kind == "epoch":
+            self.progress.setRange(0, event.batches)
+            self.progress.setValue(event.batch)
+            self.status.setText(f"Epoch {event.epoch}/{event.epochs}, batch {event.batch}/{event.batches},"
+                                f" loss {event.loss:.4g}; {_time_left(event.eta_s)}")
+        elif isinstance(event, EpochDone):
             self.epochs.append(event)
-            e = [r["epoch"] for r in self.epochs]
-            self.train_curve.setData(e, [max(r["loss"], 1e-12) for r in self.epochs])
-            self.val_curve.setData(e, [max(r["val_loss"], 1e-12) for r in self.epochs])
-            self.f1_curve.setData(e, [r["val_f1"] for r in self.epochs])
+            e = [r.epoch for r in self.epochs]
+            self.train_curve.setData(e, [max(r.loss, 1e-12) for r in self.epochs])
+            self.val_curve.setData(e, [max(r.val_loss, 1e-12) for r in self.epochs])
+            self.f1_curve.setData(e, [r.val_f1 for r in self.epochs])
 
     def stop(self) -> None:
         if self.job:

@@ -254,6 +254,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from .runtime.datasets import DatasetSpec
     from .training import TrainingError, train, training_unavailable
+    from .training.events import BatchDone, EpochDone, Inspected, Stopped, TrainingEvent
 
     if problem := training_unavailable():
         return _fail(problem)
@@ -262,21 +263,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
 
-    def on_event(event):
-        kind = event["type"]
-        if kind == "inspected":
-            bar.write(event["report"])
-        elif kind == "batch":
-            bar.set_description(f"epoch {event['epoch']}/{event['epochs']}")
-            bar.set_postfix(loss=f"{event['loss']:.4g}", eta=f"{event['eta_s'] / 60:.0f} min")
-            progress(event["batch"], event["batches"])
-        elif kind == "epoch":
-            bar.write(f"epoch {event['epoch']}: loss {event['loss']:.4g}, val loss {event['val_loss']:.4g}, "
-                      f"F1 {event['val_f1']:.3f} (P {event['val_precision']:.3f}, R {event['val_recall']:.3f}) "
-                      f"at threshold {event['val_threshold']:.2f}, {event['seconds']:.0f} s")
+    def on_event(event: TrainingEvent) -> None:
+        if isinstance(event, Inspected):
+            bar.write(event.report)
+        elif isinstance(event, BatchDone):
+            bar.set_description(f"epoch {event.epoch}/{event.epochs}")
+            bar.set_postfix(loss=f"{event.loss:.4g}", eta=f"{event.eta_s / 60:.0f} min")
+            progress(event.batch, event.batches)
+        elif isinstance(event, EpochDone):
+            bar.write(f"epoch {event.epoch}: loss {event.loss:.4g}, val loss {event.val_loss:.4g}, "
+                      f"F1 {event.val_f1:.3f} (P {event.val_precision:.3f}, R {event.val_recall:.3f}) "
+                      f"at threshold {event.val_threshold:.2f}, {event.seconds:.0f} s")
             bar.reset()
-        elif kind == "stopped":
-            bar.write(f"stopped: {event['reason']}")
+        elif isinstance(event, Stopped):
+            bar.write(f"stopped: {event.reason}")
 
     try:
         with bar:

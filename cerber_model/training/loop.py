@@ -4,8 +4,8 @@
 network with a focal loss and AdamW, and after every epoch analyzes the whole
 validation images (tiled, exactly as users will) to measure object-level
 precision, recall and F1 at 3 px, choosing the threshold that maximises F1.
-It reports plain-dict events through ``callback``; the CLI prints them, the GUI
-plots them. Checkpoints (best by validation F1, and last with the optimiser
+It reports typed events (:mod:`.events`) through ``callback``; the CLI prints
+them, the GUI plots them. Checkpoints (best by validation F1, and last with the optimiser
 state) are written atomically to ``<out>.work/``; ``resume=True`` continues from
 the last. Cancelling stops within one batch and keeps the best model so far.
 """
@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,8 @@ from ..runtime.bundle import Bundle, BundleConfig, save_bundle
 from ..runtime.datasets import DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
 from ..runtime.progress import CancelToken
 from .config import TrainingConfig, TrainingError
+from .events import BatchDone, EpochDone, EventFn, Inspected, Saved, Stopped
 
-EventFn = Callable[[dict], None]
 THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
 
 
@@ -198,10 +197,9 @@ def train(
 ) -> Bundle:
     """Train a model on ``dataset`` and save the best epoch as a bundle at ``out``.
 
-    Events (plain dicts, ``type`` key): ``inspected`` (the data report),
-    ``batch`` (epoch, batch, batches, loss, eta_s), ``epoch`` (the epoch's
-    metrics), ``stopped`` (why), ``saved`` (path). Raises :class:`TrainingError`
-    for unusable data or an existing ``out`` without ``overwrite``.
+    ``callback`` gets the run's events (:mod:`cerber_model.training.events`): Inspected,
+    BatchDone after every batch, EpochDone after every validated epoch, Stopped, Saved.
+    Raises :class:`TrainingError` for unusable data or an existing ``out`` without ``overwrite``.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -212,7 +210,7 @@ def train(
     if out.exists() and not overwrite:
         raise TrainingError(f"{out} already exists; choose another output folder or allow overwriting.")
     report = inspect_dataset(dataset, cancel=cancel)
-    emit({"type": "inspected", "report": report.summary(), "ok": report.ok})
+    emit(Inspected(report.summary(), report.ok))
     if not report.ok:
         raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
 
@@ -274,9 +272,9 @@ def train(
             done = batch + 1
             eta = elapsed / done * (config.steps_per_epoch - done)
             remaining_epochs = config.epochs - self.epoch - 1
-            emit({"type": "batch", "epoch": self.epoch + 1, "epochs": config.epochs, "batch": done,
-                  "batches": config.steps_per_epoch, "loss": float(logs.get("loss", float("nan"))),
-                  "eta_s": eta + remaining_epochs * elapsed / done * config.steps_per_epoch})
+            emit(BatchDone(epoch=self.epoch + 1, epochs=config.epochs, batch=done, batches=config.steps_per_epoch,
+                           loss=float(logs.get("loss", float("nan"))),
+                           eta_s=eta + remaining_epochs * elapsed / done * config.steps_per_epoch))
             if cancel and cancel.cancelled:
                 stop_reason["reason"] = "cancelled"
                 self.model.stop_training = True
@@ -303,7 +301,7 @@ def train(
             self.model.save(tmp)
             os.replace(tmp, last_path)
             _atomic_json(state_path, {"config": config.to_dict(), "history": history})
-            emit({"type": "epoch", **row, "best_f1": best_f1})
+            emit(EpochDone(**row, best_f1=best_f1))
             if config.patience and since_best >= config.patience:
                 stop_reason["reason"] = f"no better validation F1 for {config.patience} epochs"
                 self.model.stop_training = True
@@ -311,7 +309,7 @@ def train(
     if start_epoch < config.epochs:
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=start_epoch,
                   callbacks=[Events()], verbose=0)
-    emit({"type": "stopped", **stop_reason})
+    emit(Stopped(stop_reason["reason"]))
     if not best_path.is_file():
         raise TrainingError("training stopped before the first epoch finished; no model was saved.")
     with np.load(best_path) as npz:
@@ -333,5 +331,5 @@ def train(
     bundle = make_bundle(bundle_config, weights)
     save_bundle(bundle, out, overwrite=True, extra_files={"history.csv": _history_csv(history),
                                                           "loss.png": loss_plot_png(history)})
-    emit({"type": "saved", "path": str(out)})
+    emit(Saved(str(out)))
     return bundle

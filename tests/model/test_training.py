@@ -10,6 +10,7 @@ from cerber_model.runtime.datasets import DatasetSpec
 from cerber_model.runtime.progress import CancelToken
 from cerber_model.runtime.synthesis import Recipe, generate_dataset
 from cerber_model.training import TrainingConfig, TrainingError, train
+from cerber_model.training.events import BatchDone, EpochDone, Inspected, Saved
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +32,12 @@ def data(tmp_path_factory):
 def test_train_emits_events_and_saves_a_bundle(data, tmp_path):
     events = []
     bundle = train(TINY, DatasetSpec.from_folder(data), tmp_path / "model", callback=events.append)
-    kinds = [e["type"] for e in events]
-    assert kinds[0] == "inspected" and kinds[-1] == "saved"
-    assert kinds.count("epoch") == 2 and kinds.count("batch") == 6
-    epoch = next(e for e in events if e["type"] == "epoch")
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Inspected and kinds[-1] is Saved
+    assert kinds.count(EpochDone) == 2 and kinds.count(BatchDone) == 6
+    epoch = next(e for e in events if isinstance(e, EpochDone))
     for key in ("loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold", "val_pixel_iou"):
-        assert np.isfinite(epoch[key]), key
+        assert np.isfinite(getattr(epoch, key)), key
     loaded = load_bundle(tmp_path / "model")
     assert loaded.config.threshold == bundle.config.threshold
     assert loaded.config.provenance["training"]["width"] == 1
@@ -55,11 +56,11 @@ def test_resume_continues_from_the_last_epoch(data, tmp_path):
         train(wider, spec, out, resume=True, overwrite=True)
     events = []
     train(PLAIN, spec, out, resume=True, overwrite=True, callback=events.append)
-    assert not any(e["type"] == "batch" for e in events)  # nothing left to do
+    assert not any(isinstance(e, BatchDone) for e in events)  # nothing left to do
     longer = TrainingConfig(**{**TINY.__dict__, "epochs": 3})  # and with XLA: only the speed changes
     events = []
     train(longer, spec, out, resume=True, overwrite=True, callback=events.append)
-    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [3]  # only the new epoch ran
+    assert [e.epoch for e in events if isinstance(e, EpochDone)] == [3]  # only the new epoch ran
     state = json.loads((out.with_name("model.work") / "state.json").read_text())
     assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
 
@@ -69,9 +70,9 @@ def test_cancel_stops_within_a_batch_and_keeps_the_best(data, tmp_path):
     batches = []
 
     def on_event(event):
-        if event["type"] == "batch":
+        if isinstance(event, BatchDone):
             batches.append(event)
-            if event["epoch"] == 2 and event["batch"] == 1:
+            if event.epoch == 2 and event.batch == 1:
                 token.cancel()
 
     train(PLAIN, DatasetSpec.from_folder(data), tmp_path / "model", callback=on_event, cancel=token)
