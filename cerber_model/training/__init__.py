@@ -8,5 +8,5 @@ from .config import TrainingConfig, TrainingError, training_unavailable
 from .events import BatchDone, EpochDone, Inspected, Saved, Stopped, TrainingEvent
 from .loop import loss_plot_png, train, validate_objects
 
-__all__ = ["BatchDone", "EpochDone", "Inspected", "Saved", "Stopped", "TrainingConfig", "TrainingError", "TrainingEvent",
-           "loss_plot_png", "train", "training_unavailable", "validate_objects"]
+__all__ = ["BatchDone", "EpochDone", "Inspected", "Saved", "Stopped", "TrainingConfig", "TrainingError",
+           "TrainingEvent", "loss_plot_png", "train", "training_unavailable", "validate_objects"]
