@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cerber_model.runtime.analysis import AnalysisResult, analyze
 from cerber_model.runtime.bundle import Bundle, BundleError, load_bundle, load_default_bundle
 from cerber_model.runtime.export import (
     render_overlay,
@@ -35,27 +34,17 @@ from cerber_model.runtime.export import (
     write_summary_csv,
     write_tracks_csv,
 )
-from cerber_model.runtime.images import IMAGE_SUFFIXES, Image, is_image_file, read_image
-from cerber_model.runtime.tracks import extract_tracks
+from cerber_model.runtime.images import IMAGE_SUFFIXES
 
 from . import logfile, workers
+from .jobs import JobRunner
+from .session import AnalysisJob, Session
 from .settings import Key, Settings
 from .track_panel import TrackPanel
 from .viewer import MODES, SideBySideViewer
 
 log = logging.getLogger("cerber")
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
-
-
-def _analyze_image(image: Image, bundle: Bundle, threshold: float, pixel_size: float | None, *, progress, cancel):
-    """Worker job: analyze one image already read on opening (snapshot of the settings, no widgets)."""
-    return analyze(image, bundle, threshold=threshold, pixel_size_um=pixel_size, progress=progress, cancel=cancel)
-
-
-def _retrack(result: AnalysisResult, threshold: float, min_area: int, pixel_size: float | None, *, progress,
-             cancel):
-    """Worker job: tracks from the cached probability map at a new threshold."""
-    return extract_tracks(result.probability, result.image.data, threshold, min_area, pixel_size)
 
 
 class MainWindow(QMainWindow):
@@ -68,13 +57,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Cerber — track analyzer")
         self.setAcceptDrops(True)
         self.settings = settings if isinstance(settings, Settings) else Settings(settings)
-        self.bundle = bundle
-        self.results: dict[Path, AnalysisResult] = {}
-        self.images: dict[Path, Image] = {}
-        self.current: Path | None = None
-        self.queue: list[Path] = []
-        self.job: workers.Worker | None = None
-        self.retrack_job: workers.Worker | None = None
+        self.session = Session(bundle, self.settings.pixel_size())
+        self.jobs = JobRunner(self.session, self)
         self.wizard = None
 
         self.viewer = SideBySideViewer()
@@ -89,8 +73,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status()
         self.viewer.hovered.connect(self._hovered)
-        self.retrack_timer = QTimer(self, singleShot=True, interval=150)
-        self.retrack_timer.timeout.connect(self._retrack)
+        self._observe_session()
+        self._observe_jobs()
         geometry = self.settings.value(Key.GEOMETRY)
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -103,7 +87,24 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self._update_recent_menu()
-        self._model_changed()
+        self._model_changed(self.session.bundle)
+
+    def _observe_session(self) -> None:
+        events = self.session.events
+        events.images_added.connect(self._images_added)
+        events.selected.connect(self._selected)
+        events.model_changed.connect(self._model_changed)
+        events.threshold_changed.connect(self._threshold_changed)
+        events.pixel_size_changed.connect(self._pixel_size_changed)
+        events.busy_changed.connect(self._update_controls)
+        events.result_added.connect(self._result_added)
+        events.tracks_changed.connect(self._tracks_changed)
+
+    def _observe_jobs(self) -> None:
+        self.jobs.job_started.connect(self._job_started)
+        self.jobs.progress.connect(self._progress)
+        self.jobs.message.connect(self.statusBar().showMessage)
+        self.jobs.failed.connect(self.show_error)
 
     # -- construction ---------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
@@ -135,9 +136,9 @@ class MainWindow(QMainWindow):
         files.addSeparator()
         self._action("&Quit", self.close, QKeySequence.Quit, files)
         analysis = self.menuBar().addMenu("&Analysis")
-        self.analyze_action = self._action("&Analyze", self.analyze_current, "Ctrl+R", analysis)
-        self.analyze_all_action = self._action("Analyze &all", self.analyze_all, "Ctrl+Shift+R", analysis)
-        self.cancel_action = self._action("&Cancel", self.cancel, "Esc", analysis)
+        self.analyze_action = self._action("&Analyze", self.jobs.analyze_selected, "Ctrl+R", analysis)
+        self.analyze_all_action = self._action("Analyze &all", self.jobs.analyze_all, "Ctrl+Shift+R", analysis)
+        self.cancel_action = self._action("&Cancel", self.jobs.cancel, "Esc", analysis)
         models = self.menuBar().addMenu("&Model")
         self._action("&Load model folder…", self.load_model_dialog, None, models)
         self._action("Use the &default model", self.use_default_model, None, models)
@@ -156,20 +157,20 @@ class MainWindow(QMainWindow):
         bar.addAction(self.open_action)
         self.analyze_button = QPushButton("Analyze")
         self.analyze_button.setToolTip("Analyze the current image (Ctrl+R)")
-        self.analyze_button.clicked.connect(self.analyze_current)
+        self.analyze_button.clicked.connect(self.jobs.analyze_selected)
         bar.addWidget(self.analyze_button)
         self.analyze_all_button = QPushButton("Analyze all")
-        self.analyze_all_button.clicked.connect(self.analyze_all)
+        self.analyze_all_button.clicked.connect(self.jobs.analyze_all)
         bar.addWidget(self.analyze_all_button)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.clicked.connect(self.jobs.cancel)
         bar.addWidget(self.cancel_button)
         bar.addSeparator()
         bar.addWidget(QLabel(" Threshold "))
         self.threshold_slider = QSlider(Qt.Horizontal)
         self.threshold_slider.setRange(1, 99)
         self.threshold_slider.setFixedWidth(160)
-        self.threshold_slider.valueChanged.connect(self._threshold_moved)
+        self.threshold_slider.valueChanged.connect(lambda v: self.session.set_threshold(v / 100))
         bar.addWidget(self.threshold_slider)
         self.threshold_label = QLabel("0.50")
         bar.addWidget(self.threshold_label)
@@ -194,7 +195,7 @@ class MainWindow(QMainWindow):
         self.pixel_size.setSuffix(" µm/px")
         self.pixel_size.setSpecialValueText("unknown")
         self.pixel_size.setValue(self.settings.pixel_size())
-        self.pixel_size.valueChanged.connect(lambda _: self.retrack_timer.start())
+        self.pixel_size.valueChanged.connect(self.session.set_pixel_size)
         bar.addWidget(self.pixel_size)
 
     def _build_status(self) -> None:
@@ -206,40 +207,41 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.model_label = QLabel("")
         self.statusBar().addPermanentWidget(self.model_label)
-        self._set_busy(False)
+        self._update_controls()
 
-    # -- state -----------------------------------------------------------------
-    def _set_busy(self, busy: bool) -> None:
+    # -- showing the session -----------------------------------------------------
+    def _update_controls(self, _busy: bool = False) -> None:
+        busy = self.session.busy
         self.cancel_button.setEnabled(busy)
         self.cancel_action.setEnabled(busy)
-        for w in (self.analyze_button, self.analyze_all_button):
-            w.setEnabled(not busy and bool(self.images) and self.bundle is not None)
-        self.analyze_action.setEnabled(self.analyze_button.isEnabled())
-        self.analyze_all_action.setEnabled(self.analyze_all_button.isEnabled())
+        for w in (self.analyze_button, self.analyze_all_button, self.analyze_action, self.analyze_all_action):
+            w.setEnabled(self.session.can_analyze)
         self.progress.setVisible(busy)
 
-    @property
-    def busy(self) -> bool:
-        return self.job is not None
-
-    def threshold(self) -> float:
-        return self.threshold_slider.value() / 100
-
-    def pixel_size_um(self) -> float | None:
-        return self.pixel_size.value() or None
-
-    def _model_changed(self) -> None:
-        if self.bundle is None:
+    def _model_changed(self, bundle: Bundle | None) -> None:
+        if bundle is None:
             self.model_label.setText("no model loaded")
         else:
-            self.model_label.setText(f"model: {self.bundle.name}")
-            self.threshold_slider.blockSignals(True)
-            self.threshold_slider.setValue(round(self.bundle.config.threshold * 100))
-            self.threshold_slider.blockSignals(False)
-            self.threshold_label.setText(f"{self.threshold():.2f}")
-        self.results.clear()
-        self._show_current()
-        self._set_busy(self.busy)
+            self.model_label.setText(f"model: {bundle.name}")
+            self._show_threshold(self.session.threshold)
+        if self.session.selected is not None:  # the previous model's result goes
+            self.viewer.set_image(self.session.images[self.session.selected].data)
+        self._show_result()
+        self._update_controls()
+
+    def _show_threshold(self, threshold: float) -> None:
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(round(threshold * 100))
+        self.threshold_slider.blockSignals(False)
+        self.threshold_label.setText(f"{threshold:.2f}")
+
+    def _threshold_changed(self, threshold: float) -> None:
+        self._show_threshold(threshold)
+        self.jobs.retrack_soon()
+
+    def _pixel_size_changed(self, pixel_size_um: float | None) -> None:
+        self.settings.set_value(Key.PIXEL_SIZE, pixel_size_um or 0.0)
+        self.jobs.retrack_soon()
 
     # -- opening ------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -256,46 +258,25 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: list[Path]) -> None:
         """Add images (files or folders of images) to the list and show the first new one."""
-        files: list[Path] = []
-        folders: list[Path] = []  # folders that held images, for the recent list
+        report = self.session.open(paths)
+        for folder in report.empty_folders:
+            self.show_error(f"{folder} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
+        if report.unreadable:
+            self.show_error(f"{len(report.unreadable)} file(s) could not be opened.", "\n".join(report.unreadable))
+        if report.folder is not None:
+            self.settings.set_value(Key.LAST_FOLDER, str(report.folder))
+        if report.opened:
+            self._remember(report.opened)
+        self._update_controls()
+
+    def _images_added(self, paths: list[Path]) -> None:
         for path in paths:
-            if path.is_dir():
-                found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
-                if not found:
-                    self.show_error(f"{path} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
-                else:
-                    folders.append(path)
-                files += found
-            else:
-                files.append(path)
-        first_new = None
-        failed = []
-        for path in files:
-            path = path.resolve()
-            if path in self.images:
-                continue
-            try:
-                image = read_image(path)
-            except Exception as exc:  # ImageReadError names the file and the fix
-                failed.append(str(exc))
-                continue
-            self.images[path] = image
+            image = self.session.images[path]
             item = QListWidgetItem(path.name)
             item.setData(Qt.UserRole, str(path))
             item.setToolTip(f"{path}\n{image.shape[1]} x {image.shape[0]} px, {image.bit_depth}"
                             + "".join(f"\n{n}" for n in image.notes))
             self.image_list.addItem(item)
-            first_new = first_new or item
-        if failed:
-            self.show_error(f"{len(failed)} file(s) could not be opened.", "\n".join(failed))
-        if files:
-            self.settings.set_value(Key.LAST_FOLDER, str(files[0].parent))
-        opened = folders + [p for p in paths if not p.is_dir() and p.resolve() in self.images]
-        if opened:
-            self._remember(opened)
-        if first_new is not None:
-            self.image_list.setCurrentItem(first_new)
-        self._set_busy(self.busy)
 
     def _remember(self, paths: list[Path]) -> None:
         self.settings.remember_recent(paths)
@@ -333,23 +314,41 @@ class MainWindow(QMainWindow):
         self.open_paths([Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()])
 
     def _image_chosen(self, item, _previous=None) -> None:
-        if item is None:
-            return
-        self.current = Path(item.data(Qt.UserRole))
-        self.viewer.set_image(self.images[self.current].data)
-        self._show_current()
+        if item is not None:
+            self.session.select(Path(item.data(Qt.UserRole)))
 
-    def _show_current(self) -> None:
-        result = self.results.get(self.current) if self.current else None
+    def _selected(self, path: Path) -> None:
+        item = self.image_list.currentItem()
+        if item is None or item.data(Qt.UserRole) != str(path):
+            self.image_list.blockSignals(True)
+            self.image_list.setCurrentItem(next(self.image_list.item(i) for i in range(self.image_list.count())
+                                                if self.image_list.item(i).data(Qt.UserRole) == str(path)))
+            self.image_list.blockSignals(False)
+        self.viewer.set_image(self.session.images[path].data)
+        self._show_result()
+
+    def _show_result(self) -> None:
+        """The selected image's result in the viewer and the table (or an empty table)."""
+        result = self.session.selected_result()
         if result is None:
             self.track_panel.set_tracks(None)
-            if self.current is not None:
-                self.viewer.set_image(self.images[self.current].data)
             return
-        tracks = result.tracks
+        path, tracks = self.session.selected, result.tracks
         self.viewer.set_result(result.probability, tracks.labels, np.c_[tracks.columns["row"], tracks.columns["col"]])
-        self.track_panel.set_tracks(tracks, self.current.name, result.model_name)
-        self.analysis_shown.emit(str(self.current))
+        self.track_panel.set_tracks(tracks, path.name, result.model_name)
+        self.analysis_shown.emit(str(path))
+
+    def _result_added(self, path: Path) -> None:
+        if path == self.session.selected:
+            self._show_result()
+
+    def _tracks_changed(self, path: Path) -> None:
+        result = self.session.results[path]
+        tracks = result.tracks
+        if path == self.session.selected:
+            self.viewer.set_tracks(tracks.labels, np.c_[tracks.columns["row"], tracks.columns["col"]])
+            self.track_panel.set_tracks(tracks, path.name, result.model_name)
+        self.tracks_updated.emit(tracks.count)
 
     def _hovered(self, row: int, col: int, value: float, prob: float) -> None:
         text = f"row {row}, col {col}: value {value:g}"
@@ -358,105 +357,13 @@ class MainWindow(QMainWindow):
         self.cursor_label.setText(text)
 
     # -- analysis -------------------------------------------------------------
-    def analyze_current(self) -> None:
-        if self.current is not None and not self.busy:
-            self.queue = [self.current]
-            self._next_in_queue()
-
-    def analyze_all(self) -> None:
-        if not self.busy and self.images:
-            self.queue = [p for p in self.images if p not in self.results]
-            if not self.queue:
-                self.statusBar().showMessage("All images are analyzed already.", 4000)
-            self._next_in_queue()
-
-    def _next_in_queue(self) -> None:
-        if not self.queue or self.bundle is None:
-            self.job = None
-            self._set_busy(False)
-            return
-        path = self.queue.pop(0)
-        total = len(self.queue) + 1
-        self.progress.setFormat(f"{path.name}: %v/%m tiles" + (f" ({total - 1} more)" if total > 1 else ""))
-        job = workers.Worker(_analyze_image, self.images[path], self.bundle, self.threshold(), self.pixel_size_um())
-        job.tag = path
-        # Bound methods of this window: Qt delivers them on the GUI thread (queued).
-        job.signals.progress.connect(self._progress)
-        job.signals.result.connect(self._analyzed)
-        job.signals.error.connect(self._job_failed)
-        job.signals.cancelled.connect(self._cancelled)
-        job.signals.finished.connect(self._job_finished)
-        self.job = job
-        self._set_busy(True)
+    def _job_started(self, job: AnalysisJob) -> None:
+        self.progress.setFormat(f"{job.path.name}: %v/%m tiles" + (f" ({job.waiting} more)" if job.waiting else ""))
         self.progress.setRange(0, 0)
-        workers.start(job)
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
         self.progress.setValue(done)
-
-    def _analyzed(self, result: AnalysisResult) -> None:
-        path = self.job.tag
-        self.results[path] = result
-        if path == self.current:
-            self._show_current()
-        self.statusBar().showMessage(f"{path.name}: {result.tracks.count} tracks", 5000)
-
-    def _job_failed(self, message: str, details: str) -> None:
-        self.queue.clear()
-        self.show_error(f"{self.job.tag.name} could not be analyzed: {message}", details)
-
-    def _cancelled(self) -> None:
-        self.queue.clear()
-        self.statusBar().showMessage("Analysis cancelled; results already finished are kept.", 5000)
-
-    def _job_finished(self) -> None:
-        self.job = None
-        self._next_in_queue()
-
-    def cancel(self) -> None:
-        self.queue.clear()
-        if self.job is not None:
-            self.job.cancel()
-
-    def _threshold_moved(self, value: int) -> None:
-        self.threshold_label.setText(f"{value / 100:.2f}")
-        self.retrack_timer.start()
-
-    def _retrack(self) -> None:
-        """Re-extract tracks of the current image from its cached probability map."""
-        self.settings.set_value(Key.PIXEL_SIZE, self.pixel_size.value())
-        result = self.results.get(self.current) if self.current else None
-        if result is None or self.bundle is None:
-            return
-        if self.retrack_job is not None:  # one at a time; the newest setting wins
-            self.retrack_timer.start()
-            return
-        job = workers.Worker(_retrack, result, self.threshold(), self.bundle.config.min_area_px,
-                             self.pixel_size_um())
-        job.tag = self.current
-        job.signals.result.connect(self._retracked)
-        job.signals.error.connect(self._retrack_failed)
-        job.signals.finished.connect(self._retrack_finished)
-        self.retrack_job = job
-        workers.start(job)
-
-    def _retrack_failed(self, message: str, details: str) -> None:
-        self.show_error(f"Tracks could not be updated: {message}", details)
-
-    def _retrack_finished(self) -> None:
-        self.retrack_job = None
-
-    def _retracked(self, tracks) -> None:
-        path = self.retrack_job.tag
-        result = self.results.get(path)
-        if result is None:
-            return
-        result.tracks = tracks
-        if path == self.current:
-            self.viewer.set_tracks(tracks.labels, np.c_[tracks.columns["row"], tracks.columns["col"]])
-            self.track_panel.set_tracks(tracks, path.name, result.model_name)
-        self.tracks_updated.emit(tracks.count)
 
     # -- models -----------------------------------------------------------------
     def load_model_dialog(self) -> None:
@@ -471,17 +378,16 @@ class MainWindow(QMainWindow):
         except BundleError as exc:
             self.show_error("This model cannot be used; the current model stays loaded.", str(exc))
             return False
-        self.bundle = bundle
-        self._model_changed()
+        self.session.set_bundle(bundle)
         return True
 
     def use_default_model(self) -> None:
         try:
-            self.bundle = load_default_bundle()
+            bundle = load_default_bundle()
         except BundleError as exc:
             self.show_error("The default model cannot be loaded.", str(exc))
             return
-        self._model_changed()
+        self.session.set_bundle(bundle)
 
     def open_training_wizard(self):
         from cerber_model.training import training_unavailable
@@ -492,7 +398,7 @@ class MainWindow(QMainWindow):
             return None
         from .training_wizard import TrainingWizard
 
-        wizard = TrainingWizard(self, start_model=self.bundle)
+        wizard = TrainingWizard(self, start_model=self.session.bundle)
         wizard.use_model.connect(lambda path: self.load_model(Path(path)))
         wizard.open()
         self.wizard = wizard
@@ -501,17 +407,18 @@ class MainWindow(QMainWindow):
     def show_model_card(self) -> None:
         from .model_card import ModelCardDialog
 
-        if self.bundle is None:
+        if self.session.bundle is None:
             self.show_error("No model is loaded.", "Load a model folder from the Model menu.")
             return
-        ModelCardDialog(self.bundle, self).open()
+        ModelCardDialog(self.session.bundle, self).open()
 
     # -- export -------------------------------------------------------------------
     def _save_path(self, title: str, suffix: str, filter_: str) -> Path | None:
-        if self.current is None or self.current not in self.results:
+        current = self.session.selected
+        if self.session.selected_result() is None:
             self.show_error("Analyze the image first.", "There is nothing to export yet.")
             return None
-        start = str(self.current.with_name(f"{self.current.stem}{suffix}"))
+        start = str(current.with_name(f"{current.stem}{suffix}"))
         # Qt's save dialog asks before replacing an existing file.
         path, _ = QFileDialog.getSaveFileName(self, title, start, filter_)
         return Path(path) if path else None
@@ -529,25 +436,26 @@ class MainWindow(QMainWindow):
 
     def export_tracks(self) -> None:
         path = self._save_path("Export tracks", "_tracks.csv", "CSV (*.csv)")
-        self._export(lambda p: write_tracks_csv(self.results[self.current].tracks, p), path)
+        self._export(lambda p: write_tracks_csv(self.session.selected_result().tracks, p), path)
 
     def export_probability(self) -> None:
         path = self._save_path("Export probability map", "_probability.tif", "TIFF (*.tif)")
-        self._export(lambda p: write_probability_tiff(self.results[self.current].probability, p), path)
+        self._export(lambda p: write_probability_tiff(self.session.selected_result().probability, p), path)
 
     def export_overlay(self) -> None:
         path = self._save_path("Export overlay", "_overlay.png", "PNG (*.png)")
-        r = self.results.get(self.current)
+        r = self.session.selected_result()
         self._export(lambda p: write_overlay_png(
             render_overlay(r.image.data, r.probability, r.tracks.labels, self.opacity_slider.value() / 100), p), path)
 
     def export_summary(self) -> None:
-        if not self.results:
+        results = self.session.results
+        if not results:
             self.show_error("Analyze some images first.", "There is nothing to export yet.")
             return
         start = str(self.settings.last_folder() / "summary.csv")
         path, _ = QFileDialog.getSaveFileName(self, "Export summary", start, "CSV (*.csv)")
-        rows = [summary_row(str(p), r.tracks, r.model_name) for p, r in self.results.items()]
+        rows = [summary_row(str(p), r.tracks, r.model_name) for p, r in results.items()]
         self._export(lambda p: write_summary_csv(rows, p), Path(path) if path else None)
 
     # -- errors and closing --------------------------------------------------------
@@ -562,12 +470,12 @@ class MainWindow(QMainWindow):
         self.last_error = (message, details)
 
     def closeEvent(self, event) -> None:
-        if self.busy:
+        if self.session.busy:
             answer = QMessageBox.question(self, "Cerber", "An analysis is running. Stop it and quit?")
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
-            self.cancel()
+            self.jobs.cancel()
             workers.wait_all()
         if self.wizard is not None and self.wizard.isVisible() and not self.wizard.close():
             event.ignore()  # training runs on; the wizard asked and the user said no

@@ -147,12 +147,12 @@ def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tm
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(20)
     qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
-    assert window.busy and window.cancel_button.isEnabled()
+    assert window.session.busy and window.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: window.progress.maximum() > 0 and window.progress.value() >= 1, timeout=60000)
     qtbot.mouseClick(window.cancel_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not window.busy, timeout=60000)
+    qtbot.waitUntil(lambda: not window.session.busy, timeout=60000)
     timer.stop()
-    assert big.resolve() not in window.results
+    assert big.resolve() not in window.session.results
     assert window.analyze_button.isEnabled()
     assert len(ticks) > 5  # the event loop kept running during the analysis
 
@@ -167,13 +167,13 @@ def test_unreadable_file_and_damaged_model_get_a_message(qtbot, window, tmp_path
     damaged.mkdir()
     (damaged / "config.json").write_text("{")
     assert not window.load_model(damaged)
-    assert window.bundle is bundle and "config.json" in window.last_error[1]
+    assert window.session.bundle is bundle and "config.json" in window.last_error[1]
 
 
 def test_model_card_describes_the_model(qtbot, window):
     from cerber_gui.model_card import ModelCardDialog
 
-    dialog = ModelCardDialog(window.bundle, window)
+    dialog = ModelCardDialog(window.session.bundle, window)
     qtbot.addWidget(dialog)
     text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
     # The default model has width 2: 72,588 trainable parameters (README's table).
@@ -226,10 +226,8 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundl
     actions = [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())]
     assert len(actions) == 1
     actions[0].trigger()
-    assert again.image_list.count() == 1 and again.current == image_path.resolve()
+    assert again.image_list.count() == 1 and again.session.selected == image_path.resolve()
     image_path.unlink()  # a recent file that has gone away: a message, and it leaves the list
-    again.image_list.clear()
-    again.images.clear()
     [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
     assert "no longer there" in again.last_error[0]
     assert str(image_path.resolve()) not in again.settings.recent()
@@ -237,7 +235,7 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundl
 
 def test_levels_control_sets_the_display_range_of_both_panes(qtbot, window, image_path):
     window.open_paths([image_path])
-    data = window.images[image_path.resolve()].data
+    data = window.session.images[image_path.resolve()].data
     auto = window.viewer.levels()
     assert data.min() <= auto[0] < auto[1] <= data.max()  # 16-bit range, not 0..255
     window.viewer.histogram.item.setLevels(500, 900)  # what dragging the range does

@@ -1,0 +1,124 @@
+"""Running the session's work off the GUI thread: its analysis queue, one image at a time, and
+re-tracking at new settings. Results go back into the session; the window only observes it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from cerber_model.runtime.analysis import AnalysisResult, analyze
+from cerber_model.runtime.tracks import Tracks, extract_tracks
+
+from . import workers
+from .session import RetrackJob, Session
+
+
+def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
+    """Worker job: tracks from the cached probability map (extract_tracks is quick: no progress, no cancel)."""
+    r = job.result
+    return extract_tracks(r.probability, r.image.data, job.threshold, job.min_area_px, job.pixel_size_um)
+
+
+class JobRunner(QObject):
+    #: the analysis started: its AnalysisJob
+    job_started = Signal(object)
+    #: tiles done, tiles in all, of the running analysis
+    progress = Signal(int, int)
+    #: for the status bar: text, how long to show it (ms)
+    message = Signal(str, int)
+    #: what went wrong (with the file), details
+    failed = Signal(str, str)
+
+    def __init__(self, session: Session, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.worker: workers.Worker | None = None  # the running analysis; its tag is its AnalysisJob
+        self.retrack_worker: workers.Worker | None = None  # tag: its RetrackJob
+        # Moving the threshold slider asks many times a second; the newest setting wins.
+        self.retrack_timer = QTimer(self, singleShot=True, interval=150)
+        self.retrack_timer.timeout.connect(self._retrack)
+
+    # -- analysis ---------------------------------------------------------------
+    def analyze_selected(self) -> None:
+        if self.session.queue_selected():
+            self._start_next()
+
+    def analyze_all(self) -> None:
+        if self.session.busy or not self.session.images:
+            return
+        if not self.session.queue_unanalyzed():
+            self.message.emit("All images are analyzed already.", 4000)
+        self._start_next()
+
+    def cancel(self) -> None:
+        """Empty the queue and stop the running analysis between two tiles (results already in stay)."""
+        self.session.clear_queue()
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def _start_next(self) -> None:
+        job = self.session.next_job()
+        if job is None:
+            self.worker = None
+            return
+        worker = workers.Worker(analyze, job.image, job.bundle, threshold=job.threshold,
+                                pixel_size_um=job.pixel_size_um)
+        worker.tag = job
+        # Bound methods of this QObject: Qt delivers them on the GUI thread (queued).
+        worker.signals.progress.connect(self._progress)
+        worker.signals.result.connect(self._analyzed)
+        worker.signals.error.connect(self._failed)
+        worker.signals.cancelled.connect(self._cancelled)
+        worker.signals.finished.connect(self._finished)
+        self.worker = worker
+        self.job_started.emit(job)
+        workers.start(worker)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.emit(done, total)
+
+    def _analyzed(self, result: AnalysisResult) -> None:
+        job = self.worker.tag
+        self.session.add_result(job, result)
+        self.message.emit(f"{job.path.name}: {result.tracks.count} tracks", 5000)
+
+    def _failed(self, message: str, details: str) -> None:
+        self.session.clear_queue()
+        self.failed.emit(f"{self.worker.tag.path.name} could not be analyzed: {message}", details)
+
+    def _cancelled(self) -> None:
+        self.session.clear_queue()
+        self.message.emit("Analysis cancelled; results already finished are kept.", 5000)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self._start_next()
+
+    # -- re-tracking ------------------------------------------------------------
+    def retrack_soon(self) -> None:
+        """Re-extract the selected image's tracks at the session's settings, once they rest for a moment."""
+        self.retrack_timer.start()
+
+    def _retrack(self) -> None:
+        job = self.session.retrack_job()
+        if job is None:
+            return
+        if self.retrack_worker is not None:  # one at a time; the newest setting wins
+            self.retrack_timer.start()
+            return
+        worker = workers.Worker(_extract_tracks, job)
+        worker.tag = job
+        worker.signals.result.connect(self._retracked)
+        worker.signals.error.connect(self._retrack_failed)
+        worker.signals.finished.connect(self._retrack_finished)
+        self.retrack_worker = worker
+        workers.start(worker)
+
+    def _retracked(self, tracks: Tracks) -> None:
+        self.session.set_tracks(self.retrack_worker.tag, tracks)
+
+    def _retrack_failed(self, message: str, details: str) -> None:
+        self.failed.emit(f"Tracks could not be updated: {message}", details)
+
+    def _retrack_finished(self) -> None:
+        self.retrack_worker = None

@@ -1,0 +1,236 @@
+"""The session: what the user has open and what the app is doing with it.
+
+Open images, their analysis results, the images queued for analysis and the job running,
+the model with its threshold, the pixel size, and which image is selected. Like napari's
+``ViewerModel`` it is plain Python (an import-linter contract keeps Qt out): it changes only
+through its methods and tells observers through the callbacks in :attr:`Session.events`.
+The main window draws it and runs its jobs; tests drive it without a window.
+
+Paths are resolved; images keep the order they were opened in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cerber_model.runtime.analysis import AnalysisResult
+from cerber_model.runtime.bundle import Bundle
+from cerber_model.runtime.images import Image, list_images, read_image
+from cerber_model.runtime.tracks import Tracks
+
+
+class Event:
+    """Callbacks, called in the order they were connected with the arguments of :meth:`emit`."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable] = []
+
+    def connect(self, callback: Callable) -> Callable:
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable) -> None:
+        self._callbacks.remove(callback)
+
+    def emit(self, *args) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+@dataclass
+class SessionEvents:
+    #: list[Path]: images opened, in order (before the first of them is selected)
+    images_added: Event = field(default_factory=Event)
+    #: Path: the image now selected
+    selected: Event = field(default_factory=Event)
+    #: Bundle: a new model, with its threshold; every result was dropped
+    model_changed: Event = field(default_factory=Event)
+    #: float: the threshold the user set
+    threshold_changed: Event = field(default_factory=Event)
+    #: float | None: the pixel size the user set (µm per pixel; None for unknown)
+    pixel_size_changed: Event = field(default_factory=Event)
+    #: bool: an analysis job started (True, once per job) or none is left to start (False)
+    busy_changed: Event = field(default_factory=Event)
+    #: Path: an image's analysis finished and its result is stored
+    result_added: Event = field(default_factory=Event)
+    #: Path: an analyzed image has new tracks (re-extracted at new settings)
+    tracks_changed: Event = field(default_factory=Event)
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """One image to analyze with everything it was started with: later changes do not reach it."""
+
+    path: Path
+    image: Image
+    bundle: Bundle
+    threshold: float
+    pixel_size_um: float | None
+    waiting: int  # images queued behind this one
+
+
+@dataclass(frozen=True)
+class RetrackJob:
+    """New tracks of an analyzed image from its probability map, and the settings they are for."""
+
+    path: Path
+    result: AnalysisResult
+    threshold: float
+    min_area_px: int
+    pixel_size_um: float | None
+
+
+@dataclass
+class OpenReport:
+    """What :meth:`Session.open` did with the paths it was given."""
+
+    added: list[Path] = field(default_factory=list)  # images newly open
+    unreadable: list[str] = field(default_factory=list)  # per file: what was wrong and the fix
+    empty_folders: list[Path] = field(default_factory=list)  # folders holding no images
+    opened: list[Path] = field(default_factory=list)  # folders with images and files now open (the recent list)
+    folder: Path | None = None  # the folder of the first file found (where the next file dialog starts)
+
+
+def _step(threshold: float) -> float:
+    # Thresholds move in steps of 0.01, as the slider offers them and as the table shows them.
+    return round(float(threshold), 2)
+
+
+class Session:
+    def __init__(self, bundle: Bundle | None = None, pixel_size_um: float | None = None):
+        self.events = SessionEvents()
+        self.images: dict[Path, Image] = {}
+        self.results: dict[Path, AnalysisResult] = {}
+        self.selected: Path | None = None
+        self.bundle = bundle
+        self.threshold = _step(bundle.config.threshold) if bundle is not None else 0.5
+        self.pixel_size_um = pixel_size_um or None
+        self.queue: list[Path] = []  # images waiting for analysis, next first
+        self.job: AnalysisJob | None = None  # the analysis running
+
+    # -- reading the state --------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    @property
+    def can_analyze(self) -> bool:
+        return not self.busy and bool(self.images) and self.bundle is not None
+
+    def selected_result(self) -> AnalysisResult | None:
+        return self.results.get(self.selected) if self.selected is not None else None
+
+    # -- images ---------------------------------------------------------------------
+    def open(self, paths: Iterable[Path | str]) -> OpenReport:
+        """Open image files, and the images directly inside folders; select the first new one.
+
+        Images already open stay as they are; files that cannot be read are reported, not raised.
+        """
+        report = OpenReport()
+        paths = [Path(p) for p in paths]
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                found = list_images(path)
+                (report.opened if found else report.empty_folders).append(path)
+                files += found
+            else:
+                files.append(path)
+        for path in files:
+            path = path.resolve()
+            if path in self.images:
+                continue
+            try:
+                self.images[path] = read_image(path)
+            except Exception as exc:  # ImageReadError names the file and the fix
+                report.unreadable.append(str(exc))
+                continue
+            report.added.append(path)
+        if files:
+            report.folder = files[0].parent
+        report.opened += [p for p in paths if not p.is_dir() and p.resolve() in self.images]
+        if report.added:
+            self.events.images_added.emit(list(report.added))
+            self.select(report.added[0])
+        return report
+
+    def select(self, path: Path) -> None:
+        if path not in self.images:
+            raise KeyError(f"{path} is not open")
+        self.selected = path
+        self.events.selected.emit(path)
+
+    # -- model and settings ---------------------------------------------------------
+    def set_bundle(self, bundle: Bundle) -> None:
+        """Use ``bundle`` from now on, at its own threshold; results of the previous model are dropped."""
+        self.bundle = bundle
+        self.threshold = _step(bundle.config.threshold)
+        self.results.clear()
+        self.events.model_changed.emit(bundle)
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = _step(threshold)
+        self.events.threshold_changed.emit(self.threshold)
+
+    def set_pixel_size(self, pixel_size_um: float | None) -> None:
+        """µm per pixel; 0 or None for unknown (then tracks have no density)."""
+        self.pixel_size_um = pixel_size_um or None
+        self.events.pixel_size_changed.emit(self.pixel_size_um)
+
+    # -- the analysis queue ---------------------------------------------------------
+    def queue_selected(self) -> bool:
+        """Queue the selected image; False (nothing queued) while busy or with nothing selected."""
+        if self.selected is None or self.busy:
+            return False
+        self.queue = [self.selected]
+        return True
+
+    def queue_unanalyzed(self) -> list[Path]:
+        """Queue every open image that has no result yet (nothing while busy); returns the queue."""
+        if self.busy:
+            return []
+        self.queue = [p for p in self.images if p not in self.results]
+        return list(self.queue)
+
+    def clear_queue(self) -> None:
+        self.queue.clear()
+
+    def next_job(self) -> AnalysisJob | None:
+        """The next queued image as a job, now :attr:`job`; None when the queue is done (or no model).
+
+        Call it to start the queue and again whenever the running job has ended.
+        """
+        if not self.queue or self.bundle is None:
+            self.job = None
+            self.events.busy_changed.emit(False)
+            return None
+        path = self.queue.pop(0)
+        self.job = AnalysisJob(path, self.images[path], self.bundle, self.threshold, self.pixel_size_um,
+                               waiting=len(self.queue))
+        self.events.busy_changed.emit(True)
+        return self.job
+
+    def add_result(self, job: AnalysisJob, result: AnalysisResult) -> None:
+        self.results[job.path] = result
+        self.events.result_added.emit(job.path)
+
+    # -- re-tracking ------------------------------------------------------------------
+    def retrack_job(self) -> RetrackJob | None:
+        """Tracks of the selected image at the current settings, from its cached probability map;
+        None if it has no result."""
+        result = self.selected_result()
+        if result is None or self.bundle is None:
+            return None
+        return RetrackJob(self.selected, result, self.threshold, self.bundle.config.min_area_px,
+                          self.pixel_size_um)
+
+    def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:
+        """Store tracks that ``job`` found; False, and nothing stored, if the image's result is gone."""
+        result = self.results.get(job.path)
+        if result is None:  # e.g. a new model dropped it: these tracks no longer apply
+            return False
+        result.tracks = tracks
+        self.events.tracks_changed.emit(job.path)
+        return True

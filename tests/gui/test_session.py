@@ -1,0 +1,130 @@
+"""The app's session driven without a window, and without Qt."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from cerber_gui.session import Session
+from cerber_model.runtime.analysis import analyze
+from cerber_model.runtime.bundle import load_default_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_default_bundle()
+
+
+def spots_image(path, centres, shape=(96, 96), amplitude=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    rr, cc = np.indices(shape)
+    data = 400 + rng.normal(0, 30, shape)
+    for r, c in centres:
+        data += amplitude * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / 2.5**2)
+    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
+    return path
+
+
+def record(session):
+    """Every event the session emits, in order, as (name, args)."""
+    seen = []
+    for name in vars(session.events):
+        getattr(session.events, name).connect(lambda *args, n=name: seen.append((n, args)))
+    return seen
+
+
+def test_the_session_module_imports_no_qt():
+    code = "import sys, cerber_gui.session; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+           "('PySide6', 'pyqtgraph', 'shiboken6')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_opening_files_and_folders(tmp_path, bundle):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    b = spots_image(folder / "b.tif", [(40, 40)])
+    a = spots_image(folder / "a.tif", [(50, 50)])
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.tif").write_bytes(b"")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    single = spots_image(tmp_path / "single.tif", [(30, 30)])
+    session = Session(bundle)
+    seen = record(session)
+    assert not session.can_analyze  # nothing open yet
+    report = session.open([single, folder, empty, broken])
+    assert report.added == [single.resolve(), a.resolve(), b.resolve()]  # folder contents sorted by name
+    assert list(session.images) == report.added
+    assert report.empty_folders == [empty]
+    assert len(report.unreadable) == 1 and "broken.png" in report.unreadable[0]
+    assert report.opened == [folder, single] and report.folder == tmp_path
+    assert seen == [("images_added", (report.added,)), ("selected", (single.resolve(),))]
+    assert session.selected == single.resolve() and session.can_analyze
+    # Opening an open image again adds nothing and keeps the selection, but it counts as opened.
+    seen.clear()
+    again = session.open([a])
+    assert again.added == [] and again.opened == [a] and seen == [] and session.selected == single.resolve()
+    with pytest.raises(KeyError):
+        session.select(tmp_path / "never-opened.tif")
+
+
+def test_jobs_carry_the_settings_they_were_started_with(tmp_path, bundle):
+    session = Session(bundle, pixel_size_um=0.5)
+    paths = [spots_image(tmp_path / f"{i}.tif", [(30 + 10 * i, 40)]) for i in range(3)]
+    session.open(paths)
+    assert session.threshold == 0.45  # the model's 0.4499999 in the slider's steps of 0.01
+    seen = record(session)
+    assert session.queue_unanalyzed() == [p.resolve() for p in paths]
+    job = session.next_job()
+    assert session.busy and not session.can_analyze and seen == [("busy_changed", (True,))]
+    assert (job.path, job.threshold, job.pixel_size_um, job.waiting) == (paths[0].resolve(), 0.45, 0.5, 2)
+    assert job.image is session.images[job.path] and job.bundle is bundle
+    session.set_threshold(0.7)
+    session.set_pixel_size(0)
+    assert (job.threshold, job.pixel_size_um) == (0.45, 0.5)  # a snapshot: later changes do not reach it
+    assert session.pixel_size_um is None
+    assert session.queue_unanalyzed() == [] and not session.queue_selected()  # not while busy
+    result = analyze(job.image, job.bundle, threshold=job.threshold, pixel_size_um=job.pixel_size_um)
+    seen.clear()
+    session.add_result(job, result)
+    assert session.results[job.path] is result and seen == [("result_added", (job.path,))]
+    second = session.next_job()
+    assert (second.path, second.threshold, second.pixel_size_um, second.waiting) == (paths[1].resolve(), 0.7, None, 1)
+    session.clear_queue()  # what cancelling does
+    seen.clear()
+    assert session.next_job() is None and not session.busy and seen == [("busy_changed", (False,))]
+    # Analyze all queues only the images without a result; analyze queues the selected one.
+    assert session.queue_unanalyzed() == [p.resolve() for p in paths[1:]]
+    session.clear_queue()
+    session.select(paths[2].resolve())
+    assert session.queue_selected() and session.queue == [paths[2].resolve()]
+
+
+def test_retracking_uses_the_current_settings_and_a_new_model_drops_results(tmp_path, bundle):
+    session = Session(bundle)
+    path = spots_image(tmp_path / "two.tif", [(30, 30), (60, 70)]).resolve()
+    session.open([path])
+    assert session.retrack_job() is None  # nothing analyzed yet
+    session.queue_selected()
+    job = session.next_job()
+    session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    assert session.selected_result().tracks.count == 2
+    session.set_threshold(0.9)
+    retrack = session.retrack_job()
+    assert (retrack.path, retrack.threshold, retrack.min_area_px) == (path, 0.9, bundle.config.min_area_px)
+    assert retrack.result is session.results[path]
+    seen = record(session)
+    other = analyze(job.image, bundle, threshold=0.99).tracks
+    assert session.set_tracks(retrack, other) and session.results[path].tracks is other
+    assert seen == [("tracks_changed", (path,))]
+    # A new model: results go, the threshold becomes the model's, and late tracks are dropped.
+    seen.clear()
+    session.set_bundle(bundle)
+    assert session.results == {} and session.threshold == 0.45 and seen == [("model_changed", (bundle,))]
+    assert not session.set_tracks(retrack, other) and session.results == {}
+    assert seen == [("model_changed", (bundle,))]
