@@ -91,15 +91,13 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
     """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
     from ..runtime.analysis import predict_probability
     from ..runtime.datasets import pair_mask
-    from ..runtime.evaluation import match_points, truth_centres
+    from ..runtime.evaluation import Match, match_points, truth_centres
     from ..runtime.images import read_image
     from ..runtime.tracks import track_centres
 
     pairs = report.val if not config.val_images else report.val[: config.val_images]
     engine = _shipping_engine(model, config)
-    tp = {t: 0 for t in THRESHOLDS}
-    fp = dict(tp)
-    fn = dict(tp)
+    matches = dict.fromkeys(THRESHOLDS, Match(0, 0, 0))  # summed over the images
     inter = union = 0
     for pair in pairs:
         image = read_image(pair.image)
@@ -108,26 +106,19 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
         truth = truth_centres(pair, mask)
         for t in THRESHOLDS:
             if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
-                fn[t] += len(truth)
-                fp[t] += 1
+                matches[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
                 continue
             found = track_centres(prob, image.data, float(t), config.min_area_px)
-            m = match_points(found, truth, config.match_radius)
-            tp[t] += m.tp
-            fp[t] += m.fp
-            fn[t] += m.fn
+            matches[t] += match_points(found, truth, config.match_radius)
         pred = prob >= 0.5
         inter += int(np.count_nonzero(pred & mask))
         union += int(np.count_nonzero(pred | mask))
 
-    def f1(t):
-        return 2 * tp[t] / max(2 * tp[t] + fp[t] + fn[t], 1)
-
-    best = max(THRESHOLDS, key=lambda t: (f1(t), -abs(t - 0.5)))
+    best = max(THRESHOLDS, key=lambda t: (matches[t].f1, -abs(t - 0.5)))
     return {
-        "f1": f1(best),
-        "precision": tp[best] / max(tp[best] + fp[best], 1),
-        "recall": tp[best] / max(tp[best] + fn[best], 1),
+        "f1": matches[best].f1,
+        "precision": matches[best].precision,
+        "recall": matches[best].recall,
         "threshold": float(best),
         "pixel_iou": inter / union if union else 0.0,
         "val_images": len(pairs),
