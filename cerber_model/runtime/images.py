@@ -24,6 +24,9 @@ IMAGE_SUFFIXES = (".bmp", ".png", ".tif", ".tiff")
 #: before decoding: they would not fit in memory and are usually damaged headers
 #: or decompression bombs.
 MAX_PIXELS = 16384 * 16384
+#: Largest decoded array accepted (bytes): a small file may declare a huge colour or float64
+#: image; it is refused before any memory is asked for.
+MAX_DECODED_BYTES = 2 * 2**30
 #: Luminance weights (ITU-R 601) for converting colour to gray.
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
@@ -107,12 +110,19 @@ def read_image(path: Path | str, page: int | None = None) -> Image:
     return Image(_to_gray(path, data, notes), path, notes)
 
 
-def _check_size(path: Path, shape: tuple[int, ...]) -> None:
+def _check_size(path: Path, shape: tuple[int, ...], dtype: Any = np.uint8) -> None:
+    """Refuse, before decoding, images with no pixels, too many pixels or too many decoded bytes."""
     if any(s <= 0 for s in shape):
         raise ImageReadError(path, f"has no pixels (shape {shape}).", "Export the image again.")
-    if math.prod(shape[:2]) > MAX_PIXELS:
-        raise ImageReadError(path, f"is {shape[1]} x {shape[0]} pixels, larger than Cerber accepts "
+    rows, cols = (shape[-3], shape[-2]) if len(shape) >= 3 and shape[-1] <= 4 else shape[-2:]
+    if rows * cols > MAX_PIXELS:
+        raise ImageReadError(path, f"is {cols} x {rows} pixels, larger than Cerber accepts "
                              f"({MAX_PIXELS:,} pixels).", "Crop or bin it first.")
+    decoded = math.prod(shape) * np.dtype(dtype).itemsize
+    if decoded > MAX_DECODED_BYTES:
+        raise ImageReadError(path, f"would take {decoded / 2**30:.1f} GiB once decoded ({' x '.join(map(str, shape))} "
+                             f"{np.dtype(dtype).name}), more than Cerber reads ({MAX_DECODED_BYTES / 2**30:.0f} GiB).",
+                             "Save it as a single 8- or 16-bit gray plane, or crop or bin it.")
 
 
 def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
@@ -121,13 +131,16 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
     PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with PILImage.open(path) as opened:
-            _check_size(path, (opened.height, opened.width))
+            mode = opened.mode
+            converted = mode in ("P", "PA", "LA", "1", "CMYK", "YCbCr", "HSV")
+            bands = 4 if converted else len(opened.getbands())
+            itemsize = 4 if mode in ("I", "F") else 2 if mode.startswith("I;16") else 1
+            _check_size(path, (opened.height, opened.width, bands), np.dtype(f"u{itemsize}"))
             frames = getattr(opened, "n_frames", 1)
             if frames > 1:
                 notes.append(f"has {frames} frames; the first was used")
-            mode = opened.mode
             im: PILImage.Image = opened
-            if mode in ("P", "PA", "LA", "1", "CMYK", "YCbCr", "HSV"):
+            if converted:
                 im = opened.convert("RGBA" if "A" in mode or mode == "P" else "RGB")
                 if mode != "1":
                     notes.append(f"converted from Pillow mode {mode}")
@@ -150,32 +163,44 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
 
 
 def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
+    """One plane of a TIFF with tifffile (and imagecodecs: LZW, JPEG, packed 2-14 bit, ...); files
+    that tifffile cannot decode but Pillow (libtiff) can, such as CCITT G3/G4, go to Pillow."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            pages = tif.pages
+            # Thumbnails and pyramid levels are pages too, but not images of their own.
+            pages = [p for p in tif.pages if not getattr(p, "is_reduced", False)] or list(tif.pages)
             count = len(pages)
             if count == 0:
                 raise ImageReadError(path, "contains no images.", "Export the image again.")
             if page is None:
-                series_shape = tif.series[0].shape if tif.series else pages[0].shape
-                if count > 1 or _looks_like_stack(series_shape):
-                    n = count if count > 1 else series_shape[0]
-                    raise ImageReadError(path, f"is a stack of {n} images.",
-                                         "Choose one with --page N (0-based), or save a single plane.")
+                if count > 1:
+                    raise ImageReadError(path, f"is a stack of {count} images.",
+                                         "Choose one with --page N (0-based) or the app's page choice, "
+                                         "or save a single plane.")
                 page = 0
             if not 0 <= page < count:
                 raise ImageReadError(path, f"has {count} page(s); page {page} does not exist.",
                                      f"Choose a page from 0 to {count - 1}.")
-            p = pages[page]
-            _check_size(path, p.shape)
-            data = p.asarray()
+            plane = pages[page]
+            _check_size(path, plane.shape, plane.dtype)
+            data = plane.asarray()
+            axes = plane.axes
     except ImageReadError:
         raise
-    except Exception as exc:  # tifffile raises many types for damaged files
+    except Exception as exc:  # tifffile raises many types for damaged or exotic files
+        if page in (None, 0):
+            try:
+                data = _read_pillow(path, notes)
+            except ImageReadError:
+                pass
+            else:
+                notes.append("read with Pillow (tifffile could not decode it)")
+                return data
         raise ImageReadError(path, f"is not a readable TIFF ({type(exc).__name__}: {exc}).",
                              "The file may be truncated or damaged; export it again.") from exc
+    data = _samples_last(path, data, axes)
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)):
             bad = int(np.count_nonzero(~np.isfinite(data)))
@@ -194,9 +219,18 @@ def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
     return data
 
 
-def _looks_like_stack(shape: tuple[int, ...]) -> bool:
-    """A 3-D array that is not (rows, cols, 3|4 colour samples)."""
-    return len(shape) >= 3 and not (len(shape) == 3 and shape[-1] in (3, 4))
+def _samples_last(path: Path, data: np.ndarray, axes: str) -> np.ndarray:
+    """A page as (rows, cols) or (rows, cols, samples), whatever order its samples are stored in
+    (interleaved ``YXS`` or planar ``SYX``); any other extra axis means a stack."""
+    squeezed = "".join(a for a, n in zip(axes, data.shape, strict=True) if n > 1 or a in "YX")
+    data = data.reshape([n for a, n in zip(axes, data.shape, strict=True) if n > 1 or a in "YX"])
+    if squeezed == "YX" or squeezed == "YXS":
+        return data
+    if squeezed == "SYX":
+        return np.moveaxis(data, 0, -1)
+    extra = [a for a in squeezed if a not in "YXS"]
+    raise ImageReadError(path, f"holds {data.shape[squeezed.index(extra[0])]} planes in one page "
+                               f"(axes {axes}).", "Save a single plane.")
 
 
 def _to_gray(path: Path, data: np.ndarray, notes: list[str]) -> np.ndarray:
