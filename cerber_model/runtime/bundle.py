@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,20 +157,62 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+#: Files a bundle folder consists of; anything else found in a bundle folder is the user's.
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE)
+
+
+def is_bundle_folder(path: Path) -> bool:
+    """True for a folder that Cerber wrote as a model: its config.json names a format version and a network."""
+    try:
+        data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "format_version" in data and "network" in data
+
+
+def replace_problem(path: Path) -> str | None:
+    """Why ``path`` must not be replaced by a model (None: it may, being missing, empty or a bundle)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_dir() or path.is_symlink():
+        return f"{path} is not a folder; Cerber replaces only model folders. Choose another output folder."
+    if any(path.iterdir()) and not is_bundle_folder(path):
+        return (f"{path} is a folder that does not hold a Cerber model; Cerber will not replace it. "
+                "Choose another output folder (or a new name inside it).")
+    return None
+
+
+PROBE_SIZE = 32
+
+
+def probe(engine) -> dict[str, float]:
+    """The engine's output on a fixed 32 x 32 test input (a bright spot on a dim ramp): its sum
+    and maximum. Stored on saving; a model.onnx that no longer gives them is damaged."""
+    rr, cc = np.indices((PROBE_SIZE, PROBE_SIZE), dtype=np.float32)
+    x = 0.1 + 0.005 * cc + 0.8 * np.exp(-((rr - 15.5) ** 2 + (cc - 12.0) ** 2) / 8.0)
+    out = np.asarray(engine.predict(x.astype(np.float32)), dtype=np.float64)
+    return {"sum": round(float(out.sum()), 4), "max": round(float(out.max()), 6)}
+
+
 def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``bundle`` as a folder at ``path``, atomically.
 
     The files are written into a temporary folder beside ``path`` and renamed
     into place at the end, so a crash or a full disk never leaves a half-written
-    bundle. An existing folder is replaced only with ``overwrite=True``. ``extra_files``
-    (name -> bytes: training history, loss plot) are written beside the model files.
+    bundle. An existing folder is replaced only with ``overwrite=True``, and only if it
+    is a Cerber model (or empty); files of the user's in it (a model card, notes) are
+    kept. ``extra_files`` (name -> bytes: training history, loss plot) are written beside
+    the model files. Files and folders get the modes the umask gives.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise BundleError(f"{path} already exists; choose another folder or allow overwriting.")
+    if problem := replace_problem(path):
+        raise BundleError(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = temporary_folder(path)
+    ours = set(MODEL_FILES) | set(extra_files or {})
     try:
         with open(tmp / WEIGHTS_FILE, "wb") as fh:
             np.savez(fh, **bundle.weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
@@ -182,8 +223,13 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
             _fsync_write(tmp / name, data)
         config = bundle.config.to_dict()
         config["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
+        config["probe"] = probe(bundle.engine())
         _fsync_write(tmp / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
         if path.exists():
+            # The user's files in the old folder move into the new one; only Cerber's own are replaced.
+            for entry in path.iterdir():
+                if entry.name not in ours:
+                    entry.rename(tmp / entry.name)
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
             path.rename(old)
             tmp.rename(path)
@@ -191,14 +237,25 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
         else:
             tmp.rename(path)
     except OSError as exc:
+        _restore_user_files(tmp, path, ours)
         shutil.rmtree(tmp, ignore_errors=True)
         raise BundleError(f"could not write the model to {path} ({exc.strerror or exc}); "
                           "nothing was changed there. Free some disk space or choose another folder.") from exc
     except BaseException:
+        _restore_user_files(tmp, path, ours)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     bundle.path = path
     return path
+
+
+def _restore_user_files(tmp: Path, path: Path, ours: set[str]) -> None:
+    """After a failed save, move the user's files that were already moved into ``tmp`` back."""
+    if not tmp.is_dir() or not path.is_dir():
+        return
+    for entry in tmp.iterdir():
+        if entry.name not in ours and not (path / entry.name).exists():
+            entry.rename(path / entry.name)
 
 
 def load_bundle(path: Path | str) -> Bundle:
@@ -238,7 +295,19 @@ def load_bundle(path: Path | str) -> Bundle:
     problem = weights_problem(config.network, weights)
     if problem:
         raise BundleError(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {problem}.")
-    return Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
+    bundle = Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
+    try:  # parse the graph and run it once now, not in the middle of an analysis
+        output = probe(bundle.engine())
+    except Exception as exc:  # ONNX Runtime raises its own types for graphs it cannot load
+        raise BundleError(f"{path / ONNX_FILE} cannot be run ({type(exc).__name__}: {exc}). The model is "
+                          "damaged; copy it again from its source.") from exc
+    expected = data.get("probe")
+    if isinstance(expected, dict) and not all(
+            abs(output[k] - float(expected.get(k, np.nan))) <= 1e-3 * max(1.0, abs(output[k])) for k in output):
+        raise BundleError(f"{path / ONNX_FILE} does not give the output recorded when the model was saved "
+                          f"({output} instead of {expected}): the model is damaged or was changed. "
+                          "Copy it again from its source.")
+    return bundle
 
 
 def resource_root() -> Path:

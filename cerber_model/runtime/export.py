@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .tracks import TRACK_COLUMNS, Tracks
 
 SUMMARY_COLUMNS = ("file", "height_px", "width_px", "track_count", "density_per_mm2",
@@ -25,27 +24,6 @@ PROBABILITY_COLOUR = np.array([255, 0, 200], dtype=np.float32)
 OUTLINE_COLOUR = np.array([255, 220, 0], dtype=np.uint8)
 #: Display range of a gray image: these percentiles of its values, for 8- and 16-bit alike.
 DISPLAY_PERCENTILES = (0.5, 99.8)
-
-
-def atomic_write(path: Path | str, write: Callable[[io.BufferedWriter], object]) -> Path:
-    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place
-    (whatever ``write`` returns is ignored)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)  # reopened by name: some writers (tifffile) want a named file
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _format(value) -> str:

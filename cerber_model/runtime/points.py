@@ -126,7 +126,7 @@ def points_csv(points: Points) -> bytes:
 
 def write_points(points: Points, path: Path | str) -> Path:
     """Write ``points`` as CSV, atomically (a crash leaves the old file or the new one)."""
-    from .export import atomic_write
+    from .files import atomic_write
 
     return atomic_write(path, lambda fh: fh.write(points_csv(points)))
 

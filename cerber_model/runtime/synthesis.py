@@ -291,7 +291,7 @@ def sample_paths(out: Path, split: str, index: int) -> dict[str, Path]:
 def _write_sample(task: tuple[Path, str, Recipe, int, int]) -> int:
     from PIL import Image as PILImage
 
-    from .export import atomic_write
+    from .files import atomic_write
 
     out, split, recipe, seed, index = task
     sample = make_sample(recipe, seed, index)
@@ -321,7 +321,7 @@ def generate_dataset(
     records the recipe, seed and counts. ``workers`` processes (default: all
     cores) give byte-identical output. Refuses to write into a non-empty folder.
     """
-    from .export import atomic_write
+    from .files import atomic_write
 
     recipe = recipe or Recipe()
     out = Path(out)

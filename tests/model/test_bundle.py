@@ -2,6 +2,8 @@
 
 import errno
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -121,3 +123,70 @@ def test_full_disk_leaves_nothing_behind(tmp_path, original, monkeypatch):
     with pytest.raises(BundleError, match="No space left.*nothing was changed"):
         save_bundle(original, tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_model_folders_are_replaced(tmp_path, original):
+    """overwrite=True replaces a Cerber model, never a folder of the user's or a file."""
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "data.csv").write_text("precious")
+    with pytest.raises(BundleError, match="does not hold a Cerber model; Cerber will not replace it"):
+        save_bundle(original, mine, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["data.csv"] and (mine / "data.csv").read_text() == "precious"
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(BundleError, match="is not a folder"):
+        save_bundle(original, tmp_path / "a_file", overwrite=True)
+    assert (tmp_path / "a_file").read_text() == "x"
+    (tmp_path / "empty").mkdir()
+    save_bundle(original, tmp_path / "empty", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty", "results"]
+
+
+def test_replacing_a_model_keeps_the_users_files(saved, original):
+    (saved / "MODEL_CARD.md").write_text("# my notes")
+    (saved / "figures").mkdir()
+    (saved / "figures" / "f.png").write_bytes(b"png")
+    save_bundle(original, saved, overwrite=True, extra_files={"history.csv": b"epoch\n1\n"})
+    assert (saved / "MODEL_CARD.md").read_text() == "# my notes"
+    assert (saved / "figures" / "f.png").read_bytes() == b"png"
+    assert (saved / "history.csv").read_bytes() == b"epoch\n1\n"
+    load_bundle(saved)
+    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_models_and_results_follow_the_umask(tmp_path, original, umask):
+    from cerber_model.runtime.export import write_tracks_csv
+
+    old = os.umask(umask)
+    try:
+        path = save_bundle(original, tmp_path / "model")
+        table = write_tracks_csv(analyze(np.zeros((16, 16), np.float32), original).tracks, tmp_path / "t.csv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask
+    for name in ("config.json", "weights.npz", "model.onnx"):
+        assert stat.S_IMODE((path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert stat.S_IMODE(table.stat().st_mode) == 0o666 & ~umask
+
+
+def _recheck(folder):
+    """Make config.json's checksums fit the (changed) files again, as a careless copy would."""
+    config = json.loads((folder / "config.json").read_text())
+    config["files"] = {n: bundle_module._sha256(folder / n) for n in ("weights.npz", "model.onnx")}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_a_damaged_graph_is_refused_at_load(saved):
+    (saved / "model.onnx").write_bytes(b"\x08\x07garbage" * 100)
+    _recheck(saved)
+    with pytest.raises(BundleError, match=r"model\.onnx cannot be run .* copy it again"):
+        load_bundle(saved)
+
+
+def test_a_graph_of_other_weights_is_refused_at_load(saved, tmp_path):
+    other = save_bundle(tiny_bundle(width=2, seed=12), tmp_path / "other")
+    (saved / "model.onnx").write_bytes((other / "model.onnx").read_bytes())
+    _recheck(saved)
+    with pytest.raises(BundleError, match="does not give the output recorded"):
+        load_bundle(saved)
