@@ -8,6 +8,8 @@ It reports typed events (:mod:`.events`) through ``callback``; the CLI prints
 them, the GUI plots them. Checkpoints (best by validation F1, and last with the optimiser
 state) are written atomically to ``<out>.work/``; ``resume=True`` continues from
 the last. Cancelling stops within one batch and keeps the best model so far.
+What happens around Keras' ``fit`` (validation, checkpoints, progress, cancelling, early
+stopping) is in :mod:`.callbacks`, one class per job; :func:`train` wires them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from ..runtime.architecture import NetworkConfig
 from ..runtime.bundle import Bundle, BundleConfig, save_bundle
 from ..runtime.datasets import DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
 from ..runtime.progress import CancelToken
+from .callbacks import BEST_FILE, LAST_FILE, STATE_FILE, keras_callback, prepare_callbacks, stop_reason
 from .config import TrainingConfig, TrainingError
-from .events import BatchDone, EpochDone, EventFn, Inspected, Saved, Stopped
+from .events import EventFn, Inspected, Saved, Stopped
 
 THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
 
@@ -125,12 +127,6 @@ def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> di
     }
 
 
-def _atomic_json(path: Path, data: dict) -> None:
-    from ..runtime.export import atomic_write
-
-    atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2) + "\n").encode()))
-
-
 def _history_csv(history: list[dict]) -> bytes:
     if not history:
         return b""
@@ -205,7 +201,7 @@ def train(
     if not report.ok:
         raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
 
-    state_path, last_path, best_path = work / "state.json", work / "last.keras", work / "best.npz"
+    state_path, last_path, best_path = work / STATE_FILE, work / LAST_FILE, work / BEST_FILE
     history: list[dict] = []
     start_epoch = 0
     keras.utils.set_random_seed(config.seed)
@@ -248,59 +244,13 @@ def train(
     train_data.epoch = start_epoch
     val_data = _patch_batches(val_sampler, config.batch_size, max(1, config.val_patches // config.batch_size),
                               config.seed + 1, False)
-    best_f1 = max((r["val_f1"] for r in history), default=-1.0)
-    since_best = len(history) - 1 - max(range(len(history)), key=lambda i: history[i]["val_f1"]) if history else 0
-    stop_reason = {"reason": "finished"}
-
-    class Events(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.monotonic()
-            self.epoch = epoch
-            train_data.epoch = epoch  # batches of epoch e are drawn from rng(seed, e, i)
-
-        def on_train_batch_end(self, batch, logs=None):
-            elapsed = time.monotonic() - self.t0
-            done = batch + 1
-            eta = elapsed / done * (config.steps_per_epoch - done)
-            remaining_epochs = config.epochs - self.epoch - 1
-            emit(BatchDone(epoch=self.epoch + 1, epochs=config.epochs, batch=done, batches=config.steps_per_epoch,
-                           loss=float(logs.get("loss", float("nan"))),
-                           eta_s=eta + remaining_epochs * elapsed / done * config.steps_per_epoch))
-            if cancel and cancel.cancelled:
-                stop_reason["reason"] = "cancelled"
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            nonlocal best_f1, since_best
-            if stop_reason["reason"] == "cancelled":
-                return  # the epoch was cut short: keep what was saved before it
-            metrics = validate_objects(self.model, report, config)
-            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs.get("val_loss", "nan")),
-                   "val_f1": metrics["f1"], "val_precision": metrics["precision"], "val_recall": metrics["recall"],
-                   "val_threshold": metrics["threshold"], "val_pixel_iou": metrics["pixel_iou"],
-                   "seconds": time.monotonic() - self.t0}
-            history.append(row)
-            if metrics["f1"] > best_f1:
-                best_f1, since_best = metrics["f1"], 0
-                weights = get_weights(self.model)
-                tmp = best_path.with_name(".best.tmp.npz")
-                np.savez(tmp, threshold=np.float32(metrics["threshold"]), **weights)
-                os.replace(tmp, best_path)
-            else:
-                since_best += 1
-            tmp = last_path.with_name(".last.tmp.keras")
-            self.model.save(tmp)
-            os.replace(tmp, last_path)
-            _atomic_json(state_path, {"config": config.to_dict(), "history": history})
-            emit(EpochDone(**row, best_f1=best_f1))
-            if config.patience and since_best >= config.patience:
-                stop_reason["reason"] = f"no better validation F1 for {config.patience} epochs"
-                self.model.stop_training = True
-
+    callbacks = prepare_callbacks(config, work, history, validate=lambda m: validate_objects(m, report, config),
+                                  patches=train_data, emit=emit, cancel=cancel)
     if start_epoch < config.epochs:
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=start_epoch,
-                  callbacks=[Events()], verbose=0)
-    emit(Stopped(stop_reason["reason"]))
+                  callbacks=[keras_callback(callbacks)], verbose=0)
+    stopped = stop_reason(callbacks)
+    emit(Stopped(stopped))
     if not best_path.is_file():
         raise TrainingError("training stopped before the first epoch finished; no model was saved.")
     with np.load(best_path) as npz:
@@ -315,7 +265,7 @@ def train(
         name=out.name,
         provenance={"training": config.to_dict(), "epochs_run": len(history), "best_epoch": best["epoch"],
                     "train_pairs": len(report.train), "val_pairs": len(report.val),
-                    "data": str(dataset.train_images), "stopped": stop_reason["reason"], **(provenance or {})},
+                    "data": str(dataset.train_images), "stopped": stopped, **(provenance or {})},
         metrics={k: round(float(best[k]), 4) for k in ("val_f1", "val_precision", "val_recall", "val_pixel_iou")}
         | {"match_radius_px": config.match_radius},
     )

@@ -1,10 +1,33 @@
 """The steps around Keras' fit, each with a stand-in model: fast, no TensorFlow."""
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
-from cerber_model.training import TrainingConfig, loop
+from cerber_model.runtime.progress import CancelToken
+from cerber_model.training import BatchDone, EpochDone, TrainingConfig, loop
+from cerber_model.training.callbacks import (
+    BEST_FILE,
+    HISTORY_COLUMNS,
+    LAST_FILE,
+    STATE_FILE,
+    BestCheckpoint,
+    CancelOnRequest,
+    EarlyStopping,
+    EpochPatches,
+    History,
+    LastCheckpoint,
+    ObjectValidation,
+    ProgressReport,
+    prepare_callbacks,
+    stop_reason,
+    validated,
+)
 
 
 def _blobs(shape, centres, sd=1.5):
@@ -45,3 +68,260 @@ def test_validation_sums_matches_over_images(tmp_path, monkeypatch):
     assert abs(metrics["f1"] - 0.8) < 1e-12
     assert metrics["threshold"] == 0.5  # F1 is the same over a range of thresholds: the one nearest 0.5
     assert 0 < metrics["pixel_iou"] < 1
+
+
+# --- the callbacks, each with a stand-in model ---------------------------------------------------
+
+class FakeVariable:
+    def __init__(self, path, value):
+        self.path, self.value = path, value
+
+    def numpy(self):
+        return self.value
+
+
+class FakeModel:
+    """What the callbacks use of a Keras model: stop_training, weights, save."""
+
+    def __init__(self, value=0.0):
+        self.stop_training = False
+        self.value = value  # stands for the weights: "trained" models differ in it
+        self.saves = []
+
+    @property
+    def weights(self):
+        return [FakeVariable("head_out/bias", np.array([self.value], np.float32))]
+
+    def save(self, path):
+        self.saves.append(Path(path).name)
+        Path(path).write_text(str(self.value))
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def attach(callback, model=None):
+    callback.set_model(model or FakeModel())
+    return callback
+
+
+def scores(f1, threshold=0.5):
+    return {"loss": 0.2, "val_loss": 0.3, "val_f1": f1, "val_precision": 0.9, "val_recall": 0.8,
+            "val_threshold": threshold, "val_pixel_iou": 0.6}
+
+
+def test_epoch_patches_tells_the_patch_stream_its_epoch():
+    patches = SimpleNamespace(epoch=0)
+    attach(EpochPatches(patches)).on_epoch_begin(4)
+    assert patches.epoch == 4
+
+
+def test_object_validation_adds_the_scores_to_the_logs():
+    calls = []
+
+    def validate(model):
+        calls.append(model)
+        return {"f1": 0.7, "precision": 0.8, "recall": 0.6, "threshold": 0.45, "pixel_iou": 0.5, "val_images": 2}
+
+    model = FakeModel()
+    callback = attach(ObjectValidation(validate), model)
+    logs = {"loss": 0.1}
+    callback.on_epoch_end(0, logs)
+    assert calls == [model]
+    assert logs == {"loss": 0.1, "val_f1": 0.7, "val_precision": 0.8, "val_recall": 0.6, "val_threshold": 0.45,
+                    "val_pixel_iou": 0.5}
+
+
+def test_an_epoch_cut_short_is_not_validated():
+    model = FakeModel()
+    model.stop_training = True  # cancelled during the epoch's batches
+    callback = attach(ObjectValidation(lambda m: pytest.fail("validated a cut-short epoch")), model)
+    logs = {"loss": 0.1}
+    callback.on_epoch_end(0, logs)
+    assert not validated(logs)
+
+
+def test_history_records_validated_epochs_with_their_time():
+    clock = Clock()
+    rows = [{"epoch": 1, "val_f1": 0.5}]  # resumed after one epoch
+    history = attach(History(rows, clock))
+    history.on_epoch_begin(1)
+    clock.now = 12.5
+    logs = scores(0.6)
+    history.on_epoch_end(1, logs)
+    assert rows[-1] == {"epoch": 2, **scores(0.6), "seconds": 12.5}
+    assert list(rows[-1]) == list(HISTORY_COLUMNS)
+    history.on_epoch_end(2, {"loss": 0.1})  # cut short: not validated, not recorded
+    assert len(rows) == 2
+
+
+def test_best_checkpoint_keeps_the_best_epoch_and_its_threshold(tmp_path):
+    path = tmp_path / "best.npz"
+    model = FakeModel(1.0)
+    best = attach(BestCheckpoint(path), model)
+    for epoch, (f1, value) in enumerate(((0.5, 1.0), (0.7, 2.0), (0.6, 3.0))):
+        model.value = value
+        logs = scores(f1, threshold=0.3 + epoch / 10)
+        best.on_epoch_end(epoch, logs)
+        assert logs["best_f1"] == max(0.5, f1 if epoch < 2 else 0.7)
+    with np.load(path) as saved:
+        assert float(saved["head_out/bias"][0]) == 2.0 and np.isclose(saved["threshold"], 0.4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]  # no temporary file left
+
+
+def test_best_checkpoint_resumes_from_the_best_so_far(tmp_path):
+    best = attach(BestCheckpoint(tmp_path / "best.npz", history=[{"val_f1": 0.8}, {"val_f1": 0.6}]))
+    logs = scores(0.7)
+    best.on_epoch_end(2, logs)
+    assert logs["best_f1"] == 0.8 and not (tmp_path / "best.npz").exists()
+
+
+def test_last_checkpoint_saves_model_and_state_that_resume_reads(tmp_path):
+    config = TrainingConfig(width=1, epochs=3)
+    history = [{"epoch": 1, "val_f1": 0.5}]
+    model = FakeModel(7.0)
+    last = attach(LastCheckpoint(tmp_path / "last.keras", tmp_path / "state.json", config, history), model)
+    last.on_epoch_end(0, scores(0.5))
+    assert model.saves == [".last.tmp.keras"] and (tmp_path / "last.keras").read_text() == "7.0"
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["history"] == history
+    assert TrainingConfig(width=1, epochs=10).continues(TrainingConfig.from_dict(state["config"]))
+    last.on_epoch_end(1, {"loss": 0.1})  # cut short: the checkpoint keeps the epoch before
+    assert model.saves == [".last.tmp.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras", "state.json"]
+
+
+def test_progress_reports_batches_with_the_time_left_and_validated_epochs():
+    events, clock = [], Clock()
+    progress = attach(ProgressReport(events.append, epochs=2, batches=4, clock=clock))
+    progress.on_epoch_begin(0)
+    clock.now = 3.0
+    progress.on_train_batch_end(0, {"loss": 0.25})
+    # 3 s per batch; 3 batches left in this epoch and 4 in the next
+    assert events == [BatchDone(epoch=1, epochs=2, batch=1, batches=4, loss=0.25, eta_s=21.0)]
+    progress.on_epoch_end(0, {**scores(0.6), "seconds": 14.0, "best_f1": 0.6})
+    assert events[-1] == EpochDone(epoch=1, **scores(0.6), seconds=14.0, best_f1=0.6)
+    progress.on_epoch_end(1, {"loss": 0.1})  # cut short: nothing to report
+    assert len(events) == 2
+
+
+def test_cancel_stops_after_the_batch_in_which_it_came():
+    token = CancelToken()
+    model = FakeModel()
+    cancel = attach(CancelOnRequest(token), model)
+    cancel.on_train_batch_end(0, {})
+    assert not model.stop_training and not cancel.cancelled
+    token.cancel()
+    cancel.on_train_batch_end(1, {})
+    assert model.stop_training and cancel.cancelled
+    attach(CancelOnRequest(None)).on_train_batch_end(0, {})  # no token: nothing to check
+
+
+def test_early_stopping_after_patience_epochs_without_a_better_f1():
+    model = FakeModel()
+    stopping = attach(EarlyStopping(patience=2), model)
+    for epoch, f1 in enumerate((0.5, 0.7, 0.7, 0.65)):
+        assert not model.stop_training
+        stopping.on_epoch_end(epoch, scores(f1))
+    assert model.stop_training and stopping.reason == "no better validation F1 for 2 epochs"
+
+
+def test_early_stopping_off_and_resumed():
+    model = FakeModel()
+    never = attach(EarlyStopping(patience=0), model)
+    for epoch in range(20):
+        never.on_epoch_end(epoch, scores(0.5))
+    assert not model.stop_training and never.reason is None
+    # Resumed one epoch after the best: one more without a better F1 reaches a patience of 2.
+    resumed = attach(EarlyStopping(patience=2, history=[{"val_f1": 0.5}, {"val_f1": 0.9}, {"val_f1": 0.8}]))
+    resumed.on_epoch_end(3, scores(0.85))
+    assert resumed.model.stop_training
+    cut_short = attach(EarlyStopping(patience=1, history=[{"val_f1": 0.9}, {"val_f1": 0.8}]))
+    cut_short.on_epoch_end(2, {"loss": 0.1})  # not validated: not counted
+    assert not cut_short.model.stop_training
+
+
+# --- the callbacks together, as train() wires them, in a loop that calls them as Keras' fit does ---
+
+def fit(model, callbacks, epochs, batches, initial_epoch=0):
+    """Keras' fit loop (keras/src/backend/tensorflow/trainer.py) without the training."""
+    for callback in callbacks:
+        callback.set_model(model)
+    for epoch in range(initial_epoch, epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        for batch in range(batches):
+            model.value += 1  # a training step
+            logs = {"loss": 1.0 / model.value}
+            for callback in callbacks:
+                callback.on_train_batch_end(batch, logs)
+            if model.stop_training:
+                break
+        logs = {"loss": 1.0 / model.value, "val_loss": 2.0 / model.value}
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+
+
+def run(tmp_path, config, f1s, on_event=None, cancel=None, history=None, initial_epoch=0):
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if on_event:
+            on_event(event)
+
+    scores_by_epoch = iter(f1s)
+
+    def validate(model):
+        return {"f1": next(scores_by_epoch), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "pixel_iou": 0.5}
+
+    history = [] if history is None else history
+    callbacks = prepare_callbacks(config, tmp_path, history, validate=validate, patches=SimpleNamespace(epoch=0),
+                                  emit=emit, cancel=cancel)
+    fit(FakeModel(), callbacks, config.epochs, config.steps_per_epoch, initial_epoch)
+    return events, history, stop_reason(callbacks)
+
+
+def test_a_run_stops_early_and_keeps_the_best_epoch(tmp_path):
+    config = TrainingConfig(epochs=10, steps_per_epoch=3, patience=2)
+    events, history, reason = run(tmp_path, config, [0.5, 0.8, 0.7, 0.75, 0.9])
+    assert reason == "no better validation F1 for 2 epochs"
+    assert [e.epoch for e in events if isinstance(e, EpochDone)] == [1, 2, 3, 4]
+    assert [e.best_f1 for e in events if isinstance(e, EpochDone)] == [0.5, 0.8, 0.8, 0.8]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    with np.load(tmp_path / BEST_FILE) as best:
+        assert float(best["head_out/bias"][0]) == 6  # after epoch 2's three steps
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["history"] == history
+
+
+def test_a_cancelled_run_stops_within_the_batch_and_keeps_the_last_whole_epoch(tmp_path):
+    token = CancelToken()
+
+    def on_event(event):
+        if isinstance(event, BatchDone) and (event.epoch, event.batch) == (2, 1):
+            token.cancel()
+
+    config = TrainingConfig(epochs=5, steps_per_epoch=3, patience=0)
+    events, history, reason = run(tmp_path, config, [0.5, 0.9], on_event=on_event, cancel=token)
+    assert reason == "cancelled"
+    assert sum(isinstance(e, BatchDone) for e in events) == 4  # 3 in epoch 1, then the one that saw the cancel
+    assert [e.epoch for e in events if isinstance(e, EpochDone)] == [1] and len(history) == 1
+    assert json.loads((tmp_path / STATE_FILE).read_text())["history"] == history
+    assert (tmp_path / LAST_FILE).read_text() == "3.0"  # the model after epoch 1
+
+
+def test_a_resumed_run_goes_on_from_its_history(tmp_path):
+    config = TrainingConfig(epochs=4, steps_per_epoch=2, patience=3)
+    _, history, _ = run(tmp_path, TrainingConfig(**{**config.__dict__, "epochs": 2}), [0.6, 0.5])
+    events, history, reason = run(tmp_path, config, [0.55, 0.7], history=history, initial_epoch=2)
+    assert reason == "finished"
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert [e.best_f1 for e in events if isinstance(e, EpochDone)] == [0.6, 0.7]
