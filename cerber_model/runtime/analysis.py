@@ -12,7 +12,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .engine import Engine
-from .images import Image, Normalization, apply_normalization, normalization_range
+from .images import Image, Normalization, RangeLevels, apply_normalization, image_levels, reflect_index
 from .progress import CancelToken, ProgressFn
 from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
 from .tracks import Tracks, extract_tracks
@@ -47,11 +47,18 @@ def predict_probability(
     """
     if data.ndim != 2 or min(data.shape) < 1:
         raise ValueError(f"expected a 2-D image, got shape {data.shape}")
-    # Normalise with the image's own range, but pad the raw (often 8/16-bit) data
-    # first: one float32 copy of the image instead of two.
-    low, high = normalization_range(data, normalization)
+    # Normalise with levels estimated on the image itself, but pad the raw (often
+    # 8/16-bit) data first: one float32 copy of the image instead of two. The padding
+    # is normalised as the image pixels it reflects, so the padded input is the
+    # reflection of the normalised image, and every tile a crop of it.
+    levels = image_levels(data, normalization)
     padded, offset = pad_image(data, border)
-    padded = apply_normalization(padded, low, high)
+    if isinstance(levels, RangeLevels):
+        padded = apply_normalization(padded, levels.low, levels.high)
+    else:
+        rows = reflect_index(np.arange(padded.shape[0]) - offset[0], data.shape[0])
+        cols = reflect_index(np.arange(padded.shape[1]) - offset[1], data.shape[1])
+        padded = levels.apply(padded, rows, cols)
     out = np.empty(data.shape, dtype=np.float32)
     if cancel:
         cancel.check()

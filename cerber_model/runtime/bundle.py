@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 
 from .architecture import ConfigError, NetworkConfig, parameter_shapes
+from .files import temporary_folder
 from .images import Normalization
 
-FORMAT_VERSION = 1
+#: Version 2 added the "background" normalisation; version 1 configs (percentile or
+#: scale) load unchanged. An older Cerber refuses version 2 instead of misreading it.
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
@@ -101,7 +104,10 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ConfigError(f"format version {version} is newer than this Cerber understands "
                           f"({FORMAT_VERSION}); update Cerber to use this model")
-    # Version 1 is the first; older upgrades would be chained here.
+    if version == 1:
+        # Version 1 knew the "percentile" and "scale" normalisations only, whose settings
+        # version 2 reads the same way: nothing to convert.
+        return {**data, "format_version": 2}
     raise ConfigError(f"unknown format version {version!r}")
 
 

@@ -27,11 +27,12 @@ import numpy as np
 from .images import (
     Image,
     ImageReadError,
+    Levels,
     Normalization,
-    apply_normalization,
+    image_levels,
     list_images,
-    normalization_range,
     read_image,
+    reflect_index,
 )
 from .points import DEFAULT_POINT_RADIUS, PointsError, points_beside, read_points, render_mask
 from .progress import CancelToken, ProgressFn
@@ -271,13 +272,13 @@ class Augmentation:
 
 class _ImageCache:
     """The last few images read, as raw arrays (not float32), with their
-    normalisation range and the coordinates of their track pixels."""
+    normalisation levels (estimated once per image) and the coordinates of their track pixels."""
 
     def __init__(self, normalization: Normalization, capacity: int = 16, point_radius: float = DEFAULT_POINT_RADIUS):
         self.normalization = normalization
         self.capacity = capacity
         self.point_radius = point_radius
-        self._items: OrderedDict[Path, tuple[Image, np.ndarray, tuple[float, float], np.ndarray]] = OrderedDict()
+        self._items: OrderedDict[Path, tuple[Image, np.ndarray, Levels, np.ndarray]] = OrderedDict()
 
     def get(self, pair: Pair):
         if pair.image in self._items:
@@ -285,7 +286,7 @@ class _ImageCache:
             return self._items[pair.image]
         image = read_image(pair.image)
         mask = pair_mask(pair, image.shape, self.point_radius)
-        item = (image, mask, normalization_range(image.data, self.normalization), np.argwhere(mask))
+        item = (image, mask, image_levels(image.data, self.normalization), np.argwhere(mask))
         self._items[pair.image] = item
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
@@ -315,7 +316,7 @@ class PatchSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pair = self.pairs[int(rng.integers(len(self.pairs)))]
-        image, mask, (lo, hi), track_pixels = self.cache.get(pair)
+        image, mask, levels, track_pixels = self.cache.get(pair)
         aug = self.augmentation
         # Cut a larger window when rotating or scaling, so the final crop has no empty corners.
         need = self.patch
@@ -328,9 +329,9 @@ class PatchSampler:
             c += int(rng.integers(-self.patch // 3, self.patch // 3 + 1))
         else:
             r, c = int(rng.integers(h)), int(rng.integers(w))
-        x = _crop(image.data, r, c, need)
-        y = _crop(mask, r, c, need)
-        x = apply_normalization(x, lo, hi)
+        rows, cols = _crop_indices(mask.shape, r, c, need)
+        x = levels.apply(image.data[np.ix_(rows, cols)], rows, cols)
+        y = mask[np.ix_(rows, cols)]
         y = y.astype(np.float32)
         if aug:
             x, y = _geometric(x, y, aug, rng, self.patch)
@@ -338,22 +339,12 @@ class PatchSampler:
         return x, y
 
 
-def _crop(data: np.ndarray, r: int, c: int, size: int) -> np.ndarray:
-    """A size x size window centred near (r, c), reflect-padded where it leaves the image."""
-    h, w = data.shape
+def _crop_indices(shape: tuple[int, int], r: int, c: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a size x size window centred near (r, c), reflected
+    where it leaves the image (works for any image size)."""
+    h, w = shape
     r0, c0 = r - size // 2, c - size // 2
-    # Reflect indices that fall outside the image (works for any image size).
-    rr = _reflect(np.arange(r0, r0 + size), h)
-    cc = _reflect(np.arange(c0, c0 + size), w)
-    return data[np.ix_(rr, cc)]
-
-
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    if n == 1:
-        return np.zeros_like(index)
-    period = 2 * (n - 1)
-    index = np.mod(index, period)
-    return np.where(index >= n, period - index, index)
+    return reflect_index(np.arange(r0, r0 + size), h), reflect_index(np.arange(c0, c0 + size), w)
 
 
 def _geometric(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Generator, size: int):

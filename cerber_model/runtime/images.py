@@ -140,10 +140,11 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
             if frames > 1:
                 notes.append(f"has {frames} frames; the first was used")
             im: PILImage.Image = opened
-            if converted:
+            if mode == "1":
+                im = opened.convert("L")  # 1-bit: 0 and 255
+            elif converted:
                 im = opened.convert("RGBA" if "A" in mode or mode == "P" else "RGB")
-                if mode != "1":
-                    notes.append(f"converted from Pillow mode {mode}")
+                notes.append(f"converted from Pillow mode {mode}")
             data = np.asarray(im)
     except ImageReadError:
         raise
@@ -263,25 +264,35 @@ class Normalization:
 
     method "percentile": ``(x - p_low) / (p_high - p_low)`` with the image's own
     percentiles, which works for 8-bit, 16-bit and float inputs alike;
-    method "scale": ``x / divisor`` (the prototype divided 8-bit images by 255).
+    method "scale": ``x / divisor`` (the prototype divided 8-bit images by 255);
+    method "background": ``(x - background) / noise``, both estimated locally on
+    blocks of ``block`` x ``block`` px (see :func:`background_levels`): spots come
+    out in units of their local noise SD wherever they sit, and an image of plain
+    noise stays plain noise of SD 1 (the percentiles stretch it to full range).
     """
 
     method: str = "percentile"
     low: float = 1.0
     high: float = 99.8
     divisor: float = 255.0
+    block: int = 32
 
     def __post_init__(self) -> None:
-        if self.method not in ("percentile", "scale"):
-            raise ValueError(f"normalisation method must be 'percentile' or 'scale', got {self.method!r}")
+        if self.method not in NORMALIZATION_METHODS:
+            raise ValueError(f"normalisation method must be one of {', '.join(NORMALIZATION_METHODS)}, "
+                             f"got {self.method!r}")
         if self.method == "percentile" and not 0 <= self.low < self.high <= 100:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
         if self.method == "scale" and not self.divisor > 0:
             raise ValueError(f"divisor must be positive, got {self.divisor}")
+        if self.method == "background" and not (isinstance(self.block, int) and self.block >= 8):
+            raise ValueError(f"background block must be an integer of at least 8 px, got {self.block!r}")
 
     def to_dict(self) -> dict[str, Any]:
         if self.method == "scale":
             return {"method": "scale", "divisor": self.divisor}
+        if self.method == "background":
+            return {"method": "background", "block": self.block}
         return {"method": "percentile", "low": self.low, "high": self.high}
 
     @classmethod
@@ -289,8 +300,13 @@ class Normalization:
         return cls(**data)
 
 
+NORMALIZATION_METHODS = ("percentile", "scale", "background")
+
+
 def normalization_range(data: np.ndarray, norm: Normalization) -> tuple[float, float]:
-    """The (low, high) intensities that map to 0 and 1 for this image."""
+    """The (low, high) intensities that map to 0 and 1 for this image ("percentile" and "scale")."""
+    if norm.method == "background":
+        raise ValueError("the background normalisation has no single range; use image_levels")
     if norm.method == "scale":
         return 0.0, float(norm.divisor)
     sample = data
@@ -315,7 +331,176 @@ def apply_normalization(data: np.ndarray, low: float, high: float) -> np.ndarray
 def normalize(data: np.ndarray, norm: Normalization) -> np.ndarray:
     """The network input for a 2-D image: float32, same shape.
 
-    Training applies the same :func:`normalization_range` of the whole image to
-    its patches, so both see identical values.
+    Training applies the same :func:`image_levels` of the whole image to its
+    patches, so both see identical values.
     """
-    return apply_normalization(data, *normalization_range(data, norm))
+    return image_levels(data, norm).apply(data)
+
+
+class Levels:
+    """What one image's normalisation needs, estimated once from the whole image.
+
+    ``apply(x, rows, cols)`` normalises ``x``, a part of the image (or of its
+    reflection beyond the edges) whose row ``i`` is image row ``rows[i]`` and
+    whose column ``j`` is image column ``cols[j]`` (indices into the image, 0-based;
+    default: ``x`` is the whole image). A pixel's value depends only on the pixel
+    and its position, so tiles and patches equal crops of the normalised image.
+    """
+
+    def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RangeLevels(Levels):
+    """``(x - low) / (high - low)`` everywhere ("percentile" and "scale")."""
+
+    low: float
+    high: float
+
+    def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+        return apply_normalization(x, self.low, self.high)
+
+
+#: Rows normalised at once by :class:`BackgroundLevels`, so that its interpolated
+#: maps of a large image never need more than a few MiB.
+_ROW_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class BackgroundLevels(Levels):
+    """``(x - background) * inverse_noise``, the two maps interpolated bilinearly
+    between block centres (``centre_rows``, ``centre_cols``, in image pixels) and
+    held constant beyond the outermost centres."""
+
+    centre_rows: np.ndarray  # (gh,) float64
+    centre_cols: np.ndarray  # (gw,) float64
+    background: np.ndarray  # (gh, gw) float32
+    inverse_noise: np.ndarray  # (gh, gw) float32, 1 / noise SD
+
+    def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+        rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+        cols = np.arange(x.shape[1]) if cols is None else np.asarray(cols)
+        out = np.asarray(x, dtype=np.float32)
+        out = out if out is not x else out.copy()
+        ci, cf = _interpolation(cols, self.centre_cols)
+        for start in range(0, len(rows), _ROW_CHUNK):
+            ri, rf = _interpolation(rows[start:start + _ROW_CHUNK], self.centre_rows)
+            part = out[start:start + _ROW_CHUNK]
+            part -= _bilinear(self.background, ri, rf, ci, cf)
+            part *= _bilinear(self.inverse_noise, ri, rf, ci, cf)
+        return out
+
+
+def _interpolation(positions: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position the index of the grid point before it and the float32 weight of the next one."""
+    if len(centres) == 1:
+        return np.zeros(len(positions), np.intp), np.zeros(len(positions), np.float32)
+    where = np.interp(positions.astype(np.float64), centres, np.arange(len(centres), dtype=np.float64))
+    index = np.minimum(where.astype(np.intp), len(centres) - 2)
+    return index, (where - index).astype(np.float32)
+
+
+def _bilinear(grid: np.ndarray, ri: np.ndarray, rf: np.ndarray, ci: np.ndarray, cf: np.ndarray) -> np.ndarray:
+    if grid.shape[0] > 1:
+        rows = grid[ri] * (np.float32(1) - rf)[:, None] + grid[ri + 1] * rf[:, None]
+    else:
+        rows = np.repeat(grid, len(ri), axis=0)
+    if grid.shape[1] > 1:
+        return rows[:, ci] * (np.float32(1) - cf)[None, :] + rows[:, ci + 1] * cf[None, :]
+    return np.repeat(rows, len(ci), axis=1)
+
+
+def _block_starts(length: int, block: int) -> np.ndarray:
+    """Starts of blocks of ``block`` px tiling ``length`` (the last one flush with the end)."""
+    starts = np.arange(0, length - block + 1, block)
+    if starts[-1] + block < length:
+        starts = np.append(starts, length - block)
+    return starts
+
+
+def _blocks(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, br: int, bc: int) -> np.ndarray:
+    """The pixels of every block, (n_block_rows, n_block_cols, br * bc)."""
+    out = x[rows[:, None] + np.arange(br)][:, :, cols[:, None] + np.arange(bc)]  # (gh, br, gw, bc)
+    return out.transpose(0, 2, 1, 3).reshape(len(rows), len(cols), br * bc)
+
+
+#: Robust SD of the high-pass ``x - mean of its 4 neighbours`` of white noise of SD 1:
+#: sqrt(1 + 4/16); 1.4826 turns a median absolute deviation into an SD.
+_HIGH_PASS_SD = math.sqrt(1.25)
+_MAD_TO_SD = 1.4826
+
+
+def high_pass(x: np.ndarray) -> np.ndarray:
+    """``x`` minus the mean of its 4 neighbours (float32, same shape; 0 on the outermost pixels).
+
+    Flat backgrounds and linear gradients give 0; white noise of SD s gives SD
+    s * sqrt(1.25).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    out = np.zeros(x.shape, np.float32)
+    if min(x.shape) >= 3:
+        inner = out[1:-1, 1:-1]
+        np.add(x[:-2, 1:-1], x[2:, 1:-1], out=inner)
+        inner += x[1:-1, :-2]
+        inner += x[1:-1, 2:]
+        inner *= np.float32(-0.25)
+        inner += x[1:-1, 1:-1]
+    return out
+
+
+def noise_sd(x: np.ndarray) -> float:
+    """Robust SD of the pixel noise of a 2-D image (from the MAD of :func:`high_pass`)."""
+    hp = high_pass(x)
+    if min(x.shape) >= 3:
+        hp = hp[1:-1, 1:-1]
+    return float(_MAD_TO_SD * np.median(np.abs(hp - np.median(hp))) / _HIGH_PASS_SD)
+
+
+def background_levels(data: np.ndarray, block: int = 32) -> BackgroundLevels:
+    """Local background and noise of a 2-D image, on a grid of ``block`` px blocks.
+
+    Per block: the background is the median, the noise SD the MAD of
+    :func:`high_pass` (so spots covering under half a block, gradients and
+    vignetting do not count as noise). Both grids are then median-filtered over
+    3 x 3 blocks, so one block full of spots or a blob does not dent them. The
+    noise has a floor of a quarter of the image's median block noise (and, for
+    integer images, of a grey level's quantisation noise, 1/sqrt(12)), so flat,
+    clipped or saturated regions are not blown up.
+    """
+    from scipy import ndimage
+
+    h, w = data.shape
+    br, bc = min(block, h), min(block, w)
+    rows, cols = _block_starts(h, br), _block_starts(w, bc)
+    background = np.median(_blocks(data, rows, cols, br, bc), axis=-1)
+    hp = high_pass(data)
+    if min(h, w) >= 3:  # the outermost pixels have no high-pass; use their inner neighbours'
+        hp = np.pad(hp[1:-1, 1:-1], 1, mode="edge")
+    hp = _blocks(hp, rows, cols, br, bc)
+    noise = _MAD_TO_SD / _HIGH_PASS_SD * np.median(np.abs(hp - np.median(hp, axis=-1, keepdims=True)), axis=-1)
+    background = ndimage.median_filter(background, size=3, mode="nearest")
+    noise = ndimage.median_filter(noise, size=3, mode="nearest")
+    scale = float(np.abs(data).max()) if data.size else 0.0
+    floor = max(0.25 * float(np.median(noise)), 1e-6 * scale, 1e-12)
+    if data.dtype.kind in "iu":
+        floor = max(floor, 1 / math.sqrt(12))
+    return BackgroundLevels(rows + (br - 1) / 2, cols + (bc - 1) / 2, background.astype(np.float32),
+                            (1.0 / np.maximum(noise, floor)).astype(np.float32))
+
+
+def image_levels(data: np.ndarray, norm: Normalization) -> Levels:
+    """What normalising ``data`` (a whole 2-D image) with ``norm`` needs, estimated once."""
+    if norm.method == "background":
+        return background_levels(data, norm.block)
+    return RangeLevels(*normalization_range(data, norm))
+
+
+def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices into an axis of length ``n`` for positions beyond its ends, reflected
+    at the outermost pixels without repeating them (numpy's ``mode="reflect"``)."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    index = np.mod(index, period)
+    return np.where(index >= n, period - index, index)

@@ -12,7 +12,8 @@ from cerber_model.nn.bundling import make_bundle
 from cerber_model.runtime import bundle as bundle_module
 from cerber_model.runtime.analysis import analyze
 from cerber_model.runtime.architecture import NetworkConfig
-from cerber_model.runtime.bundle import BundleConfig, BundleError, load_bundle, save_bundle
+from cerber_model.runtime.bundle import BundleConfig, BundleError, default_bundle_path, load_bundle, save_bundle
+from cerber_model.runtime.images import Normalization
 from tests.model.helpers import gaussian_spots, jittered_weights, tiny_bundle
 
 
@@ -53,7 +54,7 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == 1
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 2
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
     assert all(len(v) == 64 for v in data["files"].values())
@@ -123,6 +124,46 @@ def test_full_disk_leaves_nothing_behind(tmp_path, original, monkeypatch):
     with pytest.raises(BundleError, match="No space left.*nothing was changed"):
         save_bundle(original, tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_1_bundles_load_and_predict_as_before():
+    """The committed default model (format version 1) loads through the upgrade path and gives
+    the probabilities it gave before version 2 existed (recorded with the version-1 code)."""
+    path = default_bundle_path()
+    assert json.loads((path / "config.json").read_text())["format_version"] == 1
+    bundle = load_bundle(path)
+    assert bundle.config.normalization == Normalization("percentile", 1.0, 99.8)
+    rng = np.random.default_rng(2024)
+    image = gaussian_spots((200, 240), rng.uniform(20, 180, (8, 2)), sigma=2.5) * 120 + rng.normal(40, 6, (200, 240))
+    result = analyze(np.clip(image, 0, 255).astype(np.uint8), bundle)
+    p = result.probability.astype(np.float64)
+    assert result.tracks.count == 8
+    assert p.sum() == pytest.approx(4644.375744134188, rel=1e-6)
+    assert p[100, 120] == pytest.approx(0.0693742036819458, abs=1e-6)
+    assert p.max() == pytest.approx(0.9071235060691833, abs=1e-6)
+
+
+def test_background_normalisation_round_trip(tmp_path):
+    """A version-2 bundle with the background normalisation keeps it, and predicts bit for bit."""
+    from dataclasses import replace
+
+    base = tiny_bundle(width=1, seed=3)
+    config = replace(base.config, normalization=Normalization("background", block=24))
+    original = make_bundle(config, base.weights)
+    loaded = load_bundle(save_bundle(original, tmp_path / "model"))
+    assert loaded.config.normalization == Normalization("background", block=24)
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["normalization"] == \
+        {"method": "background", "block": 24}
+    image = np.random.default_rng(5).normal(300, 20, (90, 110)).astype(np.uint16)
+    assert np.array_equal(analyze(image, original).probability, analyze(image, loaded).probability)
+
+
+def test_unknown_normalisation_is_named(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["normalization"] = {"method": "zscore"}
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="normalisation method must be one of percentile, scale, background"):
+        load_bundle(saved)
 
 
 def test_only_model_folders_are_replaced(tmp_path, original):

@@ -133,3 +133,35 @@ def test_photometric_changes_only_the_image(tmp_path):
     x, y = sampler.sample(np.random.default_rng(1))
     assert x.std() > 0  # noise was added to the flat image
     assert set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_background_normalised_patches_are_crops_of_the_normalised_image(tmp_path):
+    """With the background normalisation (levels estimated once per image), a patch holds exactly
+    the whole normalised image's values at its source pixels, reflected beyond the edges."""
+    from cerber_model.runtime.images import normalize
+
+    h, w = 150, 130
+    rng = np.random.default_rng(3)
+    rr, cc = np.indices((h, w))
+    image = (200 + rr * 2 + 60 * np.exp(-((rr - 70) ** 2 + (cc - 40) ** 2) / 800) + rng.normal(0, 4, (h, w)))
+    image = image.astype(np.uint16)
+    mask = np.zeros((h, w), np.uint8)
+    mask[60:66, 30:36] = 255
+    _write(tmp_path / "where" / "images" / "x.tif", (np.arange(h * w).reshape(h, w) + 1).astype(np.uint16))
+    _write(tmp_path / "real" / "images" / "x.tif", image)
+    for folder in ("where", "real"):
+        _write(tmp_path / folder / "masks" / "x.png", mask)
+    where = PatchSampler(find_pairs(tmp_path / "where" / "images", tmp_path / "where" / "masks")[0],
+                         Normalization("scale", divisor=1), patch=64, track_bias=0.5)
+    norm = Normalization("background", block=32)
+    real = PatchSampler(find_pairs(tmp_path / "real" / "images", tmp_path / "real" / "masks")[0],
+                        norm, patch=64, track_bias=0.5)
+    whole = normalize(image, norm)
+    edges = 0
+    for seed in range(12):
+        index = np.rint(where.sample(np.random.default_rng(seed))[0]).astype(np.int64) - 1
+        r, c = np.divmod(index, w)
+        x, _ = real.sample(np.random.default_rng(seed))
+        assert np.array_equal(x, whole[r, c])
+        edges += r.min() == 0 or c.min() == 0 or r.max() == h - 1 or c.max() == w - 1
+    assert edges > 0  # some patches reach beyond the image

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cerber_model.runtime.analysis import predict_probability
-from cerber_model.runtime.images import Normalization, apply_normalization, normalization_range
+from cerber_model.runtime.images import Normalization, apply_normalization, normalization_range, normalize
 from cerber_model.runtime.progress import Cancelled, CancelToken
 from cerber_model.runtime.tiling import DEFAULT_MARGIN, pad_image, plan_tiles
 from tests.model.helpers import tiny_bundle
@@ -44,10 +44,11 @@ def test_receptive_field_fits_in_the_margin(bundle):
     assert 8 < reach <= DEFAULT_MARGIN
 
 
-def test_tiled_probability_equals_whole_image(bundle):
+@pytest.mark.parametrize("norm", [Normalization(), Normalization("background", block=32)], ids=lambda n: n.method)
+def test_tiled_probability_equals_whole_image(bundle, norm):
     rng = np.random.default_rng(1)
-    image = (rng.random((301, 263)) * 200).astype(np.uint8)
-    norm = bundle.config.normalization
+    rr, cc = np.indices((301, 263))
+    image = (rng.random((301, 263)) * 120 + 0.2 * rr + 50 * np.exp(-((cc - 90) ** 2) / 3000)).astype(np.uint8)
     whole = predict_probability(image, bundle.engine(), norm, window=1024)  # one tile
     calls = []
     tiled = predict_probability(image, bundle.engine(), norm, window=128, progress=lambda d, t: calls.append((d, t)))
@@ -74,6 +75,27 @@ def test_tiny_images_come_back_in_place(shape):
     low, high = normalization_range(image, norm)
     assert prob.shape == shape
     assert np.array_equal(prob, apply_normalization(image, low, high))  # no shift, flip or crop error
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33), (150, 97)])
+def test_background_normalised_padding_reflects_the_normalised_image(shape):
+    """With the background normalisation the network sees the normalised image, reflect-padded:
+    the same input whether the image is analysed whole or cut into tiles."""
+    image = np.random.default_rng(2).normal(500, 30, shape).astype(np.uint16)
+    norm = Normalization("background", block=32)
+    seen = []
+
+    class Recording(Echo):
+        def predict(self, x):
+            seen.append(x)
+            return x.copy()
+
+    prob = predict_probability(image, Recording(), norm)
+    assert np.array_equal(prob, normalize(image, norm))
+    padded, (r, c) = pad_image(normalize(image, norm))
+    after = (padded.shape[0] - shape[0] - r, padded.shape[1] - shape[1] - c)
+    expected = np.pad(normalize(image, norm), ((r, after[0]), (c, after[1])), mode="reflect")
+    assert len(seen) == 1 and np.array_equal(seen[0], expected)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (17, 33)])
