@@ -41,17 +41,10 @@ from PySide6.QtWidgets import (
 from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.synthesis import Recipe, generate_dataset
-from cerber_model.training import TrainingConfig, train
+from cerber_model.training import TrainingConfig, estimate_cost, train
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
-
-#: Training speed on a 2-core CPU (patch pixels per second, fused graph with XLA), for the time
-#: estimate: measured by benchmarks/bench_training.py (batch 8, 256 px patches for n = 1, 2;
-#: n = 4 between its 256 px (59 k) and 128 px (84 k) figures; n = 3 interpolated).
-#: Without XLA it is about 2x slower (1.5-2.3x in that run).
-PX_PER_S = {1: 262_000, 2: 153_000, 3: 105_000, 4: 70_000}
-XLA_SPEEDUP = 2.0
 
 
 class TrainingEvents(QObject):
@@ -279,23 +272,7 @@ class SettingsPage(QWizardPage):
         self.width.setEnabled(not fine_tune)
 
     def _estimate(self) -> None:
-        n = self.width.value()
-        rate = PX_PER_S.get(n, PX_PER_S[4] * 16 / n**2)
-        if not self.xla.isChecked():
-            rate /= XLA_SPEEDUP
-        pixels = self.steps.value() * self.batch_size.value() * self.patch_size.value() ** 2
-        minutes = pixels / rate / 60
-        # Peak RSS measured at n = 4, batch 8 (bench_training.py): 1.66 / 3.69 GiB for 128 / 256 px
-        # patches without XLA, 2.75 / 5.54 GiB with it, i.e. about 1.0 / 1.8 GiB plus 5.4 / 7.4 kB per
-        # patch pixel (scaled here by n / 4; it matches the n = 1 and n = 2 runs within 0.4 GiB).
-        xla = self.xla.isChecked()
-        per_px = (7400 if xla else 5400) * n / 4 / 2**30
-        ram = (1.8 if xla else 1.0) + self.batch_size.value() * self.patch_size.value() ** 2 * per_px
-        total = minutes * self.epochs.value()
-        per_epoch = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
-        in_all = f"{total:.0f} min" if total < 90 else f"{total / 60:.1f} h"
-        self.estimate.setText(f"Estimate on a 2-core CPU: {per_epoch} per epoch of training "
-                              f"({in_all} in all, plus validation), about {ram:.1f} GiB of RAM.")
+        self.estimate.setText(estimate_cost(self.config()).summary())
 
 
 def _time_left(seconds: float) -> str:

@@ -253,13 +253,15 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .runtime.datasets import DatasetSpec
-    from .training import TrainingError, train, training_unavailable
+    from .training import TrainingError, estimate_cost, train, training_unavailable
     from .training.events import BatchDone, EpochDone, Inspected, Stopped, TrainingEvent
 
     if problem := training_unavailable():
         return _fail(problem)
 
     config = training_config(args)
+    if not args.quiet:
+        print(estimate_cost(config).summary())
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)
     bar, progress = _bar("training", args.quiet)
 

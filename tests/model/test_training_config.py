@@ -1,9 +1,10 @@
 """Training settings without training (fast, no TensorFlow)."""
 
 import json
+from dataclasses import replace
 
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
-from cerber_model.training import TrainingConfig
+from cerber_model.training import TrainingConfig, estimate_cost
 
 # How a run's .work/state.json and a bundle's provenance stored the settings before the renames.
 OLD_STATE_CONFIG = {
@@ -61,3 +62,27 @@ def test_cerber_train_without_flags_trains_the_config_defaults():
     assert training_config(build_parser().parse_args(["train", "data", "--out", "m"])) == TrainingConfig()
     no_xla = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--no-xla"]))
     assert no_xla == TrainingConfig(xla=False)
+
+
+def test_cost_estimate_follows_width_patch_size_and_xla():
+    base = TrainingConfig(width=4, patch_size=128, batch_size=8, steps_per_epoch=100, epochs=30)
+    cost = estimate_cost(base)
+    assert cost.seconds_total == 30 * cost.seconds_per_epoch
+    # The peaks bench_training.py measured at width 4, batch 8, 128 px patches: 2.75 GiB with XLA, 1.66 without.
+    assert abs(cost.peak_ram_gib - 2.75) < 0.1
+    no_xla = estimate_cost(replace(base, xla=False))
+    assert abs(no_xla.peak_ram_gib - 1.66) < 0.1
+    assert no_xla.seconds_per_epoch == 2 * cost.seconds_per_epoch
+    bigger = estimate_cost(replace(base, patch_size=256))  # four times the patch pixels
+    assert bigger.seconds_per_epoch == 4 * cost.seconds_per_epoch and bigger.peak_ram_gib > 2 * cost.peak_ram_gib
+    narrower = estimate_cost(replace(base, width=2))
+    assert narrower.seconds_per_epoch < cost.seconds_per_epoch and narrower.peak_ram_gib < cost.peak_ram_gib
+    wider = estimate_cost(replace(base, width=8))  # beyond the measured widths: slower still
+    assert wider.seconds_per_epoch > cost.seconds_per_epoch and wider.peak_ram_gib > cost.peak_ram_gib
+
+
+def test_cost_estimate_reads_for_people():
+    short = estimate_cost(TrainingConfig(width=1, steps_per_epoch=2, patch_size=32, batch_size=2, epochs=1))
+    assert short.summary().startswith("Estimate on a 2-core CPU: under a minute per epoch of training (0 min in all")
+    long = estimate_cost(TrainingConfig(epochs=200))
+    assert " h in all, plus validation), about " in long.summary() and long.summary().endswith(" GiB of RAM.")
