@@ -62,7 +62,7 @@ def main() -> int:
         window.open_paths([ROOT / "assets" / "samples" / "img_hybiss_2d.tif"])
         shown = []
         window.analysis_shown.connect(shown.append)
-        window.analyze_button.click()  # what the user clicks
+        window.toolbar.analyze_button.click()  # what the user clicks
         wait_until(lambda: shown, 300, "the analysis")
         grab(window, "main_window.png")
         index = window.track_panel.table.model().index(0, 0)

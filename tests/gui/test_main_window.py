@@ -63,7 +63,7 @@ def image_path(spots):
 
 def _analyze(qtbot, window):
     with qtbot.waitSignal(window.analysis_shown, timeout=60000):
-        qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
+        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
 
 
 def table_positions(panel) -> np.ndarray:
@@ -85,9 +85,9 @@ def assert_match(found: np.ndarray, true: np.ndarray, tolerance: float = 2.0) ->
 
 def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     image_path, centres = spots
-    assert not window.analyze_button.isEnabled()  # nothing to analyze yet
+    assert not window.toolbar.analyze_button.isEnabled()  # nothing to analyze yet
     window.open_paths([image_path])
-    assert window.image_list.count() == 1 and window.analyze_button.isEnabled()
+    assert window.image_list.count() == 1 and window.toolbar.analyze_button.isEnabled()
     _analyze(qtbot, window)
     found = table_positions(window.track_panel)
     assert_match(found, centres)
@@ -116,7 +116,7 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
     monkeypatch.setattr(analysis, "predict_probability", lambda *a, **k: calls.append(1) or real(*a, **k))
     for value in (30, 70):
         with qtbot.waitSignal(window.tracks_updated, timeout=20000):
-            window.threshold_slider.setValue(value)
+            window.toolbar.threshold_slider.setValue(value)
         assert window.track_panel.table.model().rowCount() == expected[value]
         assert f"<b>{expected[value]}</b> tracks" in window.track_panel.summary.text()
     assert not calls  # the probability map was reused
@@ -138,6 +138,22 @@ def test_clicking_a_row_centres_both_views_on_that_spot(qtbot, window, spots):
             assert abs((x0 + x1) / 2 - true[1]) < 2 and abs((y0 + y1) / 2 - true[0]) < 2
 
 
+def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, tmp_path):
+    image_path, centres = spots
+    other = tmp_path / "other.tif"
+    other.write_bytes(image_path.read_bytes())
+    window.open_paths([image_path, other])
+    assert window.image_list.count() == 2 and window.image_list.currentItem().text() == "spots.tif"
+    _menu_action(window, "&Analysis", "Analyze &all").trigger()
+    qtbot.waitUntil(lambda: not window.session.busy and len(window.session.results) == 2, timeout=60000)
+    window.image_list.setCurrentRow(1)  # the user picks the second image: its own tracks show
+    assert window.session.selected == other.resolve()
+    assert_match(table_positions(window.track_panel), centres)
+    _menu_action(window, "&Model", "Use the &default model").trigger()
+    assert window.track_panel.table.model().rowCount() == 0 and window.session.results == {}
+    assert window.toolbar.analyze_button.isEnabled()
+
+
 def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tmp_path):
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, np.random.default_rng(1).integers(0, 4000, (2400, 2400), dtype=np.uint16))
@@ -146,14 +162,14 @@ def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tm
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(20)
-    qtbot.mouseClick(window.analyze_button, Qt.LeftButton)
-    assert window.session.busy and window.cancel_button.isEnabled()
+    qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+    assert window.session.busy and window.toolbar.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: window.progress.maximum() > 0 and window.progress.value() >= 1, timeout=60000)
-    qtbot.mouseClick(window.cancel_button, Qt.LeftButton)
+    qtbot.mouseClick(window.toolbar.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not window.session.busy, timeout=60000)
     timer.stop()
     assert big.resolve() not in window.session.results
-    assert window.analyze_button.isEnabled()
+    assert window.toolbar.analyze_button.isEnabled()
     assert len(ticks) > 5  # the event loop kept running during the analysis
 
 
@@ -223,12 +239,12 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundl
     window.close()
     again = MainWindow(bundle, window.settings)
     qtbot.addWidget(again)
-    actions = [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())]
+    actions = [a for a in again.menu_bar.recent_menu.actions() if a.text() == str(image_path.resolve())]
     assert len(actions) == 1
     actions[0].trigger()
     assert again.image_list.count() == 1 and again.session.selected == image_path.resolve()
     image_path.unlink()  # a recent file that has gone away: a message, and it leaves the list
-    [a for a in again.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
+    [a for a in again.menu_bar.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
     assert "no longer there" in again.last_error[0]
     assert str(image_path.resolve()) not in again.settings.recent()
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from cerber_gui.exports import ExportKind, nothing_to_export, suggested_path, write_export
 from cerber_gui.session import Session
 from cerber_model.runtime.analysis import analyze
 from cerber_model.runtime.bundle import load_default_bundle
@@ -35,9 +36,9 @@ def record(session):
     return seen
 
 
-def test_the_session_module_imports_no_qt():
-    code = "import sys, cerber_gui.session; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
-           "('PySide6', 'pyqtgraph', 'shiboken6')))"
+def test_the_session_and_exports_import_no_qt():
+    code = ("import sys, cerber_gui.session, cerber_gui.exports; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -128,3 +129,22 @@ def test_retracking_uses_the_current_settings_and_a_new_model_drops_results(tmp_
     assert session.results == {} and session.threshold == 0.45 and seen == [("model_changed", (bundle,))]
     assert not session.set_tracks(retrack, other) and session.results == {}
     assert seen == [("model_changed", (bundle,))]
+
+
+def test_exports_name_their_files_after_the_image_and_summarise_every_result(tmp_path, bundle):
+    session = Session(bundle)
+    paths = [spots_image(tmp_path / f"{n}.tif", centres).resolve()
+             for n, centres in [("one", [(40, 40)]), ("three", [(20, 20), (50, 60), (75, 30)])]]
+    session.open(paths)
+    assert nothing_to_export(ExportKind.TRACKS, session) == "Analyze the image first."
+    assert nothing_to_export(ExportKind.SUMMARY, session) == "Analyze some images first."
+    session.queue_unanalyzed()
+    while (job := session.next_job()) is not None:
+        session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    assert all(nothing_to_export(kind, session) is None for kind in ExportKind)
+    assert suggested_path(ExportKind.OVERLAY, session, tmp_path / "last") == tmp_path / "one_overlay.png"
+    assert suggested_path(ExportKind.SUMMARY, session, tmp_path / "last") == tmp_path / "last" / "summary.csv"
+    write_export(ExportKind.SUMMARY, session, tmp_path / "summary.csv", opacity=0.6)
+    lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[:4] for line in lines[1:]] == [[str(paths[0]), "96", "96", "1"],
+                                                            [str(paths[1]), "96", "96", "3"]]

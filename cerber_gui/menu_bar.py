@@ -1,0 +1,84 @@
+"""The main window's menu bar: it says what the user asked for through its signals and does none of it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
+
+from .exports import ExportKind
+
+
+class MenuBar(QMenuBar):
+    open_requested = Signal()
+    open_folder_requested = Signal()
+    open_recent_requested = Signal(str)  # the path as listed
+    clear_recent_requested = Signal()
+    export_requested = Signal(object)  # ExportKind
+    quit_requested = Signal()
+    analyze_requested = Signal()
+    analyze_all_requested = Signal()
+    cancel_requested = Signal()
+    load_model_requested = Signal()
+    default_model_requested = Signal()
+    model_card_requested = Signal()
+    train_requested = Signal()
+    auto_levels_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        files = self.addMenu("&File")
+        self._action(files, "&Open images…", self.open_requested, QKeySequence.Open)
+        self._action(files, "Open &folder…", self.open_folder_requested, "Ctrl+Shift+O")
+        self.recent_menu = files.addMenu("Open &recent")
+        files.addSeparator()
+        for text, kind, shortcut in [("Export &tracks CSV…", ExportKind.TRACKS, "Ctrl+E"),
+                                     ("Export &summary CSV (all analyzed)…", ExportKind.SUMMARY, None),
+                                     ("Export &overlay PNG…", ExportKind.OVERLAY, None),
+                                     ("Export &probability TIFF…", ExportKind.PROBABILITY, None)]:
+            action = self._action(files, text, None, shortcut)
+            action.triggered.connect(lambda _=False, k=kind: self.export_requested.emit(k))
+        files.addSeparator()
+        self._action(files, "&Quit", self.quit_requested, QKeySequence.Quit)
+        analysis = self.addMenu("&Analysis")
+        self.analyze_action = self._action(analysis, "&Analyze", self.analyze_requested, "Ctrl+R")
+        self.analyze_all_action = self._action(analysis, "Analyze &all", self.analyze_all_requested, "Ctrl+Shift+R")
+        self.cancel_action = self._action(analysis, "&Cancel", self.cancel_requested, "Esc")
+        models = self.addMenu("&Model")
+        self._action(models, "&Load model folder…", self.load_model_requested)
+        self._action(models, "Use the &default model", self.default_model_requested)
+        models.addSeparator()
+        self._action(models, "About this &model…", self.model_card_requested)
+        self._action(models, "&Train a model…", self.train_requested)
+        self.view_menu = self.addMenu("&View")
+        self._action(self.view_menu, "&Auto levels", self.auto_levels_requested, "Ctrl+L")
+        self.view_menu.addSeparator()
+        self.set_recent([])
+
+    def _action(self, menu: QMenu, text: str, signal, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if signal is not None:
+            action.triggered.connect(lambda _=False: signal.emit())
+        menu.addAction(action)
+        return action
+
+    def add_panel_toggles(self, actions: list[QAction]) -> None:
+        """Show/hide actions of the window's panels, in the View menu."""
+        self.view_menu.addActions(actions)
+
+    def set_recent(self, paths: list[str]) -> None:
+        self.recent_menu.clear()
+        for path in paths:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_recent_requested.emit(p))
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear the list")
+        clear.triggered.connect(lambda _=False: self.clear_recent_requested.emit())
+        clear.setEnabled(bool(paths))
+
+    def update_controls(self, can_analyze: bool, busy: bool) -> None:
+        self.analyze_action.setEnabled(can_analyze)
+        self.analyze_all_action.setEnabled(can_analyze)
+        self.cancel_action.setEnabled(busy)

@@ -1,0 +1,94 @@
+"""The main window's toolbar: open, analyze and cancel, the threshold, how the result is shown,
+and the pixel size. It says what the user set through its signals and does none of it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QToolBar, QWidget
+
+from .viewer import MODES
+
+
+class ToolBar(QToolBar):
+    open_requested = Signal()
+    analyze_requested = Signal()
+    analyze_all_requested = Signal()
+    cancel_requested = Signal()
+    threshold_changed = Signal(float)  # 0.01..0.99
+    mode_changed = Signal(str)  # one of viewer.MODES
+    opacity_changed = Signal(float)  # 0..1
+    pixel_size_changed = Signal(float)  # µm per pixel; 0 for unknown
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Main", parent)
+        self.setObjectName("main-toolbar")  # the window's saved state names it
+        open_action = QAction("&Open images…", self)
+        open_action.triggered.connect(lambda _=False: self.open_requested.emit())
+        self.addAction(open_action)
+        self.analyze_button = self._button("Analyze", self.analyze_requested)
+        self.analyze_button.setToolTip("Analyze the current image (Ctrl+R)")
+        self.analyze_all_button = self._button("Analyze all", self.analyze_all_requested)
+        self.cancel_button = self._button("Cancel", self.cancel_requested)
+        self.addSeparator()
+        self.addWidget(QLabel(" Threshold "))
+        self.threshold_slider = QSlider(Qt.Horizontal)
+        self.threshold_slider.setRange(1, 99)
+        self.threshold_slider.setFixedWidth(160)
+        self.threshold_slider.valueChanged.connect(self._threshold_moved)
+        self.addWidget(self.threshold_slider)
+        self.threshold_label = QLabel("0.50")
+        self.addWidget(self.threshold_label)
+        self.addSeparator()
+        self.addWidget(QLabel(" View "))
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(MODES)
+        self.mode_box.currentTextChanged.connect(self.mode_changed)
+        self.addWidget(self.mode_box)
+        self.addWidget(QLabel(" Opacity "))
+        self.opacity_slider = QSlider(Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.opacity_slider.setFixedWidth(100)
+        self.opacity_slider.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
+        self.addWidget(self.opacity_slider)
+        self.addSeparator()
+        self.addWidget(QLabel(" Pixel size "))
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setRange(0, 1000)
+        self.pixel_size.setDecimals(4)
+        self.pixel_size.setSuffix(" µm/px")
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.valueChanged.connect(self.pixel_size_changed)
+        self.addWidget(self.pixel_size)
+
+    def _button(self, text: str, signal) -> QPushButton:
+        button = QPushButton(text)
+        button.clicked.connect(lambda _=False: signal.emit())
+        self.addWidget(button)
+        return button
+
+    def _threshold_moved(self, value: int) -> None:
+        self.threshold_label.setText(f"{value / 100:.2f}")
+        self.threshold_changed.emit(value / 100)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Show ``threshold`` without emitting threshold_changed."""
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(round(threshold * 100))
+        self.threshold_slider.blockSignals(False)
+        self.threshold_label.setText(f"{threshold:.2f}")
+
+    def set_pixel_size(self, pixel_size_um: float | None) -> None:
+        """Show ``pixel_size_um`` (None: unknown) without emitting pixel_size_changed."""
+        self.pixel_size.blockSignals(True)
+        self.pixel_size.setValue(pixel_size_um or 0.0)
+        self.pixel_size.blockSignals(False)
+
+    def opacity(self) -> float:
+        return self.opacity_slider.value() / 100
+
+    def update_controls(self, can_analyze: bool, busy: bool) -> None:
+        self.analyze_button.setEnabled(can_analyze)
+        self.analyze_all_button.setEnabled(can_analyze)
+        self.cancel_button.setEnabled(busy)
