@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,8 @@ def _fail(message: str) -> int:
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files, folders (their images, not recursive) and glob patterns -> image paths.
 
-    Returns the paths (in order, without duplicates) and (input, problem) pairs
-    for inputs that matched nothing.
+    Returns the paths as the user named them (a link keeps its own name; in order, without
+    duplicates of the same file) and (input, problem) pairs for inputs that matched nothing.
     """
     from .runtime.images import is_image_file, list_images
 
@@ -53,14 +54,42 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
             found.extend(matches)
         else:
             problems.append((item, "no such file or folder"))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique, problems
+    unique = {p.resolve(): p.absolute() for p in reversed(found)}  # the first naming of a file wins
+    return list(dict.fromkeys(unique[p.resolve()] for p in found)), problems
+
+
+#: What ``cerber analyze`` writes for an image, after its output stem; never read back as an input.
+OUTPUT_SUFFIXES = ("_tracks.csv", "_probability.tif", "_overlay.png")
+
+
+def is_output_of_ours(path: Path, out: Path) -> bool:
+    """A probability map or overlay that an earlier run wrote into ``out`` (the same folder as the inputs)."""
+    return path.parent.resolve() == out.resolve() and path.name.endswith(OUTPUT_SUFFIXES)
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
-    """File stems for outputs; images whose stems collide keep their suffix too."""
-    stems = [p.stem for p in paths]
-    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}") for p in paths}
+    """Distinct file stems for the outputs of ``paths``: the image's stem; where stems collide, with
+    its suffix (``a_bmp``); where those collide too (same name in different folders), with the
+    folder's name (``in1_a_bmp``), and a number as the last resort."""
+    def names(p: Path) -> tuple[str, str, str]:
+        ext = p.suffix.lstrip(".")
+        return p.stem, f"{p.stem}_{ext}", f"{p.parent.name}_{p.stem}_{ext}"
+
+    stems: dict[Path, str] = {}
+    for level in range(3):
+        pending = [p for p in paths if p not in stems]
+        counts = Counter(names(p)[level] for p in pending)
+        for p in pending:
+            name = names(p)[level]
+            if counts[name] == 1 and name not in stems.values():
+                stems[p] = name
+    for p in paths:
+        if p not in stems:
+            n = 2
+            while f"{names(p)[2]}_{n}" in stems.values():
+                n += 1
+            stems[p] = f"{names(p)[2]}_{n}"
+    return stems
 
 
 MODEL_HELP = "model bundle folder, or 'default' (the bundled default model, also when left out)"
@@ -95,6 +124,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.pixel_size is not None and not args.pixel_size > 0:
         return _fail(f"--pixel-size must be positive (micrometres per pixel), got {args.pixel_size}")
     paths, problems = expand_inputs(args.inputs)
+    out = Path(args.out)
+    ours = [p for p in paths if is_output_of_ours(p, out)]
+    if ours:
+        paths = [p for p in paths if p not in ours]
+        print(f"cerber: note: {len(ours)} probability map(s) and overlay(s) written by an earlier run in {out} "
+              "are results, not inputs; they were left out.", file=sys.stderr)
     for item, problem in problems:
         print(f"cerber: {item}: {problem}", file=sys.stderr)
     if not paths:
@@ -103,7 +138,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         bundle = _load_model(args.model)
     except BundleError as exc:
         return _fail(str(exc))
-    out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -147,9 +181,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 failed.append((path, str(exc)))
                 print(f"cerber: {exc}", file=sys.stderr)
                 continue
-            except (OSError, MemoryError) as exc:
+            except MemoryError:
+                failed.append((path, "out of memory"))
+                print(f"cerber: {path}: not enough memory to analyze it; close other programs, or crop or bin "
+                      "the image.", file=sys.stderr)
+                continue
+            except OSError as exc:
                 failed.append((path, str(exc)))
-                print(f"cerber: {path}: could not be analyzed or saved ({exc}).", file=sys.stderr)
+                print(f"cerber: {path}: could not be analyzed or its results saved ({exc.strerror or exc}); "
+                      f"check that {out} is writable and has free space.", file=sys.stderr)
+                continue
+            except Exception as exc:  # anything unforeseen: one line here, the traceback in the log
+                failed.append((path, str(exc)))
+                log = _log_traceback(out, path)
+                print(f"cerber: {path}: could not be analyzed ({type(exc).__name__}: {exc}); the details are in "
+                      f"{log}. Please send that file with a problem report.", file=sys.stderr)
                 continue
             summaries.append(summary_row(str(path), result.tracks, bundle.name))
             density = result.tracks.density_per_mm2
@@ -160,8 +206,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("cerber: interrupted; files already written are complete, nothing half-written was kept.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if summaries:
-        write_summary_csv(summaries, out / "summary.csv")
+    # Written even when every image failed, so an old summary never lists other images.
+    write_summary_csv(summaries, out / "summary.csv")
     failed += [(Path(item), problem) for item, problem in problems]
     if failed:
         print(f"cerber: {len(failed)} input(s) failed, {len(summaries)} analyzed; results in {out}",
@@ -170,6 +216,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(summaries)} image(s) analyzed; results in {out}")
     return EXIT_OK
+
+
+def _log_traceback(out: Path, path: Path) -> Path:
+    """Append the current exception's traceback to ``out/cerber.log``; returns the log's path."""
+    import datetime
+    import traceback
+
+    log = out / "cerber.log"
+    try:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} {path}\n{traceback.format_exc()}\n")
+    except OSError:
+        traceback.print_exc()
+        return Path("(the console: the log could not be written)")
+    return log
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -319,6 +380,8 @@ def cmd_selftest(args) -> int:
     from .runtime.bundle import BundleError
     from .runtime.selftest import run_selftest
 
+    if not 64 <= args.size <= 4096:
+        return _fail(f"--size must be from 64 to 4096 px, got {args.size}")
     try:
         bundle = _load_model(args.model) if args.model else None
         result = run_selftest(bundle, size=args.size)

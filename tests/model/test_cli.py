@@ -116,3 +116,65 @@ def test_info_and_console_script(model):
     proc = subprocess.run([sys.executable, "-m", "cerber_model.cli", "info"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and "tiny-n1" in proc.stdout
+
+
+def test_same_names_in_different_folders_are_both_kept(tmp_path):
+    rng = np.random.default_rng(4)
+    for folder, spots in (("in1", SPOTS[:2]), ("in2", SPOTS)):
+        (tmp_path / folder).mkdir()
+        image = gaussian_spots((96, 80), spots, sigma=2.0) * 200 + rng.normal(20, 4, (96, 80))
+        PILImage.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(tmp_path / folder / "a.bmp")
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "in1"), str(tmp_path / "in2"), "--out", str(out), "--quiet"]) == 0
+    counts = {os.path.basename(os.path.dirname(r["file"])): int(r["track_count"])
+              for r in _read_csv(out / "summary.csv")}
+    assert counts == {"in1": 2, "in2": 5}
+    tables = sorted(p.name for p in out.glob("*_tracks.csv"))
+    assert tables == ["in1_a_bmp_tracks.csv", "in2_a_bmp_tracks.csv"]
+    assert len(_read_csv(out / "in1_a_bmp_tracks.csv")) == 2 and len(_read_csv(out / "in2_a_bmp_tracks.csv")) == 5
+
+
+def test_results_in_the_input_folder_are_never_inputs(inputs, model, tmp_path, capsys):
+    (inputs / "broken.png").unlink()
+    args = ["analyze", str(inputs), "--out", str(inputs), "--model", str(model), "--save-probability",
+            "--save-overlay", "--quiet", "--overwrite"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "are results, not inputs" in capsys.readouterr().err
+    assert [os.path.basename(r["file"]) for r in _read_csv(inputs / "summary.csv")] == ["a.tif", "b.png"]
+
+
+def test_a_linked_input_is_named_as_given(inputs, model, tmp_path):
+    (tmp_path / "link.tif").symlink_to(inputs / "a.tif")
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "link.tif"), "--out", str(out), "--model", str(model), "--quiet"]) == 0
+    assert (out / "link_tracks.csv").is_file() and not (out / "a_tracks.csv").exists()
+    assert _read_csv(out / "summary.csv")[0]["file"].endswith("link.tif")
+
+
+def test_a_run_where_every_input_fails_leaves_no_stale_summary(inputs, model, tmp_path):
+    out = tmp_path / "out"
+    assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--quiet"]) == 0
+    assert len(_read_csv(out / "summary.csv")) == 1
+    assert main(["analyze", str(inputs / "broken.png"), "--out", str(out), "--model", str(model), "--quiet",
+                 "--overwrite"]) == 1
+    assert _read_csv(out / "summary.csv") == []
+
+
+def test_an_unexpected_failure_is_one_line_and_a_log(inputs, model, tmp_path, capsys, monkeypatch):
+    import cerber_model.runtime.analysis as analysis
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something unforeseen")
+
+    monkeypatch.setattr(analysis, "analyze", broken)
+    out = tmp_path / "out"
+    assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "a.tif: could not be analyzed (RuntimeError: something unforeseen)" in err and "Traceback" not in err
+    assert "RuntimeError: something unforeseen" in (out / "cerber.log").read_text()
+
+
+def test_selftest_size_is_checked(capsys):
+    assert main(["selftest", "--size", "0"]) == 2
+    assert "--size must be from 64" in capsys.readouterr().err
