@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.synthesis import Recipe, generate_dataset
-from cerber_model.training import TrainingConfig, estimate_cost, train
+from cerber_model.training import TRAINING_FILES, TrainingConfig, estimate_cost, train
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
@@ -51,10 +51,6 @@ class TrainingEvents(QObject):
     """Carries the trainer's events (cerber_model.training.events) from the worker thread to the GUI thread."""
 
     event = Signal(object)
-
-
-def _inspect(spec: DatasetSpec, *, progress, cancel):
-    return inspect_dataset(spec, progress=progress, cancel=cancel)
 
 
 def _generate(folder: Path, count: int, seed: int, size: int, *, progress, cancel):
@@ -173,7 +169,7 @@ class DataPage(QWizardPage):
             self.job.signals.result.connect(self._generated)
         else:
             self.spec = self.current_spec()
-            self.job = workers.Worker(_inspect, self.spec)
+            self.job = workers.Worker(inspect_dataset, self.spec)
             self.job.signals.result.connect(self._inspected)
         self.job.signals.progress.connect(lambda d, t: (self.progress.setRange(0, t), self.progress.setValue(d)))
         self.job.signals.error.connect(self._failed)
@@ -186,7 +182,7 @@ class DataPage(QWizardPage):
         self.val_masks.setText(str(spec.val_masks))
         self.use_folders.setChecked(True)
         self.spec = spec
-        self.job = workers.Worker(_inspect, spec)
+        self.job = workers.Worker(inspect_dataset, spec)
         self.job.signals.result.connect(self._inspected)
         self.job.signals.error.connect(self._failed)
         workers.start(self.job)
@@ -457,7 +453,7 @@ class FinishPage(QWizardPage):
         source = self.wiz.training_page.out
         try:
             bundle = load_bundle(source)
-            extra = {name: (source / name).read_bytes() for name in ("history.csv", "loss.png")
+            extra = {name: (source / name).read_bytes() for name in TRAINING_FILES
                      if (source / name).is_file()}
             save_bundle(bundle, target, overwrite=overwrite, extra_files=extra)
         except (BundleError, OSError) as exc:

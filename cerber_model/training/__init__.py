@@ -7,8 +7,8 @@ starts. The analyzer build leaves this tier out.
 from .config import TrainingConfig, TrainingError, training_unavailable
 from .cost import CostEstimate, estimate_cost
 from .events import BatchDone, EpochDone, Inspected, Saved, Stopped, TrainingEvent
-from .loop import loss_plot_png, train, validate_objects
+from .loop import TRAINING_FILES, loss_plot_png, train, validate_objects
 
-__all__ = ["BatchDone", "CostEstimate", "EpochDone", "Inspected", "Saved", "Stopped", "TrainingConfig",
-           "TrainingError", "TrainingEvent", "estimate_cost", "loss_plot_png", "train", "training_unavailable",
-           "validate_objects"]
+__all__ = ["TRAINING_FILES", "BatchDone", "CostEstimate", "EpochDone", "Inspected", "Saved", "Stopped",
+           "TrainingConfig", "TrainingError", "TrainingEvent", "estimate_cost", "loss_plot_png", "train",
+           "training_unavailable", "validate_objects"]

@@ -36,6 +36,9 @@ from .config import TrainingConfig, TrainingError
 from .events import EventFn, Inspected, Saved, Stopped
 
 THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
+#: What training adds to a bundle's folder: the metrics of every epoch, and a plot of them.
+HISTORY_FILE, LOSS_PLOT_FILE = "history.csv", "loss.png"
+TRAINING_FILES = (HISTORY_FILE, LOSS_PLOT_FILE)
 
 
 def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:
@@ -270,7 +273,7 @@ def train(
         | {"match_radius_px": config.match_radius},
     )
     bundle = make_bundle(bundle_config, weights)
-    save_bundle(bundle, out, overwrite=True, extra_files={"history.csv": _history_csv(history),
-                                                          "loss.png": loss_plot_png(history)})
+    save_bundle(bundle, out, overwrite=True, extra_files={HISTORY_FILE: _history_csv(history),
+                                                          LOSS_PLOT_FILE: loss_plot_png(history)})
     emit(Saved(str(out)))
     return bundle
