@@ -40,7 +40,7 @@ lint: setup
 MODEL_DATA := build/model-data
 $(MODEL_DATA)/recipe.json: | $(STAMP)
 	rm -rf $(MODEL_DATA)
-	$(BIN)/cerber generate $(MODEL_DATA) --count 240 --seed 1 --size 512 512 --tracks 10 30 --snr 0.7 5 --quiet
+	$(BIN)/cerber generate $(MODEL_DATA) --count 240 --seed 1 --recipe training --quiet
 
 MODEL_BASE := build/model-base
 model: setup $(MODEL_DATA)/recipe.json

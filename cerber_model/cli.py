@@ -261,9 +261,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
     from .runtime.synthesis import Recipe, generate_dataset
+    from .training.config import RECIPES
 
     try:
-        recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
+        if args.recipe in RECIPES:
+            recipe = RECIPES[args.recipe]
+        else:
+            recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
         changes: dict[str, object] = {}
         if args.size:
             changes.update(height=args.size[0], width=args.size[1])
@@ -434,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tracks", type=int, nargs=2, metavar=("MIN", "MAX"), help="tracks per image (default 0 20)")
     g.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="track amplitude / noise SD range (default: the prototype's amplitudes)")
-    g.add_argument("--recipe", help="recipe JSON to start from (see recipe.json of a generated set)")
+    g.add_argument("--recipe", metavar="NAME_OR_JSON",
+                   help="recipe to start from: a named one (training: what the default model was trained on, "
+                        "as the wizard generates) or a recipe JSON (see recipe.json of a generated set)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of images for validation (default 0.2)")
     g.add_argument("--workers", type=int, help="processes (default: all cores); output is the same for any number")
     g.add_argument("--quiet", action="store_true")

@@ -82,6 +82,27 @@ def test_train_a_tiny_model_and_see_the_curves(qtbot, tmp_path, monkeypatch):
     assert (tmp_path / "saved" / "config.json").is_file() and (tmp_path / "saved" / "loss.png").is_file()
 
 
+def test_synthetic_data_follows_the_training_recipe(qtbot):
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from cerber_model.training.config import RECIPES
+
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    wizard.show()
+    page = wizard.data_page
+    assert page.size.value() == RECIPES["training"].height
+    page.synthetic.setChecked(True)
+    page.count.setValue(5)
+    page.size.setValue(64)
+    _check(qtbot, wizard)
+    assert wizard.button(QWizard.NextButton).isEnabled(), page.report_view.toPlainText()
+    written = json.loads((Path(page.train_images.text()).parents[1] / "recipe.json").read_text())["recipe"]
+    assert Recipe.from_dict(written) == replace(RECIPES["training"], height=64, width=64)
+
+
 def test_settings_start_at_the_training_defaults(qtbot):
     from cerber_model.training import TrainingConfig
 

@@ -4,7 +4,9 @@ import json
 from dataclasses import replace
 
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
+from cerber_model.runtime.synthesis import Recipe
 from cerber_model.training import TrainingConfig, estimate_cost
+from cerber_model.training.config import RECIPES
 
 # How a run's .work/state.json and a bundle's provenance stored the settings before the renames.
 OLD_STATE_CONFIG = {
@@ -86,3 +88,19 @@ def test_cost_estimate_reads_for_people():
     assert short.summary().startswith("Estimate on a 2-core CPU: under a minute per epoch of training (0 min in all")
     long = estimate_cost(TrainingConfig(epochs=200))
     assert " h in all, plus validation), about " in long.summary() and long.summary().endswith(" GiB of RAM.")
+
+
+def test_generate_with_the_named_training_recipe(tmp_path):
+    """--recipe training is what make model spelt out before (--size 512 512 --tracks 10 30 --snr 0.7 5),
+    and --size still changes it (the wizard's size)."""
+    from cerber_model.cli import main
+
+    assert main(["generate", str(tmp_path / "named"), "--count", "1", "--seed", "1", "--recipe", "training",
+                 "--size", "64", "64", "--quiet"]) == 0
+    assert main(["generate", str(tmp_path / "spelt"), "--count", "1", "--seed", "1", "--size", "64", "64",
+                 "--tracks", "10", "30", "--snr", "0.7", "5", "--quiet"]) == 0
+    named, spelt = (json.loads((tmp_path / d / "recipe.json").read_text()) for d in ("named", "spelt"))
+    assert named == spelt and named["recipe"]["height"] == 64
+    image = "train/images/synth_00000.png"
+    assert (tmp_path / "named" / image).read_bytes() == (tmp_path / "spelt" / image).read_bytes()
+    assert Recipe.from_dict({**named["recipe"], "height": 512, "width": 512}) == RECIPES["training"]
