@@ -144,8 +144,8 @@ class Evaluation:
         return "\n".join(lines)
 
 
-LOG_SIGMAS = (1.5, 2.0, 2.5, 3.0, 4.0)
-LOG_THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35)
+LOG_SIGMAS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+LOG_THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.12, 0.15, 0.18, 0.25, 0.35)
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,
