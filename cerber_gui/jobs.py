@@ -79,8 +79,8 @@ class JobRunner(QObject):
 
     def _analyzed(self, result: AnalysisResult) -> None:
         job = self.worker.tag
-        self.session.add_result(job, result)
-        self.message.emit(f"{job.path.name}: {result.tracks.count} tracks", 5000)
+        if self.session.add_result(job, result):
+            self.message.emit(f"{job.path.name}: {result.tracks.count} tracks", 5000)
 
     def _failed(self, message: str, details: str) -> None:
         self.session.clear_queue()

@@ -69,6 +69,7 @@ class AnalysisJob:
     threshold: float
     pixel_size_um: float | None
     waiting: int  # images queued behind this one
+    model_load: int  # which of the session's models it runs (see Session.model_loads)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class Session:
         self.pixel_size_um = pixel_size_um or None
         self.queue: list[Path] = []  # images waiting for analysis, next first
         self.job: AnalysisJob | None = None  # the analysis running
+        # Models set so far: a job started under an earlier one is stale even if the same
+        # bundle was loaded again (its threshold went back to the model's).
+        self.model_loads = 0
 
     # -- reading the state --------------------------------------------------------
     @property
@@ -166,6 +170,7 @@ class Session:
     def set_bundle(self, bundle: Bundle) -> None:
         """Use ``bundle`` from now on, at its own threshold; results of the previous model are dropped."""
         self.bundle = bundle
+        self.model_loads += 1
         self.threshold = _step(bundle.config.threshold)
         self.results.clear()
         self.events.model_changed.emit(bundle)
@@ -208,13 +213,17 @@ class Session:
             return None
         path = self.queue.pop(0)
         self.job = AnalysisJob(path, self.images[path], self.bundle, self.threshold, self.pixel_size_um,
-                               waiting=len(self.queue))
+                               waiting=len(self.queue), model_load=self.model_loads)
         self.events.busy_changed.emit(True)
         return self.job
 
-    def add_result(self, job: AnalysisJob, result: AnalysisResult) -> None:
+    def add_result(self, job: AnalysisJob, result: AnalysisResult) -> bool:
+        """Store what ``job`` found; False, and nothing stored, if another model was set since it started."""
+        if job.model_load != self.model_loads:
+            return False
         self.results[job.path] = result
         self.events.result_added.emit(job.path)
+        return True
 
     # -- re-tracking ------------------------------------------------------------------
     def retrack_job(self) -> RetrackJob | None:
@@ -227,9 +236,10 @@ class Session:
                           self.pixel_size_um)
 
     def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:
-        """Store tracks that ``job`` found; False, and nothing stored, if the image's result is gone."""
+        """Store tracks that ``job`` found; False, and nothing stored, if the result they came from is
+        no longer the image's (a new model dropped it, or the image was analyzed again)."""
         result = self.results.get(job.path)
-        if result is None:  # e.g. a new model dropped it: these tracks no longer apply
+        if result is None or job.result is not result:
             return False
         result.tracks = tracks
         self.events.tracks_changed.emit(job.path)

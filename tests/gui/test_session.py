@@ -148,3 +148,44 @@ def test_exports_name_their_files_after_the_image_and_summarise_every_result(tmp
     lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert [line.split(",")[:4] for line in lines[1:]] == [[str(paths[0]), "96", "96", "1"],
                                                             [str(paths[1]), "96", "96", "3"]]
+
+
+def test_a_result_that_arrives_after_a_new_model_is_dropped(tmp_path, bundle):
+    session = Session(bundle)
+    path = spots_image(tmp_path / "late.tif", [(40, 40)]).resolve()
+    session.open([path])
+    session.queue_selected()
+    job = session.next_job()
+    result = analyze(job.image, job.bundle, threshold=job.threshold)
+    session.set_bundle(load_default_bundle())  # the user loads a model while the analysis runs
+    seen = record(session)
+    assert not session.add_result(job, result)
+    assert session.results == {} and seen == []
+    assert session.next_job() is None  # the job has ended
+    # Loading the very same model again counts as a new model too: its threshold was reset.
+    session.queue_selected()
+    job = session.next_job()
+    session.set_bundle(session.bundle)
+    assert not session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    assert session.results == {}
+
+
+def test_tracks_from_an_old_probability_map_do_not_reach_a_newer_result(tmp_path, bundle):
+    session = Session(bundle)
+    path = spots_image(tmp_path / "again.tif", [(30, 30), (60, 70)]).resolve()
+    session.open([path])
+    session.queue_selected()
+    job = session.next_job()
+    session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    assert session.next_job() is None
+    session.set_threshold(0.9)
+    retrack = session.retrack_job()  # re-tracking the first result starts...
+    session.queue_selected()
+    job = session.next_job()
+    newer = analyze(job.image, job.bundle, threshold=job.threshold)
+    session.add_result(job, newer)  # ...and the image is analyzed again before it ends
+    newer_tracks = newer.tracks
+    seen = record(session)
+    stale = analyze(retrack.result.image, bundle, threshold=0.99).tracks
+    assert not session.set_tracks(retrack, stale)
+    assert session.results[path] is newer and newer.tracks is newer_tracks and seen == []
