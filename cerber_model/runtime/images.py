@@ -378,6 +378,13 @@ class BackgroundLevels(Levels):
     background: np.ndarray  # (gh, gw) float32
     inverse_noise: np.ndarray  # (gh, gw) float32, 1 / noise SD
 
+    def maps(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The background and the noise SD at image ``rows`` x ``cols`` (float32 arrays)."""
+        ri, rf = _interpolation(np.asarray(rows), self.centre_rows)
+        ci, cf = _interpolation(np.asarray(cols), self.centre_cols)
+        return (_bilinear(self.background, ri, rf, ci, cf),
+                np.float32(1) / _bilinear(self.inverse_noise, ri, rf, ci, cf))
+
     def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
         rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
         cols = np.arange(x.shape[1]) if cols is None else np.asarray(cols)

@@ -17,6 +17,11 @@ Python; the wide, smooth background ones on a coarser grid, interpolated linearl
 
 Every image draws from its own random generator seeded by ``(seed, index)``, so a
 data set is byte-identical whatever the number of worker processes.
+
+This recipe is named "prototype"; "realistic" (:mod:`.realistic`, generator v2)
+adds small and clustered spots, clutter labelled as background and a camera
+model. :data:`RECIPE_NAMES` lists the names, :func:`named_recipe` and
+:func:`recipe_from_dict` make either; :func:`generate_dataset` writes both.
 Angles are counter-clockwise from the column axis as displayed; coordinates
 (row, col), 0-based.
 """
@@ -28,11 +33,14 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from .progress import CancelToken, ProgressFn
+
+if TYPE_CHECKING:
+    from .realistic import RealisticRecipe
 
 WINDOW_SDS = 4.0  # Gaussians are evaluated out to this many SDs from their centre
 
@@ -88,10 +96,11 @@ class Recipe:
 class Sample:
     """One synthetic image with its ground truth."""
 
-    image: np.ndarray  # uint8 (H, W)
+    image: np.ndarray  # uint8, or uint16 for 12- and 16-bit images (H, W)
     mask: np.ndarray  # uint8 (H, W), 0 or 255
     centres: np.ndarray  # (N, 2) float (row, col)
     snr: np.ndarray  # (N,) track amplitude / noise SD
+    sds: np.ndarray | None = None  # (N, 2) SDs along and across each spot's axis, px
 
 
 def _add_gaussian(canvas: np.ndarray, r0: float, c0: float, sd_u: float, sd_v: float, angle: float,
@@ -241,13 +250,44 @@ def draw_scene(recipe: Recipe, rng: np.random.Generator) -> Scene:
                  np.array(blobs, dtype=np.float64).reshape(-1, 6), vignette)
 
 
-def make_sample(recipe: Recipe, seed: int, index: int) -> Sample:
+#: Either recipe: the prototype's (:class:`Recipe`) or the realistic one.
+AnyRecipe = Union[Recipe, "RealisticRecipe"]
+#: The named recipes (``cerber generate --recipe NAME``).
+RECIPE_NAMES = ("prototype", "realistic")
+
+
+def named_recipe(name: str) -> AnyRecipe:
+    """The recipe called ``name`` (see :data:`RECIPE_NAMES`) with its default settings."""
+    if name == "prototype":
+        return Recipe()
+    if name == "realistic":
+        from .realistic import RealisticRecipe
+
+        return RealisticRecipe()
+    raise ValueError(f"no recipe named {name!r}; the recipes are {', '.join(RECIPE_NAMES)}")
+
+
+def recipe_from_dict(data: dict[str, Any]) -> AnyRecipe:
+    """A recipe from its ``to_dict()`` (or a data set's recipe.json): the realistic one when
+    ``kind`` says so, else the prototype's."""
+    if "recipe" in data and isinstance(data["recipe"], dict):
+        data = data["recipe"]
+    if data.get("kind", "prototype") == "realistic":
+        from .realistic import RealisticRecipe
+
+        return RealisticRecipe.from_dict(data)
+    return Recipe.from_dict({k: v for k, v in data.items() if k != "kind"})
+
+
+def make_sample(recipe: AnyRecipe, seed: int, index: int) -> Sample:
     """Synthetic image number ``index`` of the data set with ``seed``."""
+    if not isinstance(recipe, Recipe):
+        return recipe.make_sample(seed, index)
     scene = draw_scene(recipe, np.random.default_rng([seed, index]))
     mask = np.zeros((recipe.height, recipe.width), dtype=bool)
     canvas = render(scene, recipe, mask)
     return Sample(_to_uint8(canvas), mask.astype(np.uint8) * 255, scene.tracks[:, :2].copy(),
-                  scene.tracks[:, 5] / scene.noise_sd)
+                  scene.tracks[:, 5] / scene.noise_sd, scene.tracks[:, 2:4].copy())
 
 
 def render(scene: Scene, recipe: Recipe, mask: np.ndarray | None = None) -> np.ndarray:
@@ -288,7 +328,7 @@ def sample_paths(out: Path, split: str, index: int) -> dict[str, Path]:
     }
 
 
-def _write_sample(task: tuple[Path, str, Recipe, int, int]) -> int:
+def _write_sample(task: tuple[Path, str, AnyRecipe, int, int]) -> int:
     from PIL import Image as PILImage
 
     from .files import atomic_write
@@ -307,7 +347,7 @@ def generate_dataset(
     out: Path | str,
     count: int,
     seed: int,
-    recipe: Recipe | None = None,
+    recipe: AnyRecipe | None = None,
     val_fraction: float = 0.2,
     workers: int | None = None,
     progress: ProgressFn | None = None,

@@ -1,0 +1,145 @@
+"""The realistic recipe (generator v2): every feature present and labelled as it should be."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from scipy import ndimage
+
+from cerber_model.runtime.images import read_image
+from cerber_model.runtime.realistic import RealisticRecipe, remove_spots
+from cerber_model.runtime.synthesis import generate_dataset, make_sample, named_recipe, recipe_from_dict
+
+SMALL = RealisticRecipe(height=160, width=144, tracks=(15, 25), ring_radius=(12, 40))
+
+
+def _components(mask):
+    return ndimage.label(mask > 0, structure=np.ones((3, 3)))
+
+
+def test_each_spot_is_one_mask_component_holding_its_centre():
+    for index in range(6):
+        sample = make_sample(SMALL, 1, index)
+        labels, n = _components(sample.mask)
+        c = np.rint(sample.centres).astype(int)
+        inside = labels[c[:, 0], c[:, 1]]
+        assert n == len(sample.centres) > 0
+        assert (inside > 0).all() and len(set(inside)) == n
+        # Each component's centroid lies near its spot's centre (cut ones at the edge excepted).
+        centroids = np.array(ndimage.center_of_mass(sample.mask > 0, labels, inside))
+        away = ((c > 6) & (c < np.array(sample.mask.shape) - 7)).all(axis=1)
+        assert np.abs(centroids - sample.centres)[away].max() < 2.5
+
+
+def test_clutter_is_never_in_the_mask():
+    """An image with every kind of clutter and no spots: strong structure, an empty mask, no centres."""
+    recipe = replace(SMALL, tracks=(0, 0), blobs=(4, 4), rings=(2, 2), filaments=(2, 2), texture_probability=1.0,
+                     dust=(1, 1), scratch_probability=1.0, hot_pixels=(1e-3, 1e-3), clutter_snr=(10, 20))
+    for index in range(3):
+        sample = make_sample(recipe, 2, index)
+        assert sample.mask.max() == 0 and len(sample.centres) == 0
+        x = sample.image.astype(np.float64)
+        assert ndimage.gaussian_filter(x, 3).std() > 5 * np.std(x - ndimage.median_filter(x, 3)) / 10
+
+
+def test_mask_pixels_lie_only_around_spots():
+    sample = make_sample(replace(SMALL, clutter_snr=(20, 40), blobs=(6, 8)), 3, 0)
+    rr, cc = np.nonzero(sample.mask)
+    distance = np.hypot(rr[:, None] - sample.centres[:, 0], cc[:, None] - sample.centres[:, 1]).min(axis=1)
+    assert distance.max() <= 5.0 + 1.5  # the widest mask ellipse (1 SD of 5 px) plus a pixel
+
+
+def test_spot_sizes_snr_and_saturation_span_their_ranges():
+    recipe = replace(SMALL, saturated_fraction=0.1)
+    samples = [make_sample(recipe, 4, i) for i in range(8)]
+    sds = np.concatenate([s.sds for s in samples])
+    snr = np.concatenate([s.snr for s in samples])
+    assert sds.min() >= 0.6 and sds.max() <= 5.0
+    assert (sds < 1.0).any() and (sds > 3.5).any()
+    assert snr.min() >= 0.69 and (snr < 1.5).any() and ((snr > 10) & (snr <= 30.01)).any()
+    assert (snr > 30.01).any()  # saturated spots: their unclipped peak is far above the range
+    full = {np.dtype(np.uint8): 255}
+    clipped = [s for s in samples if s.image.max() in (full.get(s.image.dtype, -1), 4095, 65535)]
+    assert clipped
+
+
+def test_bit_depths_and_16_bit_png(tmp_path):
+    recipe = replace(SMALL, tracks=(2, 4))
+    depths = set()
+    for index in range(12):
+        image = make_sample(recipe, 5, index).image
+        depths.add(8 if image.dtype == np.uint8 else 12 if image.max() <= 4095 else 16)
+    assert depths == {8, 12, 16}
+    out = generate_dataset(tmp_path / "d", 4, seed=5, recipe=replace(recipe, bit_depths=(16,)), workers=1)
+    path = out / "train" / "images" / "synth_00000.png"
+    assert PILImage.open(path).mode == "I;16"
+    assert np.array_equal(read_image(path).data, make_sample(replace(recipe, bit_depths=(16,)), 5, 0).image)
+    eight = make_sample(replace(recipe, bit_depths=(8,), noise_grey_levels=(0.4, 0.6)), 5, 1).image
+    assert len(np.unique(eight)) < 40  # only a few grey levels for faint spots on an 8-bit camera
+
+
+def test_identical_for_any_number_of_workers_and_recipe_json(tmp_path):
+    one = generate_dataset(tmp_path / "one", 4, seed=3, recipe=SMALL, val_fraction=0.25, workers=1)
+    two = generate_dataset(tmp_path / "two", 4, seed=3, recipe=SMALL, val_fraction=0.25, workers=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len(files) == 1 + 4 * 3
+    for f in files:
+        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+    meta = json.loads((one / "recipe.json").read_text())
+    assert meta["recipe"]["kind"] == "realistic" and recipe_from_dict(meta) == SMALL
+    lines = (one / "train" / "tracks" / "synth_00000.csv").read_text().splitlines()
+    assert lines[0] == "row,col,snr" and len(lines) - 1 == len(make_sample(SMALL, 3, 0).centres)
+
+
+def test_named_recipes():
+    assert named_recipe("prototype").to_dict() == recipe_from_dict(named_recipe("prototype").to_dict()).to_dict()
+    assert isinstance(named_recipe("realistic"), RealisticRecipe)
+    with pytest.raises(ValueError, match="prototype, realistic"):
+        named_recipe("fancy")
+    with pytest.raises(ValueError, match="unknown recipe settings"):
+        RealisticRecipe.from_dict({"kind": "realistic", "colour": 1})
+
+
+def _lab_image(rng, shape=(200, 180), rim=True):
+    """A lab image: a smooth background, a bright rim, noise and 12 spots of SNR 8 at known places."""
+    rr, cc = np.indices(shape)
+    image = 300 + 0.5 * rr + rim * 400 * np.exp(-((np.hypot(rr - 145, cc - 90) - 30) ** 2) / 8)
+    centres = np.array([(15 + 22 * (i // 4), 25 + 40 * (i % 4)) for i in range(12)], float)
+    centres += rng.uniform(-3, 3, (12, 2))
+    for r, c in centres:
+        image += 8 * 10 * np.exp(-((rr - r) ** 2 + (cc - c) ** 2) / (2 * 1.6**2))
+    return np.clip(image + rng.normal(0, 10, shape), 0, 65535).astype(np.uint16), centres
+
+
+def test_remove_spots_paints_over_the_labs_spots_and_keeps_the_rim():
+    image, centres = _lab_image(np.random.default_rng(0))
+    cleaned, removed = remove_spots(image)
+    c = np.rint(centres).astype(int)
+    assert removed[c[:, 0], c[:, 1]].all()
+    response = -(1.6**2) * ndimage.gaussian_laplace(cleaned, 1.6)
+    before = -(1.6**2) * ndimage.gaussian_laplace(image.astype(np.float32), 1.6)
+    assert before[c[:, 0], c[:, 1]].min() > 25  # the spots were there
+    assert np.abs(response[c[:, 0], c[:, 1]]).max() < 12  # and are gone (noise response SD ~4)
+    rim = np.abs(np.hypot(*(np.indices(image.shape) - np.array([145, 90])[:, None, None])) - 30) < 1
+    assert cleaned[rim].mean() > image[rim].mean() - 60  # the rim (clutter) is mostly kept
+    assert abs(cleaned[~removed].std() - image[~removed].std()) < 1e-3
+
+
+def test_generate_on_lab_backgrounds_has_only_its_own_spots(tmp_path):
+    """Every bright spot in an image made on the lab's backgrounds is one of the new, labelled ones."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "lab").mkdir()
+    for i in range(2):
+        PILImage.fromarray(_lab_image(rng, rim=False)[0]).save(tmp_path / "lab" / f"lab{i}.png")
+    recipe = replace(SMALL, height=128, width=128, tracks=(5, 8), snr=(10, 20), saturated_fraction=0.0,
+                     backgrounds=str(tmp_path / "lab"))
+    for index in range(3):
+        sample = make_sample(recipe, 7, index)
+        assert sample.image.dtype == np.uint16 and _components(sample.mask)[1] == len(sample.centres)
+        x = sample.image.astype(np.float32)
+        response = -(1.6**2) * ndimage.gaussian_laplace(x, 1.6)
+        peaks = np.argwhere((response == ndimage.maximum_filter(response, 7)) & (response > 30))
+        distance = np.hypot(*(peaks[:, None, :] - sample.centres[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+        assert len(peaks) >= len(sample.centres) // 2 and distance.max() < 3, index
