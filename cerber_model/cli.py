@@ -260,14 +260,17 @@ def _bar(desc: str, quiet: bool):
 def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
-    from .runtime.synthesis import Recipe, generate_dataset
+    from .runtime.synthesis import RECIPE_NAMES, AnyRecipe, Recipe, generate_dataset, named_recipe, recipe_from_dict
     from .training.config import RECIPES
 
     try:
+        recipe: AnyRecipe
         if args.recipe in RECIPES:
             recipe = RECIPES[args.recipe]
+        elif args.recipe in RECIPE_NAMES:
+            recipe = named_recipe(args.recipe)
         else:
-            recipe = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
+            recipe = recipe_from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()
         changes: dict[str, object] = {}
         if args.size:
             changes.update(height=args.size[0], width=args.size[1])
@@ -275,7 +278,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             changes["tracks"] = tuple(args.tracks)
         if args.snr:
             changes["snr"] = tuple(args.snr)
-        recipe = Recipe.from_dict({**recipe.to_dict(), **changes})
+        if args.backgrounds:
+            if isinstance(recipe, Recipe):
+                return _fail("--backgrounds needs the realistic recipe (--recipe realistic)")
+            from .runtime.realistic import background_files
+
+            background_files(args.backgrounds)
+            changes["backgrounds"] = str(Path(args.backgrounds).resolve())
+        recipe = recipe_from_dict({**recipe.to_dict(), **changes})
     except (OSError, ValueError, TypeError) as exc:
         return _fail(f"bad recipe: {exc}")
     bar, progress = _bar("generating", args.quiet)
@@ -440,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track amplitude / noise SD range (default: the prototype's amplitudes)")
     g.add_argument("--recipe", metavar="NAME_OR_JSON",
                    help="recipe to start from: a named one (training: what the default model was trained on, "
-                        "as the wizard generates) or a recipe JSON (see recipe.json of a generated set)")
+                        "as the wizard generates; prototype: the prototype's defaults; realistic: small, "
+                        "clustered and saturated spots among clutter, 8/12/16-bit cameras) or a recipe JSON "
+                        "(see recipe.json of a generated set)")
+    g.add_argument("--backgrounds", metavar="DIR",
+                   help="realistic recipe: draw backgrounds from the lab's own images in DIR (their spots "
+                        "are found and painted over first, so they never count as background)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of images for validation (default 0.2)")
     g.add_argument("--workers", type=int, help="processes (default: all cores); output is the same for any number")
     g.add_argument("--quiet", action="store_true")

@@ -143,3 +143,18 @@ def test_generate_on_lab_backgrounds_has_only_its_own_spots(tmp_path):
         peaks = np.argwhere((response == ndimage.maximum_filter(response, 7)) & (response > 30))
         distance = np.hypot(*(peaks[:, None, :] - sample.centres[None, :, :]).transpose(2, 0, 1)).min(axis=1)
         assert len(peaks) >= len(sample.centres) // 2 and distance.max() < 3, index
+
+
+def test_cerber_generate_realistic_with_lab_backgrounds(tmp_path):
+    from cerber_model.cli import main
+
+    (tmp_path / "lab").mkdir()
+    PILImage.fromarray(_lab_image(np.random.default_rng(2), rim=False)[0]).save(tmp_path / "lab" / "a.png")
+    out = tmp_path / "data"
+    assert main(["generate", str(out), "--count", "2", "--seed", "1", "--recipe", "realistic", "--size", "96", "96",
+                 "--backgrounds", str(tmp_path / "lab"), "--workers", "1", "--quiet"]) == 0
+    recipe = recipe_from_dict(json.loads((out / "recipe.json").read_text()))
+    assert isinstance(recipe, RealisticRecipe) and recipe.height == 96 and recipe.backgrounds.endswith("lab")
+    assert read_image(out / "train" / "images" / "synth_00000.png").data.dtype == np.uint16
+    assert main(["generate", str(tmp_path / "no"), "--count", "1", "--seed", "1", "--backgrounds",
+                 str(tmp_path / "lab"), "--quiet"]) == 2  # the prototype's recipe has no backgrounds
