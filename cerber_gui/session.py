@@ -1,7 +1,8 @@
 """The session: what the user has open and what the app is doing with it.
 
 Open images, their analysis results, the images queued for analysis and the job running,
-the model with its threshold, the pixel size, and which image is selected. Like napari's
+the model with its threshold, the pixel size, which image is selected, and its point
+annotations while the user annotates (:class:`~cerber_gui.annotations.Annotations`). Like napari's
 ``ViewerModel`` it is plain Python (an import-linter contract keeps Qt out): it changes only
 through its methods and tells observers through the callbacks in :attr:`Session.events`.
 The main window draws it and runs its jobs; tests drive it without a window.
@@ -15,10 +16,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cerber_model.runtime.analysis import AnalysisResult
 from cerber_model.runtime.bundle import Bundle
 from cerber_model.runtime.images import Image, list_images, read_image
-from cerber_model.runtime.tracks import Tracks
+from cerber_model.runtime.tracks import Tracks, extract_tracks
+
+from .annotations import AnnotationError, Annotations
 
 
 class Event:
@@ -57,6 +62,13 @@ class SessionEvents:
     result_added: Event = field(default_factory=Event)
     #: Path: an analyzed image has new tracks (re-extracted at new settings)
     tracks_changed: Event = field(default_factory=Event)
+    #: bool: annotation started (True) or ended (False); while on, :attr:`Session.annotations`
+    #: holds the selected image's points
+    annotating_changed: Event = field(default_factory=Event)
+    #: Path: the points being annotated changed (an edit, undo or redo, or a save)
+    points_changed: Event = field(default_factory=Event)
+    #: str, str: an image cannot be annotated: what and what to do, details (annotation is off)
+    annotation_refused: Event = field(default_factory=Event)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,18 @@ class RetrackJob:
     threshold: float
     min_area_px: int
     pixel_size_um: float | None
+
+
+@dataclass(frozen=True)
+class AnnotationState:
+    """What the annotation controls offer now."""
+
+    can_annotate: bool  # an image is selected
+    annotating: bool
+    can_accept: bool  # annotating an analyzed image: its detections can become points
+    unsaved: bool
+    can_undo: bool
+    can_redo: bool
 
 
 @dataclass
@@ -113,6 +137,7 @@ class Session:
         # Models set so far: a job started under an earlier one is stale even if the same
         # bundle was loaded again (its threshold went back to the model's).
         self.model_loads = 0
+        self.annotations: Annotations | None = None  # the selected image's points, while annotating
 
     # -- reading the state --------------------------------------------------------
     @property
@@ -125,6 +150,23 @@ class Session:
 
     def selected_result(self) -> AnalysisResult | None:
         return self.results.get(self.selected) if self.selected is not None else None
+
+    @property
+    def annotating(self) -> bool:
+        return self.annotations is not None
+
+    @property
+    def unsaved_points(self) -> bool:
+        """Whether the points being annotated differ from their file: save or revert them before
+        selecting another image or ending annotation."""
+        return self.annotations is not None and self.annotations.dirty
+
+    def annotation_state(self) -> AnnotationState:
+        a = self.annotations
+        return AnnotationState(can_annotate=self.selected is not None, annotating=a is not None,
+                               can_accept=a is not None and self.selected_result() is not None,
+                               unsaved=self.unsaved_points, can_undo=a is not None and a.can_undo,
+                               can_redo=a is not None and a.can_redo)
 
     # -- images ---------------------------------------------------------------------
     def open(self, paths: Iterable[Path | str]) -> OpenReport:
@@ -161,10 +203,63 @@ class Session:
         return report
 
     def select(self, path: Path) -> None:
+        """Select an open image; while annotating, its points are annotated from now on (if they
+        cannot be, annotation ends with :attr:`SessionEvents.annotation_refused`)."""
         if path not in self.images:
             raise KeyError(f"{path} is not open")
+        self._check_saved()
         self.selected = path
+        if self.annotations is not None:
+            self.annotations = None
+            self.events.selected.emit(path)
+            self.annotate(True)
+            return
         self.events.selected.emit(path)
+
+    # -- annotation -----------------------------------------------------------------
+    def _check_saved(self) -> None:
+        if self.unsaved_points:  # the window asks the user first; this is the last guard
+            raise RuntimeError(f"the points of {self.annotations.image} are not saved: save or revert them first")
+
+    def annotate(self, on: bool) -> bool:
+        """Start or end annotating the selected image's points; whether annotation is now on.
+
+        Starting reads the points saved beside the image; where they cannot be read or saved
+        again, :attr:`SessionEvents.annotation_refused` says why and annotation stays off.
+        Ending with unsaved points raises RuntimeError (save or revert them first).
+        """
+        if not on:
+            self._check_saved()
+            if self.annotations is not None:
+                self.annotations = None
+                self.events.annotating_changed.emit(False)
+            return False
+        if self.annotations is not None:
+            return True
+        if self.selected is None:
+            return False
+        path = self.selected
+        try:
+            self.annotations = Annotations.load(path, self.images[path].shape,
+                                                on_change=lambda: self.events.points_changed.emit(path))
+        except AnnotationError as exc:
+            self.events.annotating_changed.emit(False)
+            self.events.annotation_refused.emit(exc.message, exc.details)
+            return False
+        self.events.annotating_changed.emit(True)
+        return True
+
+    def accept_detections(self) -> int:
+        """Add the selected image's detections at the current threshold as points (one edit, which
+        Undo takes back; detections on a point already there are skipped); how many were added."""
+        result = self.selected_result()
+        if self.annotations is None or result is None or self.bundle is None:
+            return 0
+        tracks = result.tracks
+        if tracks.threshold != self.threshold:  # re-tracking at the slider's value has not ended yet
+            tracks = extract_tracks(result.probability, result.image.data, self.threshold,
+                                    self.bundle.config.min_area_px, self.pixel_size_um)
+        return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     # -- model and settings ---------------------------------------------------------
     def set_bundle(self, bundle: Bundle) -> None:

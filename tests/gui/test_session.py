@@ -37,7 +37,7 @@ def record(session):
 
 
 def test_the_session_and_exports_import_no_qt():
-    code = ("import sys, cerber_gui.session, cerber_gui.exports; "
+    code = ("import sys, cerber_gui.session, cerber_gui.annotations, cerber_gui.exports; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
