@@ -41,9 +41,8 @@ from PySide6.QtWidgets import (
 
 from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
-from cerber_model.runtime.synthesis import generate_dataset
+from cerber_model.runtime.synthesis import generate_dataset, named_recipe
 from cerber_model.training import TRAINING_FILES, TrainingConfig, estimate_cost, train
-from cerber_model.training.config import RECIPES
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
@@ -56,7 +55,7 @@ class TrainingEvents(QObject):
 
 
 def _generate(folder: Path, count: int, seed: int, size: int, *, progress, cancel):
-    recipe = replace(RECIPES["training"], height=size, width=size)
+    recipe = replace(named_recipe("training"), height=size, width=size)
     generate_dataset(folder, count, seed, recipe, val_fraction=0.2, workers=1, progress=progress, cancel=cancel)
     return DatasetSpec.from_folder(folder)
 
@@ -107,7 +106,7 @@ class DataPage(QWizardPage):
         layout.addWidget(self.use_folders)
         layout.addLayout(row)
         self.count = QSpinBox(minimum=5, maximum=5000, value=100)
-        self.size = QSpinBox(minimum=64, maximum=4096, value=RECIPES["training"].height, singleStep=64)
+        self.size = QSpinBox(minimum=64, maximum=4096, value=named_recipe("training").height, singleStep=64)
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=1)
         row = QHBoxLayout()
         row.addWidget(self.synthetic)

@@ -261,13 +261,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
     from .runtime.synthesis import RECIPE_NAMES, AnyRecipe, Recipe, generate_dataset, named_recipe, recipe_from_dict
-    from .training.config import RECIPES
 
     try:
         recipe: AnyRecipe
-        if args.recipe in RECIPES:
-            recipe = RECIPES[args.recipe]
-        elif args.recipe in RECIPE_NAMES:
+        if args.recipe in RECIPE_NAMES:
             recipe = named_recipe(args.recipe)
         else:
             recipe = recipe_from_dict(json.loads(Path(args.recipe).read_text())) if args.recipe else Recipe()

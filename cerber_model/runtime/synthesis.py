@@ -252,14 +252,19 @@ def draw_scene(recipe: Recipe, rng: np.random.Generator) -> Scene:
 
 #: Either recipe: the prototype's (:class:`Recipe`) or the realistic one.
 AnyRecipe = Union[Recipe, "RealisticRecipe"]
-#: The named recipes (``cerber generate --recipe NAME``).
-RECIPE_NAMES = ("prototype", "realistic")
+#: The named recipes (``cerber generate --recipe NAME``): "prototype", the prototype's settings;
+#: "training", the prototype's kind of image as the current default model was trained on
+#: (``make model``: 240 images, seed 1) and the wizard's "Generate synthetic data" writes:
+#: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2.
+RECIPE_NAMES = ("prototype", "training", "realistic")
 
 
 def named_recipe(name: str) -> AnyRecipe:
     """The recipe called ``name`` (see :data:`RECIPE_NAMES`) with its default settings."""
     if name == "prototype":
         return Recipe()
+    if name == "training":
+        return Recipe(height=512, width=512, tracks=(10, 30), snr=(0.7, 5.0))
     if name == "realistic":
         from .realistic import RealisticRecipe
 

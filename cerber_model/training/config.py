@@ -12,15 +12,6 @@ from typing import Any
 
 from ..runtime.datasets import Augmentation
 from ..runtime.images import Normalization
-from ..runtime.synthesis import Recipe
-
-#: Named recipes of synthetic training data (``cerber generate --recipe NAME``). "training" is
-#: what the default model was trained on (``make model``: 240 images, seed 1) and what the
-#: wizard's "Generate synthetic data" writes (at the image size chosen there): 512 x 512 px
-#: images with 10-30 tracks each, at an SNR of 0.7-5.
-RECIPES: dict[str, Recipe] = {
-    "training": Recipe(height=512, width=512, tracks=(10, 30), snr=(0.7, 5.0)),
-}
 
 
 class TrainingError(Exception):

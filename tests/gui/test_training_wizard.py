@@ -87,20 +87,20 @@ def test_synthetic_data_follows_the_training_recipe(qtbot):
     from dataclasses import replace
     from pathlib import Path
 
-    from cerber_model.training.config import RECIPES
+    from cerber_model.runtime.synthesis import named_recipe
 
     wizard = TrainingWizard()
     qtbot.addWidget(wizard)
     wizard.show()
     page = wizard.data_page
-    assert page.size.value() == RECIPES["training"].height
+    assert page.size.value() == named_recipe("training").height
     page.synthetic.setChecked(True)
     page.count.setValue(5)
     page.size.setValue(64)
     _check(qtbot, wizard)
     assert wizard.button(QWizard.NextButton).isEnabled(), page.report_view.toPlainText()
     written = json.loads((Path(page.train_images.text()).parents[1] / "recipe.json").read_text())["recipe"]
-    assert Recipe.from_dict(written) == replace(RECIPES["training"], height=64, width=64)
+    assert Recipe.from_dict(written) == replace(named_recipe("training"), height=64, width=64)
 
 
 def test_settings_start_at_the_training_defaults(qtbot):

@@ -96,7 +96,7 @@ def test_identical_for_any_number_of_workers_and_recipe_json(tmp_path):
 def test_named_recipes():
     assert named_recipe("prototype").to_dict() == recipe_from_dict(named_recipe("prototype").to_dict()).to_dict()
     assert isinstance(named_recipe("realistic"), RealisticRecipe)
-    with pytest.raises(ValueError, match="prototype, realistic"):
+    with pytest.raises(ValueError, match="prototype, training, realistic"):
         named_recipe("fancy")
     with pytest.raises(ValueError, match="unknown recipe settings"):
         RealisticRecipe.from_dict({"kind": "realistic", "colour": 1})

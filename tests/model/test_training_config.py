@@ -4,9 +4,8 @@ import json
 from dataclasses import replace
 
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
-from cerber_model.runtime.synthesis import Recipe
+from cerber_model.runtime.synthesis import Recipe, named_recipe
 from cerber_model.training import TrainingConfig, estimate_cost
-from cerber_model.training.config import RECIPES
 
 # How a run's .work/state.json and a bundle's provenance stored the settings before the renames.
 OLD_STATE_CONFIG = {
@@ -103,4 +102,4 @@ def test_generate_with_the_named_training_recipe(tmp_path):
     assert named == spelt and named["recipe"]["height"] == 64
     image = "train/images/synth_00000.png"
     assert (tmp_path / "named" / image).read_bytes() == (tmp_path / "spelt" / image).read_bytes()
-    assert Recipe.from_dict({**named["recipe"], "height": 512, "width": 512}) == RECIPES["training"]
+    assert Recipe.from_dict({**named["recipe"], "height": 512, "width": 512}) == named_recipe("training")
