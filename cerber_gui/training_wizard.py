@@ -222,7 +222,11 @@ class SettingsPage(QWizardPage):
         d = TrainingConfig()  # the defaults, as in cerber train
         self.width = QSpinBox(minimum=1, maximum=8, value=d.width)
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=d.epochs)
-        self.steps = QSpinBox(minimum=1, maximum=10000, value=d.steps_per_epoch)
+        self.steps = QSpinBox(minimum=0, maximum=10000, value=d.steps_per_epoch)
+        low, high = TrainingConfig.AUTO_STEPS
+        self.steps.setSpecialValueText(f"from the data ({low}-{high})")  # shown for 0
+        self.steps.setToolTip("0: enough batches for a few passes over the training images, so that "
+                              "fine-tuning on a few annotated images takes minutes")
         self.patch_size = QSpinBox(minimum=32, maximum=1024, value=d.patch_size, singleStep=32)
         self.batch_size = QSpinBox(minimum=1, maximum=256, value=d.batch_size)
         self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=0.1, value=d.learning_rate, singleStep=1e-3)
@@ -268,8 +272,14 @@ class SettingsPage(QWizardPage):
             self.width.setValue(self.start_width)
         self.width.setEnabled(not fine_tune)
 
+    def initializePage(self) -> None:
+        self._estimate()  # the data page's report is known by now
+
     def _estimate(self) -> None:
-        self.estimate.setText(estimate_cost(self.config()).summary())
+        data = getattr(self.wizard(), "data_page", None)
+        report = getattr(data, "report", None)
+        pixels = report.train_pixels if report is not None else None
+        self.estimate.setText(estimate_cost(self.config(), pixels).summary())
 
 
 def _time_left(seconds: float) -> str:

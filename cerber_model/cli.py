@@ -466,7 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainingConfig()
     t.add_argument("--width", type=int, default=d.width, help="network width n (default %(default)s)")
     t.add_argument("--epochs", type=int, default=d.epochs, help="epochs to train (default %(default)s)")
-    t.add_argument("--steps", type=int, default=d.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    low, high = TrainingConfig.AUTO_STEPS
+    t.add_argument("--steps", type=int, default=d.steps_per_epoch,
+                   help=f"batches per epoch (default: from the data, {low}-{high}: about "
+                        f"{TrainingConfig.AUTO_PASSES} passes over the training images, so fine-tuning on a few "
+                        "images is quick)")
     t.add_argument("--patch-size", "--patch", type=int, default=d.patch_size,
                    help="side of the training patches in px, a multiple of 4 (default %(default)s)")
     t.add_argument("--batch-size", "--batch", type=int, default=d.batch_size,

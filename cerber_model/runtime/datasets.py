@@ -100,6 +100,7 @@ class DatasetReport:
     sizes: dict[tuple[int, int], int] = field(default_factory=dict)
     track_pixels: int = 0
     total_pixels: int = 0
+    train_pixels: int = 0  # pixels of the training pairs alone
 
     @property
     def ok(self) -> bool:
@@ -180,13 +181,15 @@ def pair_mask(pair: Pair, shape: tuple[int, int], point_radius: float = DEFAULT_
     return render_mask(shape, read_points(pair.points, shape), point_radius) > 0
 
 
-def _check_pair(pair: Pair, report: DatasetReport, point_radius: float) -> None:
+def _check_pair(pair: Pair, report: DatasetReport, point_radius: float) -> int:
+    """Check one pair, adding what it holds or what is wrong with it to ``report``; its pixel count
+    (0 for a pair with problems)."""
     try:
         image = read_image(pair.image)
         mask = read_image(pair.mask) if pair.mask is not None else None
     except ImageReadError as exc:
         report.problems.append(Problem(exc.path, f"{exc.problem} {exc.fix}".strip()))
-        return
+        return 0
     points = None
     if pair.points is not None:
         try:
@@ -194,7 +197,7 @@ def _check_pair(pair: Pair, report: DatasetReport, point_radius: float) -> None:
         except PointsError as exc:
             report.problems += [Problem(pair.points, f"line {line}: {what}" if line else what)
                                 for line, what in exc.problems]
-            return
+            return 0
         report.points += len(points)
     if mask is None:
         assert points is not None
@@ -203,16 +206,17 @@ def _check_pair(pair: Pair, report: DatasetReport, point_radius: float) -> None:
         if image.shape != mask.shape:
             report.problems.append(Problem(mask.path or pair.image, f"is {mask.shape[1]}x{mask.shape[0]} px but "
                                            f"its image {pair.image.name} is {image.shape[1]}x{image.shape[0]} px"))
-            return
+            return 0
         mask_data = mask.data
     values = np.unique(mask_data)
     if values.size > 2 or (values.size == 2 and values[0] != 0):
         report.problems.append(Problem(pair.mask or pair.image, f"is not a binary mask (it has {values.size} "
                                        "distinct values; expected 0 for background and one value for tracks)"))
-        return
+        return 0
     report.sizes[image.shape] = report.sizes.get(image.shape, 0) + 1
     report.track_pixels += int(np.count_nonzero(mask_data))
     report.total_pixels += mask_data.size
+    return mask_data.size
 
 
 def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
@@ -250,7 +254,9 @@ def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
     for i, pair in enumerate(everything):
         if cancel:
             cancel.check()
-        _check_pair(pair, report, spec.point_radius)
+        pixels = _check_pair(pair, report, spec.point_radius)
+        if i < len(train):
+            report.train_pixels += pixels
         if progress:
             progress(i + 1, len(everything))
     report.train, report.val = train, val

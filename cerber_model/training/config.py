@@ -7,6 +7,7 @@ read the defaults and say why it cannot train.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -41,7 +42,9 @@ class TrainingConfig:
 
     width: int = 2
     epochs: int = 30
-    steps_per_epoch: int = 100
+    # Batches per epoch; 0: from the data (see :meth:`steps_for`), so that fine-tuning on a few
+    # annotated images takes minutes while large synthetic sets get full epochs.
+    steps_per_epoch: int = 0
     patch_size: int = 128  # side of the square training patches in px (a multiple of 4)
     batch_size: int = 8  # patches per training step
     learning_rate: float = 3e-3
@@ -77,6 +80,22 @@ class TrainingConfig:
         same = replace(stored, epochs=self.epochs, xla=self.xla, fused=self.fused)
         # Compared as JSON would store them (tuples and lists alike).
         return json.loads(json.dumps(same.to_dict())) == json.loads(json.dumps(self.to_dict()))
+
+    #: Bounds of the batches per epoch chosen from the data, and how many times an epoch goes over
+    #: the training pixels on average before the upper bound applies.
+    AUTO_STEPS = (30, 100)
+    AUTO_PASSES = 8
+
+    def steps_for(self, train_pixels: int | None) -> int:
+        """Batches per epoch: ``steps_per_epoch``, or when it is 0 enough for :data:`AUTO_PASSES`
+        passes over ``train_pixels``, within :data:`AUTO_STEPS` (the upper bound when unknown)."""
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        low, high = self.AUTO_STEPS
+        if train_pixels is None:
+            return high
+        patch_px = self.batch_size * self.patch_size**2
+        return int(min(high, max(low, math.ceil(self.AUTO_PASSES * train_pixels / patch_px))))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,7 @@ def train(
     emit(Inspected(report.summary(), report.ok))
     if not report.ok:
         raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
+    config = replace(config, steps_per_epoch=config.steps_for(report.train_pixels))
 
     state_path, last_path, best_path = work / STATE_FILE, work / LAST_FILE, work / BEST_FILE
     history: list[dict] = []

@@ -3,6 +3,8 @@
 import json
 from dataclasses import replace
 
+import pytest
+
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
 from cerber_model.runtime.synthesis import Recipe, named_recipe
 from cerber_model.training import TrainingConfig, estimate_cost
@@ -103,3 +105,29 @@ def test_generate_with_the_named_training_recipe(tmp_path):
     image = "train/images/synth_00000.png"
     assert (tmp_path / "named" / image).read_bytes() == (tmp_path / "spelt" / image).read_bytes()
     assert Recipe.from_dict({**named["recipe"], "height": 512, "width": 512}) == named_recipe("training")
+
+
+def test_batches_per_epoch_follow_the_data_unless_set():
+    """Left to the data, an epoch is about eight passes over the training pixels within 30-100
+    batches: a few annotated images fine-tune in minutes, a large set gets full epochs."""
+    config = TrainingConfig(batch_size=8, patch_size=128)
+    patch_px = 8 * 128 * 128
+    assert config.steps_for(None) == 100  # unknown data: the upper bound
+    assert config.steps_for(10_000) == 30  # a crop of one image
+    assert config.steps_for(5 * patch_px) == 40
+    assert config.steps_for(240 * 512 * 512) == 100  # the default model's synthetic set
+    assert TrainingConfig(steps_per_epoch=7).steps_for(10**9) == 7
+
+    bound, small = estimate_cost(config), estimate_cost(config, 10_000)
+    assert bound.at_most and "at most" in bound.summary()
+    assert not small.at_most and small.seconds_per_epoch == pytest.approx(bound.seconds_per_epoch * 30 / 100)
+    assert not estimate_cost(TrainingConfig(steps_per_epoch=50)).at_most
+
+
+def test_the_data_report_counts_training_pixels_apart(tmp_path):
+    from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
+    from tests.model.test_datasets import _good
+
+    _good(tmp_path)
+    report = inspect_dataset(DatasetSpec.from_folder(tmp_path, val_fraction=0.4))
+    assert report.train_pixels == 3 * 40 * 48 and report.total_pixels == 5 * 40 * 48
