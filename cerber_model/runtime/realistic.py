@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .synthesis import Sample, _add_gaussian, add_smooth
+from .synthesis import Sample, _add_gaussian, add_smooth, recipe_settings
 
 #: Largest value of each stored bit depth.
 FULL_SCALE = {8: 255, 12: 4095, 16: 65535}
@@ -99,13 +99,7 @@ class RealisticRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RealisticRecipe:
-        data = {k: v for k, v in data.items() if k != "kind"}
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**recipe_settings(cls, {k: v for k, v in data.items() if k != "kind"}))
 
     def make_sample(self, seed: int, index: int) -> Sample:
         """Synthetic image number ``index`` of the data set with ``seed``."""

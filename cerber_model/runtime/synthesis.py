@@ -84,12 +84,16 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**recipe_settings(cls, data))
+
+
+def recipe_settings(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of recipe class ``cls`` in ``data`` (JSON lists become tuples);
+    a setting the class does not have is an error that names it."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
 @dataclass
