@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from cerber_model.runtime.bundle import BundleError, load_bundle, save_bundle
+from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
 from cerber_model.training import TRAINING_FILES, TrainingConfig, estimate_cost, train
@@ -457,6 +457,9 @@ class FinishPage(QWizardPage):
     def validatePage(self) -> bool:
         target = Path(self.target.text().strip())
         overwrite = False
+        if problem := replace_problem(target):  # refused before asking whether to replace it
+            QMessageBox.warning(self, "Not saved", problem)
+            return False
         if target.exists():
             if QMessageBox.question(self, "Replace?", f"{target} exists. Replace it?") != QMessageBox.Yes:
                 return False

@@ -327,9 +327,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .runtime.datasets import DatasetSpec
     from .training import TrainingError, estimate_cost, train, training_unavailable
     from .training.events import BatchDone, EpochDone, Inspected, Stopped, TrainingEvent
+    from .training.loop import check_output, work_folder
 
     if problem := training_unavailable():
         return _fail(problem)
+    # What --out and its checkpoints hold is checked before anything is read, built or replaced.
+    try:
+        checkpoint = check_output(args.out, overwrite=args.overwrite, resume=args.resume)
+    except TrainingError as exc:
+        return _fail(str(exc))
+    if args.resume and checkpoint is None:
+        print(f"cerber: nothing to resume in {work_folder(Path(args.out))}; starting afresh.", file=sys.stderr)
 
     config = training_config(args)
     if not args.quiet:
@@ -354,8 +362,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         with bar:
-            train(config, spec, args.out, callback=on_event, resume=args.resume,
-                  overwrite=args.overwrite or args.resume)
+            train(config, spec, args.out, callback=on_event, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -230,6 +231,11 @@ class EarlyStopping(Callback):
 #: The files of a run's work folder (``<out>.work/``): what :class:`LastCheckpoint` and
 #: :class:`BestCheckpoint` write.
 STATE_FILE, LAST_FILE, BEST_FILE = "state.json", "last.keras", "best.npz"
+#: The names of everything Cerber writes into a work folder: the checkpoints and, should a write
+#: have been cut off, their temporary files. A work folder holding anything else is not cleared.
+CHECKPOINT_NAME = re.compile(r"(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)"
+                             r"|\.(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)\.\w+\.tmp"
+                             r"|\.(best|last)(-\d+)?\.tmp\.(npz|keras)")
 
 
 def prepare_callbacks(config: TrainingConfig, work: Path, history: list[dict[str, float]], *,

@@ -19,8 +19,7 @@ import io
 import json
 import math
 import os
-import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,18 @@ import numpy as np
 from ..nn.bundling import make_bundle
 from ..nn.keras_graph import get_weights
 from ..runtime.architecture import NetworkConfig
-from ..runtime.bundle import Bundle, BundleConfig, save_bundle
+from ..runtime.bundle import CONFIG_FILE, Bundle, BundleConfig, replace_problem, save_bundle
 from ..runtime.datasets import DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
 from ..runtime.progress import CancelToken
-from .callbacks import BEST_FILE, LAST_FILE, STATE_FILE, keras_callback, prepare_callbacks, stop_reason
+from .callbacks import (
+    BEST_FILE,
+    CHECKPOINT_NAME,
+    LAST_FILE,
+    STATE_FILE,
+    keras_callback,
+    prepare_callbacks,
+    stop_reason,
+)
 from .config import TrainingConfig, TrainingError
 from .events import EventFn, Inspected, Saved, Stopped
 
@@ -55,6 +62,102 @@ def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:
         raise TrainingError(f"{config.start_from} is a width-{width} model; set the width to {width} "
                             "to start from it, or start from fresh weights.")
     return start.weights
+
+
+def work_folder(out: Path) -> Path:
+    """Where a run into the model folder ``out`` keeps its checkpoints: ``<out>.work`` beside it."""
+    return out.with_name(out.name + ".work")
+
+
+def work_problem(work: Path) -> str | None:
+    """Why training must not clear the checkpoint folder ``work`` (None: it may, being missing or
+    holding only the files Cerber's checkpoints consist of)."""
+    if not work.exists() and not work.is_symlink():
+        return None
+    if work.is_symlink() or not work.is_dir():
+        return (f"{work} is not a checkpoint folder of Cerber's, so training will not replace it; "
+                "move it away or choose another output folder.")
+    foreign = sorted(entry.name for entry in work.iterdir()
+                     if entry.is_symlink() or not entry.is_file() or not CHECKPOINT_NAME.fullmatch(entry.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return (f"{work} holds files that are not Cerber's checkpoints ({shown}), so training will not clear "
+                "it; move them away or choose another output folder.")
+    return None
+
+
+def _clear_work(work: Path) -> None:
+    """Delete the checkpoints in ``work`` (only files :func:`work_problem` accepted) and make sure it exists."""
+    if work.is_dir():
+        for entry in work.iterdir():
+            if CHECKPOINT_NAME.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+
+
+#: The ``stopped`` provenance of a model saved when its run was stopped before its end (the app's
+#: Stop, a signal to ``cerber train``): ``resume`` continues such a run and may replace that model.
+STOPPED_BEFORE_THE_END = ("cancelled", "interrupted")
+
+
+def _stopped_before_the_end(out: Path) -> bool:
+    try:
+        stopped = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))["provenance"]["stopped"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return False
+    return stopped in STOPPED_BEFORE_THE_END
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's state after its last checkpointed epoch, as ``resume`` continues it."""
+
+    config: TrainingConfig
+    history: list[dict[str, float]]  # one row per epoch so far
+    last: Path  # the model with its optimiser state (Keras)
+    best: Path  # the weights and threshold of the best epoch so far (.npz)
+
+
+def read_checkpoint(work: Path) -> Checkpoint | None:
+    """The run checkpointed in ``work``, or None when there is none. Raises :class:`TrainingError`
+    for a state file that cannot be read or that names a missing checkpoint."""
+    state_path = work / STATE_FILE
+    if not state_path.is_file():
+        return None
+    fix = "start afresh without --resume (the checkpoints there are then replaced)."
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        config = TrainingConfig.from_dict(state["config"])
+        history = state["history"]
+        if not isinstance(history, list) or not all(isinstance(row, dict) and isinstance(row.get("val_f1"), float)
+                                                    for row in history):
+            raise ValueError("its history is not a list of epochs")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, TrainingError) as exc:
+        raise TrainingError(f"{state_path} cannot be read as a run's state ({exc}); {fix}") from exc
+    last, best = work / LAST_FILE, work / BEST_FILE
+    for path in (last, best):
+        if not path.is_file():
+            raise TrainingError(f"{path}, a checkpoint that {state_path} belongs to, is missing; {fix}")
+    return Checkpoint(config, history, last, best)
+
+
+def check_output(out: Path | str, *, overwrite: bool = False, resume: bool = False) -> Checkpoint | None:
+    """Refuse, before anything is read or built, an output that training must not write: ``out``
+    not a model folder, its ``<out>.work`` not Cerber's checkpoints, a model at ``out`` without
+    ``overwrite`` (``resume`` may replace one saved when its run was stopped before the end).
+    Returns the checkpoint to resume from (None: there is none, or ``resume`` is off)."""
+    out = Path(out)
+    work = work_folder(out)
+    for problem in (replace_problem(out), work_problem(work)):
+        if problem:
+            raise TrainingError(problem)
+    checkpoint = read_checkpoint(work) if resume else None
+    if out.exists() and not overwrite and not (checkpoint is not None and _stopped_before_the_end(out)):
+        if checkpoint is not None:
+            raise TrainingError(f"{out} holds a model whose run ended; continuing it would replace that model: "
+                                "allow overwriting (--overwrite) to do so, or choose another output folder.")
+        raise TrainingError(f"{out} already exists; choose another output folder or allow overwriting.")
+    return checkpoint
 
 
 def _patch_batches(sampler: PatchSampler, batch_size: int, steps: int, seed: int, augment_epochs: bool):
@@ -190,43 +293,41 @@ def train(
 
     ``callback`` gets the run's events (:mod:`cerber_model.training.events`): Inspected,
     BatchDone after every batch, EpochDone after every validated epoch, Stopped, Saved.
-    Raises :class:`TrainingError` for unusable data or an existing ``out`` without ``overwrite``.
+    Raises :class:`TrainingError` for unusable data, and before reading any for an output it must not
+    write (see :func:`check_output`): nothing of the user's is replaced or deleted. ``resume``
+    continues the run checkpointed in ``<out>.work`` (or starts afresh when there is none).
     """
+    out = Path(out)
+    work = work_folder(out)
+    emit = callback or (lambda event: None)
+    checkpoint = check_output(out, overwrite=overwrite, resume=resume)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    out = Path(out)
-    work = out.with_name(out.name + ".work")
-    emit = callback or (lambda event: None)
-    if out.exists() and not overwrite:
-        raise TrainingError(f"{out} already exists; choose another output folder or allow overwriting.")
     report = inspect_dataset(dataset, cancel=cancel)
     emit(Inspected(report.summary(), report.ok))
     if not report.ok:
         raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
     config = replace(config, steps_per_epoch=config.steps_for(report.train_pixels))
 
-    state_path, last_path, best_path = work / STATE_FILE, work / LAST_FILE, work / BEST_FILE
+    best_path = work / BEST_FILE
     history: list[dict] = []
     start_epoch = 0
     keras.utils.set_random_seed(config.seed)
-    if resume and state_path.is_file() and last_path.is_file():
-        state = json.loads(state_path.read_text())
-        if not config.continues(TrainingConfig.from_dict(state["config"])):
+    if checkpoint is not None:
+        if not config.continues(checkpoint.config):
             raise TrainingError(f"{work} holds a run with other settings; start a new run (without resume) "
                                 "or use the same settings.")
         from ..nn import fused_keras  # noqa: F401  (registers the fused layer for loading)
 
-        model = keras.models.load_model(last_path, compile=True)
+        model = keras.models.load_model(checkpoint.last, compile=True)
         model.jit_compile = config.xla
-        history = state["history"]
+        history = checkpoint.history
         start_epoch = len(history)
     else:
         # A start model that cannot be used is refused before the old checkpoints are cleared.
         start = _start_weights(config) if config.start_from else None
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
+        _clear_work(work)
         if config.fused:
             from ..nn.fused_keras import build_fused as build
         else:

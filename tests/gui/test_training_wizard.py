@@ -147,3 +147,19 @@ def test_start_from_the_open_model_fixes_the_width(qtbot, tmp_path):
     bare = TrainingWizard()
     qtbot.addWidget(bare)
     assert bare.settings_page.start.count() == 1
+
+
+def test_saving_over_a_folder_that_is_not_a_model_is_refused_without_asking(qtbot, tmp_path, monkeypatch):
+    """"Replace?" is asked only about a model: a folder of the user's is named and kept as it is."""
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("years of work")
+    asked, warned = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a))
+    page = wizard.finish_page
+    page.target.setText(str(tmp_path / "thesis"))
+    assert not page.validatePage()
+    assert not asked and "does not hold a Cerber model" in warned[0][2]
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "years of work"
