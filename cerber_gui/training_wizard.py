@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
-from cerber_model.training import TRAINING_FILES, TrainingConfig, estimate_cost, train
+from cerber_model.training import TRAINING_FILES, TrainingConfig, TrainingError, estimate_cost, train
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
@@ -279,7 +279,18 @@ class SettingsPage(QWizardPage):
         data = getattr(self.wizard(), "data_page", None)
         report = getattr(data, "report", None)
         pixels = report.train_pixels if report is not None else None
-        self.estimate.setText(estimate_cost(self.config(), pixels).summary())
+        try:
+            self.estimate.setText(estimate_cost(self.config(), pixels).summary())
+        except TrainingError as exc:  # settings no run could use: said where the estimate would be
+            self.estimate.setText(str(exc))
+
+    def validatePage(self) -> bool:
+        try:
+            self.config()
+        except TrainingError as exc:
+            QMessageBox.warning(self, "Settings", str(exc))
+            return False
+        return True
 
 
 def _time_left(seconds: float) -> str:

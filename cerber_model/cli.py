@@ -331,15 +331,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if problem := training_unavailable():
         return _fail(problem)
-    # What --out and its checkpoints hold is checked before anything is read, built or replaced.
+    # The settings, and what --out and its checkpoints hold, are checked before anything is read,
+    # built or replaced.
+    if not 0 < args.val_fraction < 1:
+        return _fail(f"--val-fraction must be between 0 and 1 (got {args.val_fraction})")
     try:
+        config = training_config(args)
         checkpoint = check_output(args.out, overwrite=args.overwrite, resume=args.resume)
     except TrainingError as exc:
         return _fail(str(exc))
     if args.resume and checkpoint is None:
         print(f"cerber: nothing to resume in {work_folder(Path(args.out))}; starting afresh.", file=sys.stderr)
-
-    config = training_config(args)
     if not args.quiet:
         print(estimate_cost(config).summary())
     spec = DatasetSpec.from_folder(args.data, val_fraction=args.val_fraction, seed=args.seed)

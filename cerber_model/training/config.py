@@ -71,6 +71,40 @@ class TrainingConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: Normalization = field(default_factory=Normalization)
 
+    def __post_init__(self) -> None:
+        self._refuse_problems()
+
+    def _refuse_problems(self) -> None:
+        """Settings no run could use are refused when the config is made, before anything is
+        read, built or replaced (the CLI prints the message as one line, the wizard shows it)."""
+        if problems := self.problems():
+            raise TrainingError("invalid training settings: " + "; ".join(problems) + ".")
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one phrase each ([] when they can be trained with)."""
+        checks = [
+            (self.width in range(1, 9), f"the network width must be 1 to 8 (got {self.width})"),
+            (self.epochs >= 1, f"the number of epochs must be at least 1 (got {self.epochs})"),
+            (self.steps_per_epoch >= 0,
+             f"the batches per epoch must be 0 (from the data) or more (got {self.steps_per_epoch})"),
+            (self.patch_size > 0 and self.patch_size % 4 == 0,
+             f"the patch size must be a positive multiple of 4 px (got {self.patch_size})"),
+            (self.batch_size >= 1, f"the batch size must be at least 1 (got {self.batch_size})"),
+            (0 < self.learning_rate < math.inf, f"the learning rate must be positive (got {self.learning_rate})"),
+            (0 <= self.weight_decay < math.inf, f"the weight decay must be 0 or positive (got {self.weight_decay})"),
+            (0 <= self.focal_gamma < math.inf, f"the focal gamma must be 0 or positive (got {self.focal_gamma})"),
+            (0 <= self.focal_alpha <= 1, f"the focal alpha must be from 0 to 1 (got {self.focal_alpha})"),
+            (0 <= self.track_bias <= 1, f"the share of patches centred on tracks must be from 0 to 1 "
+                                        f"(got {self.track_bias})"),
+            (self.val_patches >= 0, f"the validation patches must be 0 or more (got {self.val_patches})"),
+            (self.val_images >= 0, f"the validation images must be 0 (all) or more (got {self.val_images})"),
+            (0 < self.match_radius < math.inf, f"the matching radius must be positive (got {self.match_radius})"),
+            (self.min_area_px >= 0, f"the smallest track area must be 0 px or more (got {self.min_area_px})"),
+            (self.patience >= 0, f"the patience must be 0 (never stop early) or more (got {self.patience})"),
+            (self.seed >= 0, f"the seed must be 0 or more (got {self.seed})"),
+        ]
+        return [problem for ok, problem in checks if not ok]
+
     def continues(self, stored: TrainingConfig) -> bool:
         """Whether a run started with ``stored`` may be resumed with these settings.
 

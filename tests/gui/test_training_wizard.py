@@ -163,3 +163,17 @@ def test_saving_over_a_folder_that_is_not_a_model_is_refused_without_asking(qtbo
     assert not page.validatePage()
     assert not asked and "does not hold a Cerber model" in warned[0][2]
     assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "years of work"
+
+
+def test_settings_no_run_could_use_are_shown_and_keep_the_wizard_on_its_page(qtbot, monkeypatch):
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    s = wizard.settings_page
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a))
+    s.patch_size.setMinimum(0)  # the spin box allows none; stands for any setting the config refuses
+    s.patch_size.setValue(2)
+    assert "patch size must be a positive multiple of 4 px (got 0)" in s.estimate.text()
+    assert not s.validatePage() and "patch size" in warned[0][2]
+    s.patch_size.setValue(64)
+    assert s.validatePage() and "per epoch of training" in s.estimate.text()

@@ -1,13 +1,14 @@
 """Training settings without training (fast, no TensorFlow)."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
 
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
 from cerber_model.runtime.synthesis import Recipe, named_recipe
-from cerber_model.training import TrainingConfig, estimate_cost
+from cerber_model.training import TrainingConfig, TrainingError, estimate_cost
 
 # How a run's .work/state.json and a bundle's provenance stored the settings before the renames.
 OLD_STATE_CONFIG = {
@@ -131,3 +132,58 @@ def test_the_data_report_counts_training_pixels_apart(tmp_path):
     _good(tmp_path)
     report = inspect_dataset(DatasetSpec.from_folder(tmp_path, val_fraction=0.4))
     assert report.train_pixels == 3 * 40 * 48 and report.total_pixels == 5 * 40 * 48
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"patch_size": 130}, "the patch size must be a positive multiple of 4 px (got 130)"),
+    ({"patch_size": 0}, "the patch size must be a positive multiple of 4 px (got 0)"),
+    ({"width": 9}, "the network width must be 1 to 8 (got 9)"),
+    ({"width": 0}, "the network width must be 1 to 8 (got 0)"),
+    ({"epochs": 0}, "the number of epochs must be at least 1"),
+    ({"batch_size": 0}, "the batch size must be at least 1"),
+    ({"steps_per_epoch": -1}, "the batches per epoch must be 0 (from the data) or more"),
+    ({"learning_rate": 0.0}, "the learning rate must be positive"),
+    ({"learning_rate": float("nan")}, "the learning rate must be positive"),
+    ({"patience": -1}, "the patience must be 0"),
+    ({"seed": -5}, "the seed must be 0 or more"),
+    ({"focal_alpha": 1.5}, "the focal alpha must be from 0 to 1"),
+])
+def test_settings_no_run_could_use_are_refused_when_made(change, problem):
+    with pytest.raises(TrainingError, match="^invalid training settings: .*" + re.escape(problem)):
+        TrainingConfig(**change)
+    with pytest.raises(TrainingError, match=re.escape(problem)):
+        replace(TrainingConfig(), **change)
+
+
+def test_cerber_train_refuses_bad_settings_in_one_line_before_anything(tmp_path, monkeypatch, capsys):
+    """--patch-size 130 used to fail with a traceback after the network was built and .work cleared."""
+    import cerber_model.training as training
+    from cerber_model.cli import main
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    work = tmp_path / "model.work"
+    work.mkdir()
+    (work / "state.json").write_text("{}")
+    for flags, problem in ((["--patch-size", "130"], "the patch size must be a positive multiple of 4 px (got 130)"),
+                           (["--lr", "-1"], "the learning rate must be positive (got -1.0)"),
+                           (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1 (got 1.5)")):
+        assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "model"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and err.count("\n") == 1 and "Traceback" not in err
+    assert (work / "state.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("state", ["{not json", '{"config": {}}', '{"config": {"width": "wide"}, "history": []}',
+                                   '{"config": {"patch_size": 130}, "history": []}', "\udcff"])
+def test_a_corrupt_run_state_is_named_with_the_way_out(tmp_path, monkeypatch, capsys, state):
+    import cerber_model.training as training
+    from cerber_model.cli import main
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    work = tmp_path / "model.work"
+    work.mkdir()
+    (work / "state.json").write_bytes(state.encode("utf-8", "surrogateescape"))
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{work / 'state.json'} cannot be read as a run's state" in err and "without --resume" in err
+    assert err.count("\n") == 1
