@@ -11,10 +11,10 @@ model and without TensorFlow: all a model needs is ``stop_training``, plus ``wei
 The hooks run in list order, as Keras runs its callbacks, and at the end of an epoch they
 share one ``logs`` dict, as Keras' callbacks do: Keras puts ``loss`` and ``val_loss`` (on
 validation patches) in it, :class:`ObjectValidation` adds the object-level scores,
-:class:`History` the epoch's ``seconds`` and :class:`BestCheckpoint` the ``best_f1`` so far;
-the callbacks after them read those. An epoch that was cut short (cancelled during its
-batches) is not validated, and the callbacks after validation leave it out: the checkpoints
-keep the last whole epoch. Epochs count from 0 in the hooks (as in Keras), from 1 in the
+:class:`History` the epoch's ``seconds`` and :class:`BestCheckpoint` the ``best_f1`` so far
+(and the ``best_file`` that holds it); the callbacks after them read those. An epoch that was
+cut short (cancelled during its batches) is not validated, and the callbacks after validation
+leave it out: the checkpoints keep the last whole epoch. Epochs count from 0 in the hooks (as in Keras), from 1 in the
 history and in events.
 """
 
@@ -39,6 +39,16 @@ from .events import BatchDone, EpochDone, EventFn
 #: The columns of ``history.csv`` (and of the run's state), one row per validated epoch.
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold",
                    "val_pixel_iou", "seconds")
+
+#: The run's state in its work folder (``<out>.work/``), which names the checkpoints it belongs to
+#: (see :class:`LastCheckpoint`); and the checkpoints of runs started before it named them.
+STATE_FILE, LAST_FILE, BEST_FILE = "state.json", "last.keras", "best.npz"
+#: The names of everything Cerber writes into a work folder: the checkpoints and, should a write
+#: have been cut off, their temporary files. A work folder holding anything else is not cleared.
+CHECKPOINT_NAME = re.compile(r"(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)"
+                             r"|\.(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)\.\w+\.tmp"
+                             r"|\.(best|last)(-\d+)?\.tmp\.(npz|keras)")
+
 
 Logs = dict[str, Any]
 Clock = Callable[[], float]
@@ -123,44 +133,70 @@ class History(Callback):
 
 class BestCheckpoint(Callback):
     """Keeps the weights and the chosen threshold of the epoch with the best validation F1 so far
-    in ``path`` (.npz, written atomically). ``history``: the rows of the epochs before, when
-    resuming (``path`` holds the best of them)."""
+    in ``folder``, as ``best-<epoch>.npz`` (written atomically and flushed to disk); the name goes
+    into the logs as ``best_file`` for :class:`LastCheckpoint` to record. ``history``: the rows of
+    the epochs before, when resuming, and ``name`` the file that holds the best of them."""
 
-    def __init__(self, path: Path, history: Sequence[dict[str, float]] = ()):
-        self.path = path
+    def __init__(self, folder: Path, history: Sequence[dict[str, float]] = (), name: str | None = None):
+        self.folder = folder
+        self.name = name
         self.best_f1 = max((row["val_f1"] for row in history), default=-1.0)
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        from ..runtime.files import atomic_write
+
         if not validated(logs):
             return
         if logs["val_f1"] > self.best_f1:
             self.best_f1 = logs["val_f1"]
-            tmp = self.path.with_name(f".{self.path.stem}.tmp.npz")
-            np.savez(tmp, threshold=np.float32(logs["val_threshold"]), **get_weights(self.model))
-            os.replace(tmp, self.path)
-        logs["best_f1"] = self.best_f1
+            weights = get_weights(self.model)
+            # A new name each time: the file of the best epoch so far stays as it is until the
+            # run's state names this one (a crash in between must not let resume trust it).
+            self.name = f"best-{epoch + 1:04d}.npz"
+            atomic_write(self.folder / self.name,
+                         lambda fh: np.savez(fh, threshold=np.float32(logs["val_threshold"]), **weights))
+        logs["best_f1"], logs["best_file"] = self.best_f1, self.name
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries: renames into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LastCheckpoint(Callback):
-    """After every validated epoch, what ``resume`` continues from: the whole model with its
-    optimiser state (``model.save``) at ``model_path``, and the run's settings and history so far
-    (JSON) at ``state_path``; each written atomically."""
+    """After every validated epoch, what ``resume`` continues from, in ``folder``: the whole model
+    with its optimiser state (``model.save``) as ``last-<epoch>.keras``, then the run's state
+    (JSON: its settings, its history so far, and the names of that model and of the best epoch's
+    file) as ``state.json``. Each file is flushed to disk before the state that names it is
+    written, atomically and last, so the state always describes one epoch's files; resume trusts
+    only those. The files it no longer names are deleted after."""
 
-    def __init__(self, model_path: Path, state_path: Path, config: TrainingConfig, history: list[dict[str, float]]):
-        self.model_path, self.state_path = model_path, state_path
+    def __init__(self, folder: Path, config: TrainingConfig, history: list[dict[str, float]]):
+        self.folder = folder
         self.config = config
         self.history = history
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
-        from ..runtime.export import atomic_write
+        from ..runtime.files import atomic_write
 
         if not validated(logs):
             return
-        tmp = self.model_path.with_name(f".{self.model_path.stem}.tmp{self.model_path.suffix}")
+        name = f"last-{epoch + 1:04d}.keras"
+        tmp = self.folder / f".last-{epoch + 1:04d}.tmp.keras"
         self.model.save(tmp)
-        os.replace(tmp, self.model_path)
-        state = {"config": self.config.to_dict(), "history": self.history}
-        atomic_write(self.state_path, lambda fh: fh.write((json.dumps(state, indent=2) + "\n").encode()))
+        _fsync(tmp)
+        os.replace(tmp, self.folder / name)
+        state = {"config": self.config.to_dict(), "history": self.history, "last": name,
+                 "best": logs.get("best_file")}
+        atomic_write(self.folder / STATE_FILE, lambda fh: fh.write((json.dumps(state, indent=2) + "\n").encode()))
+        _fsync(self.folder)
+        for entry in self.folder.iterdir():
+            if entry.name not in (STATE_FILE, name, state["best"]) and CHECKPOINT_NAME.fullmatch(entry.name):
+                entry.unlink(missing_ok=True)
 
 
 class ProgressReport(Callback):
@@ -228,32 +264,23 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
 
-#: The files of a run's work folder (``<out>.work/``): what :class:`LastCheckpoint` and
-#: :class:`BestCheckpoint` write.
-STATE_FILE, LAST_FILE, BEST_FILE = "state.json", "last.keras", "best.npz"
-#: The names of everything Cerber writes into a work folder: the checkpoints and, should a write
-#: have been cut off, their temporary files. A work folder holding anything else is not cleared.
-CHECKPOINT_NAME = re.compile(r"(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)"
-                             r"|\.(state\.json|best(-\d+)?\.npz|last(-\d+)?\.keras)\.\w+\.tmp"
-                             r"|\.(best|last)(-\d+)?\.tmp\.(npz|keras)")
-
-
 def prepare_callbacks(config: TrainingConfig, work: Path, history: list[dict[str, float]], *,
                       validate: Callable[[Any], dict[str, Any]], patches: Any, emit: EventFn,
-                      cancel: CancelToken | None) -> list[Callback]:
+                      cancel: CancelToken | None, best_file: str | None = None) -> list[Callback]:
     """A run's callbacks, in the order they must run.
 
     At the end of an epoch it is validated, recorded, checkpointed, reported, then judged
     (early stopping); at the end of a batch it is reported, then the cancel token is checked, so
     that a cancel from the report's handler stops after that batch. ``history``: the rows of the
-    epochs before (resuming) or [], extended in place; ``work``: the run's work folder.
+    epochs before (resuming) or [], extended in place; ``work``: the run's work folder;
+    ``best_file``: the file in it that holds the best of those epochs (resuming).
     """
     return [
         EpochPatches(patches),
         ObjectValidation(validate),
         History(history),
-        BestCheckpoint(work / BEST_FILE, history),
-        LastCheckpoint(work / LAST_FILE, work / STATE_FILE, config, history),
+        BestCheckpoint(work, history, best_file),
+        LastCheckpoint(work, config, history),
         ProgressReport(emit, config.epochs, config.steps_per_epoch),
         CancelOnRequest(cancel),
         EarlyStopping(config.patience, history),

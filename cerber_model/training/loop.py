@@ -134,11 +134,14 @@ def read_checkpoint(work: Path) -> Checkpoint | None:
             raise ValueError("its history is not a list of epochs")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, TrainingError) as exc:
         raise TrainingError(f"{state_path} cannot be read as a run's state ({exc}); {fix}") from exc
-    last, best = work / LAST_FILE, work / BEST_FILE
-    for path in (last, best):
-        if not path.is_file():
-            raise TrainingError(f"{path}, a checkpoint that {state_path} belongs to, is missing; {fix}")
-    return Checkpoint(config, history, last, best)
+    # The files the state belongs to; a state written before it named them used fixed names.
+    names = (state.get("last", LAST_FILE), state.get("best", BEST_FILE))
+    for name in names:
+        if not (isinstance(name, str) and CHECKPOINT_NAME.fullmatch(name)):
+            raise TrainingError(f"{state_path} names {name!r} as a checkpoint, which Cerber does not write; {fix}")
+        if not (work / name).is_file():
+            raise TrainingError(f"{work / name}, a checkpoint that {state_path} belongs to, is missing; {fix}")
+    return Checkpoint(config, history, work / names[0], work / names[1])
 
 
 def check_output(out: Path | str, *, overwrite: bool = False, resume: bool = False) -> Checkpoint | None:
@@ -310,7 +313,6 @@ def train(
         raise TrainingError("the data set has problems, so training did not start:\n" + report.summary())
     config = replace(config, steps_per_epoch=config.steps_for(report.train_pixels))
 
-    best_path = work / BEST_FILE
     history: list[dict] = []
     start_epoch = 0
     keras.utils.set_random_seed(config.seed)
@@ -351,15 +353,17 @@ def train(
     val_data = _patch_batches(val_sampler, config.batch_size, max(1, config.val_patches // config.batch_size),
                               config.seed + 1, False)
     callbacks = prepare_callbacks(config, work, history, validate=lambda m: validate_objects(m, report, config),
-                                  patches=train_data, emit=emit, cancel=cancel)
+                                  patches=train_data, emit=emit, cancel=cancel,
+                                  best_file=checkpoint.best.name if checkpoint else None)
     if start_epoch < config.epochs:
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=start_epoch,
                   callbacks=[keras_callback(callbacks)], verbose=0)
     stopped = stop_reason(callbacks)
     emit(Stopped(stopped))
-    if not best_path.is_file():
+    saved = read_checkpoint(work)  # the best epoch is the one the run's state names
+    if saved is None:
         raise TrainingError("training stopped before the first epoch finished; no model was saved.")
-    with np.load(best_path) as npz:
+    with np.load(saved.best) as npz:
         threshold = float(npz["threshold"])
         weights = {k: npz[k] for k in npz.files if k != "threshold"}
     best = max(history, key=lambda r: r["val_f1"])

@@ -1,6 +1,7 @@
 """The steps around Keras' fit, each with a stand-in model: fast, no TensorFlow."""
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -161,39 +162,42 @@ def test_history_records_validated_epochs_with_their_time():
 
 
 def test_best_checkpoint_keeps_the_best_epoch_and_its_threshold(tmp_path):
-    path = tmp_path / "best.npz"
     model = FakeModel(1.0)
-    best = attach(BestCheckpoint(path), model)
+    best = attach(BestCheckpoint(tmp_path), model)
     for epoch, (f1, value) in enumerate(((0.5, 1.0), (0.7, 2.0), (0.6, 3.0))):
         model.value = value
         logs = scores(f1, threshold=0.3 + epoch / 10)
         best.on_epoch_end(epoch, logs)
         assert logs["best_f1"] == max(0.5, f1 if epoch < 2 else 0.7)
-    with np.load(path) as saved:
+        assert logs["best_file"] == ("best-0001.npz" if epoch == 0 else "best-0002.npz")
+    with np.load(tmp_path / "best-0002.npz") as saved:
         assert float(saved["head_out/bias"][0]) == 2.0 and np.isclose(saved["threshold"], 0.4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]  # no temporary file left
+    # The earlier best stays until the run's state no longer names it (LastCheckpoint deletes it).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0001.npz", "best-0002.npz"]
 
 
 def test_best_checkpoint_resumes_from_the_best_so_far(tmp_path):
-    best = attach(BestCheckpoint(tmp_path / "best.npz", history=[{"val_f1": 0.8}, {"val_f1": 0.6}]))
+    best = attach(BestCheckpoint(tmp_path, history=[{"val_f1": 0.8}, {"val_f1": 0.6}], name="best-0001.npz"))
     logs = scores(0.7)
     best.on_epoch_end(2, logs)
-    assert logs["best_f1"] == 0.8 and not (tmp_path / "best.npz").exists()
+    assert (logs["best_f1"], logs["best_file"]) == (0.8, "best-0001.npz") and not any(tmp_path.iterdir())
 
 
 def test_last_checkpoint_saves_model_and_state_that_resume_reads(tmp_path):
     config = TrainingConfig(width=1, epochs=3)
     history = [{"epoch": 1, "val_f1": 0.5}]
     model = FakeModel(7.0)
-    last = attach(LastCheckpoint(tmp_path / "last.keras", tmp_path / "state.json", config, history), model)
-    last.on_epoch_end(0, scores(0.5))
-    assert model.saves == [".last.tmp.keras"] and (tmp_path / "last.keras").read_text() == "7.0"
+    (tmp_path / "best-0001.npz").write_bytes(b"")
+    last = attach(LastCheckpoint(tmp_path, config, history), model)
+    last.on_epoch_end(0, scores(0.5) | {"best_file": "best-0001.npz"})
+    assert model.saves == [".last-0001.tmp.keras"] and (tmp_path / "last-0001.keras").read_text() == "7.0"
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["history"] == history
+    assert (state["last"], state["best"]) == ("last-0001.keras", "best-0001.npz")
     assert TrainingConfig(width=1, epochs=10).continues(TrainingConfig.from_dict(state["config"]))
     last.on_epoch_end(1, {"loss": 0.1})  # cut short: the checkpoint keeps the epoch before
-    assert model.saves == [".last.tmp.keras"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras", "state.json"]
+    assert model.saves == [".last-0001.tmp.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0001.npz", "last-0001.keras", "state.json"]
 
 
 def test_progress_reports_batches_with_the_time_left_and_validated_epochs():
@@ -296,10 +300,11 @@ def test_a_run_stops_early_and_keeps_the_best_epoch(tmp_path):
     assert [e.epoch for e in events if isinstance(e, EpochDone)] == [1, 2, 3, 4]
     assert [e.best_f1 for e in events if isinstance(e, EpochDone)] == [0.5, 0.8, 0.8, 0.8]
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
-    with np.load(tmp_path / BEST_FILE) as best:
-        assert float(best["head_out/bias"][0]) == 6  # after epoch 2's three steps
     state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert state["history"] == history
+    assert state["history"] == history and (state["best"], state["last"]) == ("best-0002.npz", "last-0004.keras")
+    with np.load(tmp_path / state["best"]) as best:
+        assert float(best["head_out/bias"][0]) == 6  # after epoch 2's three steps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0002.npz", "last-0004.keras", "state.json"]
 
 
 def test_a_cancelled_run_stops_within_the_batch_and_keeps_the_last_whole_epoch(tmp_path):
@@ -315,7 +320,7 @@ def test_a_cancelled_run_stops_within_the_batch_and_keeps_the_last_whole_epoch(t
     assert sum(isinstance(e, BatchDone) for e in events) == 4  # 3 in epoch 1, then the one that saw the cancel
     assert [e.epoch for e in events if isinstance(e, EpochDone)] == [1] and len(history) == 1
     assert json.loads((tmp_path / STATE_FILE).read_text())["history"] == history
-    assert (tmp_path / LAST_FILE).read_text() == "3.0"  # the model after epoch 1
+    assert (tmp_path / "last-0001.keras").read_text() == "3.0"  # the model after epoch 1
 
 
 def test_a_resumed_run_goes_on_from_its_history(tmp_path):
@@ -325,3 +330,109 @@ def test_a_resumed_run_goes_on_from_its_history(tmp_path):
     assert reason == "finished"
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert [e.best_f1 for e in events if isinstance(e, EpochDone)] == [0.6, 0.7]
+
+
+# --- checkpoints a crash cannot make inconsistent ----------------------------------------------
+
+class CrashingModel(FakeModel):
+    """Dies (as the process would in a power cut) while saving the model after ``epochs`` epochs."""
+
+    def __init__(self, epochs, steps):
+        super().__init__()
+        self.crash_at = epochs * steps
+
+    def save(self, path):
+        if self.value >= self.crash_at:
+            raise SystemExit("power cut")
+        super().save(path)
+
+
+def validator(f1s):
+    f1s = iter(f1s)
+    return lambda model: {"f1": next(f1s), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "pixel_iou": 0.5}
+
+
+def test_a_crash_between_the_checkpoints_leaves_those_of_the_epoch_before(tmp_path):
+    """Epoch 3 is the best so far; its weights are written, then the run dies before its model and
+    state are. Resume must keep epoch 2 as the best (the state's history says so), not the weights
+    of the epoch it knows nothing of, and a worse epoch 3 run again must not replace them."""
+    from cerber_model.training.loop import read_checkpoint
+
+    config = TrainingConfig(epochs=5, steps_per_epoch=3, patience=0)
+    callbacks = prepare_callbacks(config, tmp_path, [], validate=validator([0.5, 0.8, 0.9]),
+                                  patches=SimpleNamespace(epoch=0), emit=lambda e: None, cancel=None)
+    with pytest.raises(SystemExit):
+        fit(CrashingModel(epochs=3, steps=3), callbacks, config.epochs, config.steps_per_epoch)
+    checkpoint = read_checkpoint(tmp_path)
+    assert [row["epoch"] for row in checkpoint.history] == [1, 2]
+    assert (checkpoint.best.name, checkpoint.last.name) == ("best-0002.npz", "last-0002.keras")
+    with np.load(checkpoint.best) as best:
+        assert float(best["head_out/bias"][0]) == 6  # epoch 2's weights, not the crashed epoch 3's (9)
+
+    callbacks = prepare_callbacks(config, tmp_path, checkpoint.history, validate=validator([0.6, 0.7, 0.75]),
+                                  patches=SimpleNamespace(epoch=0), emit=lambda e: None, cancel=None,
+                                  best_file=checkpoint.best.name)
+    model = FakeModel(float(checkpoint.last.read_text()))
+    fit(model, callbacks, config.epochs, config.steps_per_epoch, initial_epoch=2)
+    checkpoint = read_checkpoint(tmp_path)
+    assert [row["epoch"] for row in checkpoint.history] == [1, 2, 3, 4, 5]
+    with np.load(checkpoint.best) as best:
+        assert float(best["head_out/bias"][0]) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0002.npz", "last-0005.keras", "state.json"]
+
+
+def test_each_checkpoint_is_on_disk_before_the_state_that_names_it(tmp_path, monkeypatch):
+    """The state is renamed into place last, after the files it names were flushed to disk, and the
+    folder is flushed after it (so the renames survive a power cut)."""
+    import os
+
+    log = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: log.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+                        or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda src, dst: log.append(("replace", Path(dst).name))
+                        or real_replace(src, dst))
+    config = TrainingConfig(epochs=1, steps_per_epoch=2, patience=0)
+    callbacks = prepare_callbacks(config, tmp_path, [], validate=validator([0.5]), patches=SimpleNamespace(epoch=0),
+                                  emit=lambda e: None, cancel=None)
+    fit(FakeModel(), callbacks, 1, 2)
+    state = log.index(("replace", "state.json"))
+    for name in ("best-0001.npz", "last-0001.keras"):
+        written = log.index(("replace", name))
+        assert log[written - 1][0] == "fsync" and written < state, log
+    assert log[state - 1][0] == "fsync" and log[state + 1] == ("fsync", tmp_path.name), log
+
+
+def test_a_run_checkpointed_by_the_previous_version_resumes_onto_the_new_names(tmp_path):
+    """Runs started before the state named its files kept them as best.npz and last.keras."""
+    from cerber_model.training.loop import read_checkpoint
+
+    config = TrainingConfig(epochs=3, steps_per_epoch=2, patience=0)
+    history = [{"epoch": 1, "val_f1": 0.7}]
+    (tmp_path / STATE_FILE).write_text(json.dumps({"config": config.to_dict(), "history": history}))
+    (tmp_path / LAST_FILE).write_text("2.0")
+    np.savez(tmp_path / BEST_FILE, threshold=np.float32(0.5), **{"head_out/bias": np.array([2.0], np.float32)})
+    (tmp_path / ".best.tmp.npz").write_bytes(b"cut off")
+    checkpoint = read_checkpoint(tmp_path)
+    assert (checkpoint.last.name, checkpoint.best.name) == (LAST_FILE, BEST_FILE)
+    callbacks = prepare_callbacks(config, tmp_path, checkpoint.history, validate=validator([0.6, 0.8]),
+                                  patches=SimpleNamespace(epoch=0), emit=lambda e: None, cancel=None,
+                                  best_file=checkpoint.best.name)
+    fit(FakeModel(2.0), callbacks, 2, 2, initial_epoch=1)  # epoch 2: worse; the old best stays named
+    assert read_checkpoint(tmp_path).best.name == BEST_FILE
+    fit(FakeModel(4.0), callbacks, 3, 2, initial_epoch=2)  # epoch 3: better
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0003.npz", "last-0003.keras", "state.json"]
+
+
+@pytest.mark.parametrize("names, problem", [({"last": "../elsewhere.keras"}, "names '../elsewhere.keras'"),
+                                            ({"last": "last-0009.keras"}, "last-0009.keras, a checkpoint that")])
+def test_resume_trusts_only_the_files_the_state_names(tmp_path, names, problem):
+    from cerber_model.training import TrainingError
+    from cerber_model.training.loop import read_checkpoint
+
+    state = {"config": TrainingConfig().to_dict(), "history": [{"epoch": 1, "val_f1": 0.5}], "best": "best-0001.npz"}
+    (tmp_path / STATE_FILE).write_text(json.dumps(state | names))
+    (tmp_path / "best-0001.npz").write_bytes(b"")
+    (tmp_path / "last-0001.keras").write_bytes(b"")
+    with pytest.raises(TrainingError, match=re.escape(problem) + ".*start afresh without --resume"):
+        read_checkpoint(tmp_path)
