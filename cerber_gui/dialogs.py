@@ -1,5 +1,5 @@
-"""The app's message boxes: errors (what went wrong and the fix, details expandable) and the
-question before quitting during an analysis."""
+"""The app's message boxes: errors (what went wrong and the fix, details expandable), the
+question before quitting during an analysis, and the one before unsaved points would go."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ def show_error(parent: QWidget, message: str, details: str = "") -> QMessageBox:
 def stop_analysis_and_quit(parent: QWidget) -> bool:
     """Ask whether to stop the running analysis and quit; True for yes."""
     return QMessageBox.question(parent, "Cerber", "An analysis is running. Stop it and quit?") == QMessageBox.Yes
+
+
+def save_points_first(parent: QWidget, file_name: str) -> str:
+    """Ask what to do with unsaved points: "save", "discard" or "cancel" (go back to them)."""
+    answer = QMessageBox.question(parent, "Cerber", f"The points for {file_name} are not saved. Save them?",
+                                  QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+    return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")

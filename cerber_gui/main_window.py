@@ -1,4 +1,4 @@
-"""Cerber's main window: open images, Analyze, look at the result, export.
+"""Cerber's main window: open images, Analyze, look at the result, export, annotate points.
 
 The window is wiring. The state is the :class:`~cerber_gui.session.Session` (plain Python), which
 the window observes and draws; :class:`~cerber_gui.jobs.JobRunner` runs the session's analyses
@@ -97,6 +97,9 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         self.cursor_label = QLabel("")
         self.statusBar().addWidget(self.cursor_label, 1)
+        self.points_label = QLabel("")  # while annotating: how many points, and whether they are saved
+        self.points_label.setVisible(False)
+        self.statusBar().addPermanentWidget(self.points_label)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(260)
         self.progress.setVisible(False)
@@ -121,6 +124,13 @@ class MainWindow(QMainWindow):
         menu.model_card_requested.connect(self.show_model_card)
         menu.train_requested.connect(self.open_training_wizard)
         menu.auto_levels_requested.connect(self.viewer.reset_levels)
+        for widget in (menu, bar):
+            widget.annotate_toggled.connect(self.annotate)
+            widget.accept_detections_requested.connect(self.accept_detections)
+            widget.save_points_requested.connect(self.save_points)
+        menu.undo_requested.connect(self.undo)
+        menu.redo_requested.connect(self.redo)
+        self.viewer.point_clicked.connect(self._point_clicked)
         bar.threshold_changed.connect(self.session.set_threshold)
         bar.pixel_size_changed.connect(self.session.set_pixel_size)
         bar.mode_changed.connect(self.viewer.set_mode)
@@ -139,6 +149,9 @@ class MainWindow(QMainWindow):
         events.busy_changed.connect(self._update_controls)
         events.result_added.connect(self._result_added)
         events.tracks_changed.connect(self._tracks_changed)
+        events.annotating_changed.connect(self._annotating_changed)
+        events.points_changed.connect(self._points_changed)
+        events.annotation_refused.connect(self.show_error)
 
     def _observe_jobs(self) -> None:
         self.jobs.job_started.connect(self._job_started)
@@ -164,18 +177,26 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _image_chosen(self, item, _previous=None) -> None:
-        if item is not None:
-            self.session.select(Path(item.data(Qt.UserRole)))
+        if item is None or Path(item.data(Qt.UserRole)) == self.session.selected:
+            return
+        if not self._points_settled():  # the user went back to the points: the list does too
+            self._show_selected_in_list(self.session.selected)
+            return
+        self.session.select(Path(item.data(Qt.UserRole)))
+
+    def _show_selected_in_list(self, path: Path) -> None:
+        items = (self.image_list.item(i) for i in range(self.image_list.count()))
+        self.image_list.blockSignals(True)
+        self.image_list.setCurrentItem(next(i for i in items if i.data(Qt.UserRole) == str(path)))
+        self.image_list.blockSignals(False)
 
     def _selected(self, path: Path) -> None:
         item = self.image_list.currentItem()
         if item is None or item.data(Qt.UserRole) != str(path):
-            items = (self.image_list.item(i) for i in range(self.image_list.count()))
-            self.image_list.blockSignals(True)
-            self.image_list.setCurrentItem(next(i for i in items if i.data(Qt.UserRole) == str(path)))
-            self.image_list.blockSignals(False)
+            self._show_selected_in_list(path)
         self.viewer.set_image(self.session.images[path].data)
         self._show_result()
+        self._show_annotation()
 
     def _show_result(self) -> None:
         """The selected image's result in the viewer and the table (or an empty table)."""
@@ -191,6 +212,7 @@ class MainWindow(QMainWindow):
     def _result_added(self, path: Path) -> None:
         if path == self.session.selected:
             self._show_result()
+            self._show_annotation()  # its detections can be accepted now
 
     def _tracks_changed(self, path: Path) -> None:
         result = self.session.results[path]
@@ -209,6 +231,7 @@ class MainWindow(QMainWindow):
         if self.session.selected is not None:  # the previous model's result goes
             self.viewer.set_image(self.session.images[self.session.selected].data)
         self._show_result()
+        self._show_annotation()
         self._update_controls()
 
     def _threshold_changed(self, threshold: float) -> None:
@@ -218,6 +241,26 @@ class MainWindow(QMainWindow):
     def _pixel_size_changed(self, pixel_size_um: float | None) -> None:
         self.settings.set_value(Key.PIXEL_SIZE, pixel_size_um or 0.0)
         self.jobs.retrack_soon()
+
+    def _annotating_changed(self, on: bool) -> None:
+        self.viewer.set_annotating(on)
+        self._show_annotation()
+
+    def _points_changed(self, _path: Path) -> None:
+        self._show_annotation()
+
+    def _show_annotation(self) -> None:
+        """The points being annotated in the viewer, their count, and what the controls offer."""
+        a = self.session.annotations
+        self.viewer.set_points(a.centres if a is not None else np.zeros((0, 2)))
+        self.points_label.setVisible(a is not None)
+        if a is not None:
+            n = len(a)
+            self.points_label.setText(f"{n} point{'s' if n != 1 else ''} in {a.file.name}"
+                                      + (" (not saved)" if a.dirty else ""))
+        state = self.session.annotation_state()
+        self.menu_bar.update_annotation(state)
+        self.toolbar.update_annotation(state)
 
     def _job_started(self, job: AnalysisJob) -> None:
         self.progress.setFormat(f"{job.path.name}: %v/%m tiles" + (f" ({job.waiting} more)" if job.waiting else ""))
@@ -248,6 +291,8 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: list[Path]) -> None:
         """Add images (files or folders of images) to the list and show the first new one."""
+        if not self._points_settled():
+            return
         report = self.session.open(paths)
         for folder in report.empty_folders:
             self.show_error(f"{folder} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
@@ -306,6 +351,9 @@ class MainWindow(QMainWindow):
     def open_training_wizard(self):
         from cerber_model.training import training_unavailable
 
+        if not self._points_settled():  # training reads the points files
+            return None
+
         problem = training_unavailable()
         if problem:
             self.show_error("This installation cannot train models.", problem)
@@ -325,6 +373,57 @@ class MainWindow(QMainWindow):
             self.show_error("No model is loaded.", "Load a model folder from the Model menu.")
             return
         ModelCardDialog(self.session.bundle, self).open()
+
+    # -- annotation ----------------------------------------------------------------------
+    def annotate(self, on: bool) -> None:
+        """Start or end annotating the selected image (ending asks about unsaved points first)."""
+        if on or self._points_settled():
+            self.session.annotate(on)
+        self._show_annotation()  # also when refused or cancelled: the buttons show what is so
+
+    def _point_clicked(self, row: float, col: float) -> None:
+        if self.session.annotations is not None:
+            self.session.annotations.click(row, col)
+
+    def undo(self) -> None:
+        if self.session.annotations is not None:
+            self.session.annotations.undo()
+
+    def redo(self) -> None:
+        if self.session.annotations is not None:
+            self.session.annotations.redo()
+
+    def accept_detections(self) -> None:
+        added = self.session.accept_detections()
+        self.statusBar().showMessage(f"{added} detection{'s' if added != 1 else ''} at threshold "
+                                     f"{self.session.threshold:.2f} added as points.", 5000)
+
+    def save_points(self) -> bool:
+        """Save the points being annotated beside their image; False, with a message, if they could not be."""
+        a = self.session.annotations
+        if a is None:
+            return True
+        try:
+            path = a.save()
+        except OSError as exc:
+            self.show_error(f"{a.file} could not be written ({exc.strerror or exc}); the points are kept here, "
+                            "not saved.", "Check that the folder is writable and has free space, then save again.")
+            return False
+        self.statusBar().showMessage(f"Saved {len(a)} points to {path}", 5000)
+        return True
+
+    def _points_settled(self) -> bool:
+        """Whether no unsaved points stand in the way: there are none, or the user saved or
+        discarded them (False: the user chose to go back to them, or saving failed)."""
+        if not self.session.unsaved_points:
+            return True
+        answer = dialogs.save_points_first(self, self.session.annotations.file.name)
+        if answer == "save":
+            return self.save_points()
+        if answer == "discard":
+            self.session.annotations.revert()
+            return True
+        return False
 
     # -- export -------------------------------------------------------------------------
     def export(self, kind: ExportKind) -> None:
@@ -352,6 +451,9 @@ class MainWindow(QMainWindow):
         self.last_error = (message, details)
 
     def closeEvent(self, event) -> None:
+        if not self._points_settled():
+            event.ignore()
+            return
         if self.session.busy:
             if not dialogs.stop_analysis_and_quit(self):
                 event.ignore()

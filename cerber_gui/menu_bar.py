@@ -7,6 +7,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
 
 from .exports import ExportKind
+from .session import AnnotationState
+
+ANNOTATE_SHORTCUT = "Ctrl+Shift+A"
 
 
 class MenuBar(QMenuBar):
@@ -24,6 +27,11 @@ class MenuBar(QMenuBar):
     model_card_requested = Signal()
     train_requested = Signal()
     auto_levels_requested = Signal()
+    annotate_toggled = Signal(bool)
+    accept_detections_requested = Signal()
+    save_points_requested = Signal()
+    undo_requested = Signal()
+    redo_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -40,6 +48,9 @@ class MenuBar(QMenuBar):
             action.triggered.connect(lambda _=False, k=kind: self.export_requested.emit(k))
         files.addSeparator()
         self._action(files, "&Quit", self.quit_requested, QKeySequence.Quit)
+        edit = self.addMenu("&Edit")  # what can be undone is the editing of points
+        self.undo_action = self._action(edit, "&Undo", self.undo_requested, QKeySequence.Undo)
+        self.redo_action = self._action(edit, "&Redo", self.redo_requested, QKeySequence.Redo)
         analysis = self.addMenu("&Analysis")
         self.analyze_action = self._action(analysis, "&Analyze", self.analyze_requested, "Ctrl+R")
         self.analyze_all_action = self._action(analysis, "Analyze &all", self.analyze_all_requested, "Ctrl+Shift+R")
@@ -50,10 +61,17 @@ class MenuBar(QMenuBar):
         models.addSeparator()
         self._action(models, "About this &model…", self.model_card_requested)
         self._action(models, "&Train a model…", self.train_requested)
+        points = self.addMenu("&Points")
+        self.annotate_action = self._action(points, "&Annotate", None, ANNOTATE_SHORTCUT)
+        self.annotate_action.setCheckable(True)
+        self.annotate_action.triggered.connect(self.annotate_toggled)  # triggered: the user, not setChecked
+        self.accept_action = self._action(points, "Accept &detections", self.accept_detections_requested)
+        self.save_points_action = self._action(points, "&Save points", self.save_points_requested, QKeySequence.Save)
         self.view_menu = self.addMenu("&View")
         self._action(self.view_menu, "&Auto levels", self.auto_levels_requested, "Ctrl+L")
         self.view_menu.addSeparator()
         self.set_recent([])
+        self.update_annotation(AnnotationState(False, False, False, False, False, False))
 
     def _action(self, menu: QMenu, text: str, signal, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -82,3 +100,11 @@ class MenuBar(QMenuBar):
         self.analyze_action.setEnabled(can_analyze)
         self.analyze_all_action.setEnabled(can_analyze)
         self.cancel_action.setEnabled(busy)
+
+    def update_annotation(self, state: AnnotationState) -> None:
+        self.annotate_action.setEnabled(state.can_annotate or state.annotating)
+        self.annotate_action.setChecked(state.annotating)
+        self.accept_action.setEnabled(state.can_accept)
+        self.save_points_action.setEnabled(state.unsaved)
+        self.undo_action.setEnabled(state.can_undo)
+        self.redo_action.setEnabled(state.can_redo)

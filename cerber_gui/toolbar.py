@@ -1,5 +1,5 @@
 """The main window's toolbar: open, analyze and cancel, the threshold, how the result is shown,
-and the pixel size. It says what the user set through its signals and does none of it."""
+the pixel size, and annotation. It says what the user set through its signals and does none of it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QToolBar, QWidget
 
+from .session import AnnotationState
 from .viewer import MODES
 
 
@@ -19,6 +20,9 @@ class ToolBar(QToolBar):
     mode_changed = Signal(str)  # one of viewer.MODES
     opacity_changed = Signal(float)  # 0..1
     pixel_size_changed = Signal(float)  # µm per pixel; 0 for unknown
+    annotate_toggled = Signal(bool)  # annotation mode on or off
+    accept_detections_requested = Signal()
+    save_points_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Main", parent)
@@ -61,6 +65,18 @@ class ToolBar(QToolBar):
         self.pixel_size.setSpecialValueText("unknown")
         self.pixel_size.valueChanged.connect(self.pixel_size_changed)
         self.addWidget(self.pixel_size)
+        self.addSeparator()
+        self.annotate_button = QPushButton("Annotate")
+        self.annotate_button.setCheckable(True)
+        self.annotate_button.setToolTip("Mark spots by hand (Ctrl+Shift+A): click to add a point, click a point to "
+                                        "remove it. Points are saved beside the image as <name>_points.csv.")
+        self.annotate_button.clicked.connect(self.annotate_toggled)  # clicked: the user, not setChecked
+        self.addWidget(self.annotate_button)
+        self.accept_button = self._button("Accept detections", self.accept_detections_requested)
+        self.accept_button.setToolTip("Add the tracks found at the threshold as points (Undo takes them back)")
+        self.save_points_button = self._button("Save points", self.save_points_requested)
+        self.save_points_button.setToolTip("Save the points beside the image (Ctrl+S)")
+        self.update_annotation(AnnotationState(False, False, False, False, False, False))
 
     def _button(self, text: str, signal) -> QPushButton:
         button = QPushButton(text)
@@ -92,3 +108,9 @@ class ToolBar(QToolBar):
         self.analyze_button.setEnabled(can_analyze)
         self.analyze_all_button.setEnabled(can_analyze)
         self.cancel_button.setEnabled(busy)
+
+    def update_annotation(self, state: AnnotationState) -> None:
+        self.annotate_button.setEnabled(state.can_annotate or state.annotating)
+        self.annotate_button.setChecked(state.annotating)
+        self.accept_button.setEnabled(state.can_accept)
+        self.save_points_button.setEnabled(state.unsaved)

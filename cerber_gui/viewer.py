@@ -3,21 +3,25 @@
 Both panes are pyqtgraph ViewBoxes linked in x and y, so zoom and pan follow each
 other. The right pane shows the input in gray with the probability map as a
 colour layer (opacity adjustable) and track markers; it can instead show the
-probability map alone or the binary mask.
+probability map alone or the binary mask. Annotated points are crosses over both panes;
+in annotation mode a click on either pane says where, in image coordinates.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from cerber_model.runtime.export import OUTLINE_COLOUR, PROBABILITY_COLOUR, display_range
 
+from .annotations import HIT_RADIUS_PX
+
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 MODES = ("overlay", "probability", "mask")
+POINT_COLOUR = (0, 230, 255)  # cyan: apart from the yellow track rings and the magenta probability
 
 
 def _lut(colour: np.ndarray) -> np.ndarray:
@@ -31,6 +35,8 @@ def _lut(colour: np.ndarray) -> np.ndarray:
 class SideBySideViewer(QWidget):
     #: row, col, input value, probability (nan before analysis) under the cursor
     hovered = Signal(int, int, float, float)
+    #: row, col (image px, pixel centres at integers, sub-pixel) of a left click, in annotation mode
+    point_clicked = Signal(float, float)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -59,6 +65,14 @@ class SideBySideViewer(QWidget):
         self.right_box.addItem(self.background_item)
         self.right_box.addItem(self.overlay_item)
         self.right_box.addItem(self.markers)
+        # Annotated points: crosses as wide as the reach of a click that removes them, in both panes.
+        self.point_items = []
+        for box in (self.left_box, self.right_box):
+            item = pg.ScatterPlotItem(size=2 * HIT_RADIUS_PX, symbol="+", pen=pg.mkPen(POINT_COLOUR, width=1),
+                                      brush=pg.mkBrush(POINT_COLOUR), pxMode=False)
+            box.addItem(item)
+            self.point_items.append(item)
+        self.annotating = False
         self.histogram: pg.HistogramLUTWidget | None = None
         self.data: np.ndarray | None = None
         self.probability: np.ndarray | None = None
@@ -67,6 +81,8 @@ class SideBySideViewer(QWidget):
         self.opacity = 0.6
         for scene in (self.left.scene(), self.right.scene()):
             scene.sigMouseMoved.connect(self._mouse_moved)
+        self.left.scene().sigMouseClicked.connect(lambda ev: self._mouse_clicked(ev, self.left_box))
+        self.right.scene().sigMouseClicked.connect(lambda ev: self._mouse_clicked(ev, self.right_box))
 
     # -- content -------------------------------------------------------------
     def set_image(self, data: np.ndarray, levels: tuple[float, float] | None = None) -> None:
@@ -78,6 +94,7 @@ class SideBySideViewer(QWidget):
             item.setImage(data, autoLevels=False, levels=levels)
         self.overlay_item.clear()
         self.markers.clear()
+        self.set_points(np.zeros((0, 2)))
         self.left_box.autoRange(padding=0.02)
 
     @staticmethod
@@ -123,6 +140,18 @@ class SideBySideViewer(QWidget):
         if self.mode == "mask":
             self._refresh()
 
+    def set_points(self, centres: np.ndarray) -> None:
+        """Annotated points, (N, 2) row, col, as crosses over both panes."""
+        pos = centres[:, ::-1] if len(centres) else np.zeros((0, 2))
+        for item in self.point_items:
+            item.setData(pos=pos)
+
+    def set_annotating(self, on: bool) -> None:
+        """In annotation mode left clicks emit :attr:`point_clicked` (dragging still pans)."""
+        self.annotating = on
+        for view in (self.left, self.right):
+            view.setCursor(Qt.CrossCursor if on else Qt.ArrowCursor)
+
     def set_opacity(self, opacity: float) -> None:
         self.opacity = opacity
         self.overlay_item.setOpacity(opacity if self.mode == "overlay" else 1.0)
@@ -158,6 +187,13 @@ class SideBySideViewer(QWidget):
         """Show a ``size`` px square around (row, col) in both panes."""
         self.left_box.setRange(xRange=(col - size / 2, col + size / 2), yRange=(row - size / 2, row + size / 2),
                                padding=0)
+
+    def _mouse_clicked(self, event, box: pg.ViewBox) -> None:
+        # A double click comes after its first click, which already added or removed a point.
+        if not self.annotating or self.data is None or event.button() != Qt.LeftButton or event.double():
+            return
+        point = box.mapSceneToView(event.scenePos())
+        self.point_clicked.emit(float(point.y()), float(point.x()))
 
     def _mouse_moved(self, pos) -> None:
         if self.data is None:

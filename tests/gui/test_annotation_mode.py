@@ -1,0 +1,201 @@
+"""Annotation mode, clicked as a user would (offscreen, with the default model): points are
+added and removed by clicking in the views, detections accepted, edits undone, saved beside the
+image and read back."""
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from cerber_gui import annotations  # noqa: E402
+from cerber_gui.main_window import MainWindow  # noqa: E402
+from cerber_gui.settings import Settings  # noqa: E402
+from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
+from cerber_model.runtime.points import read_points  # noqa: E402
+
+from .test_main_window import SHAPE, _analyze, _menu_action, gaussian_spots, spot_grid  # noqa: E402
+
+# Places with no spot near them (the spots sit on a grid at rows 30, 75, 120 and columns 30,
+# 78, 126, 174, give or take 3 px).
+EMPTY = [(52.3, 54.6), (97.7, 150.25), (160.4, 100.1)]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_default_bundle()
+
+
+@pytest.fixture
+def spots(tmp_path):
+    """A 16-bit image with 12 bright Gaussian spots: the file and the true centres."""
+    rng = np.random.default_rng(0)
+    centres = spot_grid(3, 4, rng)
+    data = gaussian_spots(centres, [3000] * len(centres)) + 400 + rng.normal(0, 30, SHAPE)
+    path = tmp_path / "spots.tif"
+    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
+    return path, centres
+
+
+def new_window(qtbot, bundle, tmp_path):
+    window = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+@pytest.fixture
+def questions(monkeypatch):
+    """Answers QMessageBox.question with the answers queued (Cancel when none is left); records the texts."""
+    asked, answers = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a, **k:
+                        asked.append(text) or (answers.pop(0) if answers else QMessageBox.Cancel))
+    return asked, answers
+
+
+def click_image(qtbot, window, row: float, col: float, pane: str = "left") -> float:
+    """Click the view at image coordinates (row, col), mapped through the view's transform as a
+    user's pointer would be; returns how far apart (image px) two screen pixels there are."""
+    viewer = window.viewer
+    view, box = (viewer.left, viewer.left_box) if pane == "left" else (viewer.right, viewer.right_box)
+    pos = view.mapFromScene(box.mapViewToScene(QPointF(col, row)))
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=pos)
+    return float(max(box.viewPixelSize()))
+
+
+def shown_points(window, pane: int = 0) -> np.ndarray:
+    """(row, col) of the crosses drawn in a pane."""
+    x, y = window.viewer.point_items[pane].getData()
+    return np.c_[y, x]
+
+
+def nearest_distances(found: np.ndarray, true) -> np.ndarray:
+    true = np.asarray(true, dtype=float)
+    return np.hypot(*(found[:, None, :] - true[None]).transpose(2, 0, 1)).min(axis=1)
+
+
+def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_path, spots, questions):
+    image_path, centres = spots
+    original = image_path.read_bytes()
+    window = new_window(qtbot, bundle, tmp_path)
+    bar = window.toolbar
+    assert not bar.annotate_button.isEnabled()  # nothing open
+    window.open_paths([image_path])
+    assert bar.annotate_button.isEnabled() and not bar.accept_button.isEnabled()
+    qtbot.mouseClick(bar.annotate_button, Qt.LeftButton)
+    assert window.session.annotating and bar.annotate_button.isChecked()
+    assert _menu_action(window, "&Points", "&Annotate").isChecked()
+    assert window.points_label.text() == "0 points in spots_points.csv"
+    # Two points, one clicked in each pane, where the user pointed (to within a screen pixel).
+    step = click_image(qtbot, window, *EMPTY[0], pane="left")
+    click_image(qtbot, window, *EMPTY[1], pane="right")
+    points = window.session.annotations.centres
+    assert len(points) == 2 and nearest_distances(points, EMPTY[:2]).max() <= step
+    assert np.allclose(shown_points(window, 0), points) and np.allclose(shown_points(window, 1), points)
+    assert window.points_label.text() == "2 points in spots_points.csv (not saved)"
+    assert bar.save_points_button.isEnabled()
+    # Clicking a point removes it; Undo (Edit menu, Ctrl+Z) brings it back, Redo takes it away again.
+    click_image(qtbot, window, EMPTY[0][0] + 1, EMPTY[0][1] - 1)
+    assert len(window.session.annotations) == 1 and len(shown_points(window)) == 1
+    undo, redo = _menu_action(window, "&Edit", "&Undo"), _menu_action(window, "&Edit", "&Redo")
+    assert undo.shortcut().toString() == "Ctrl+Z"
+    undo.trigger()
+    assert len(shown_points(window)) == 2 and redo.isEnabled()
+    redo.trigger()
+    undo.trigger()
+    # Accept detections: analyze, then the 12 spots found become points beside the two clicked.
+    _analyze(qtbot, window)
+    qtbot.waitUntil(lambda: not window.session.busy)
+    assert bar.accept_button.isEnabled() and window.session.annotating
+    assert len(shown_points(window)) == 2  # the analysis result did not hide the points
+    qtbot.mouseClick(bar.accept_button, Qt.LeftButton)
+    points = window.session.annotations.centres
+    assert len(points) == 14 and nearest_distances(points[2:], centres).max() < 2
+    assert "12 detections at threshold 0.45 added as points" in window.statusBar().currentMessage()
+    # A detection accepted is a point: clicking it removes it.
+    click_image(qtbot, window, *points[5])
+    assert len(window.session.annotations) == 13
+    undo.trigger()
+    qtbot.mouseClick(bar.save_points_button, Qt.LeftButton)
+    saved = tmp_path / "spots_points.csv"
+    assert np.allclose(read_points(saved, SHAPE).centres, points, atol=0.005)
+    assert image_path.read_bytes() == original  # never written over the image
+    assert window.points_label.text() == "14 points in spots_points.csv" and not bar.save_points_button.isEnabled()
+    asked, _ = questions
+    assert window.close() and asked == []  # all saved: nothing to ask
+    # Reopened in a new window, annotating the image shows its points again.
+    again = new_window(qtbot, bundle, tmp_path)
+    again.open_paths([image_path])
+    _menu_action(again, "&Points", "&Annotate").trigger()
+    assert again.toolbar.annotate_button.isChecked()
+    assert np.allclose(shown_points(again), points, atol=0.005) and not again.session.unsaved_points
+
+
+def test_unsaved_points_are_asked_about_before_they_could_go(qtbot, bundle, tmp_path, spots, questions):
+    first, _ = spots
+    second = tmp_path / "second.tif"
+    second.write_bytes(first.read_bytes())
+    asked, answers = questions
+    window = new_window(qtbot, bundle, tmp_path)
+    window.open_paths([first, second])
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    click_image(qtbot, window, *EMPTY[0])
+    # Another image: Cancel stays with the points (and the list says so too).
+    window.image_list.setCurrentRow(1)
+    assert asked == ["The points for spots_points.csv are not saved. Save them?"]
+    assert window.session.selected == first.resolve() and window.image_list.currentRow() == 0
+    # Discard: the points go, nothing is written, and annotation goes on with the next image.
+    answers.append(QMessageBox.Discard)
+    window.image_list.setCurrentRow(1)
+    assert window.session.selected == second.resolve() and window.session.annotations.image == second.resolve()
+    assert not (tmp_path / "spots_points.csv").exists() and len(shown_points(window)) == 0
+    # Save: written, then the switch.
+    click_image(qtbot, window, *EMPTY[1])
+    answers.append(QMessageBox.Save)
+    window.image_list.setCurrentRow(0)
+    assert window.session.selected == first.resolve()
+    assert len(read_points(tmp_path / "second_points.csv").centres) == 1
+    # Ending annotation and closing the app ask too; Cancel keeps the window and the points.
+    click_image(qtbot, window, *EMPTY[2])
+    asked.clear()
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    assert len(asked) == 1 and window.session.annotating and window.toolbar.annotate_button.isChecked()
+    assert not window.close() and window.isVisible() and len(asked) == 2
+    answers.append(QMessageBox.Save)
+    assert window.close()
+    assert len(read_points(tmp_path / "spots_points.csv").centres) == 1
+
+
+def test_bad_files_read_only_folders_and_failed_saves_get_a_message(qtbot, bundle, tmp_path, spots, monkeypatch):
+    image_path, _ = spots
+    points_file = tmp_path / "spots_points.csv"
+    points_file.write_text("row,col\n10,10\n10,oops\n")
+    window = new_window(qtbot, bundle, tmp_path)
+    window.open_paths([image_path])
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    assert not window.session.annotating and not window.toolbar.annotate_button.isChecked()
+    assert "spots_points.csv has problems" in window.last_error[0]
+    assert f"{points_file}:3: not numeric" in window.last_error[1]
+    assert points_file.read_text() == "row,col\n10,10\n10,oops\n"  # nothing lost
+    points_file.unlink()
+    monkeypatch.setattr(annotations, "folder_writable", lambda folder: False)
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    assert not window.session.annotating and "is read-only" in window.last_error[0]
+    monkeypatch.undo()
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    click_image(qtbot, window, *EMPTY[0])
+
+    def refuse(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(annotations, "write_points", refuse)
+    _menu_action(window, "&Points", "&Save points").trigger()
+    assert "could not be written (Permission denied)" in window.last_error[0]
+    assert window.session.unsaved_points and len(shown_points(window)) == 1 and not points_file.exists()
+    monkeypatch.undo()  # the folder is writable again: saving works
+    assert window.save_points() and len(read_points(points_file).centres) == 1
