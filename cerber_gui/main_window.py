@@ -360,7 +360,9 @@ class MainWindow(QMainWindow):
             return None
         from .training_wizard import TrainingWizard
 
-        wizard = TrainingWizard(self, start_model=self.session.bundle)
+        selected = self.session.selected
+        wizard = TrainingWizard(self, start_model=self.session.bundle,
+                                annotated_folder=selected.parent if selected is not None else None)
         wizard.use_model.connect(lambda path: self.load_model(Path(path)))
         wizard.open()
         self.wizard = wizard

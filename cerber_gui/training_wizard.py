@@ -41,6 +41,8 @@ from PySide6.QtWidgets import (
 
 from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
+from cerber_model.runtime.images import list_images
+from cerber_model.runtime.points import points_beside
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
 from cerber_model.training import TRAINING_FILES, TrainingConfig, TrainingError, estimate_cost, train
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
@@ -77,7 +79,8 @@ class DataPage(QWizardPage):
         super().__init__()
         self.wiz = wizard
         self.setTitle("1. Training data")
-        self.setSubTitle("Folders of images and masks (paired by file name), or synthetic data.")
+        self.setSubTitle("Folders of images and masks (paired by file name), images you annotated, or "
+                         "synthetic data.")
         layout = QVBoxLayout(self)
         grid = QGridLayout()
         self.train_images, self.train_masks = QLineEdit(), QLineEdit()
@@ -94,10 +97,18 @@ class DataPage(QWizardPage):
         self.use_folders = QRadioButton("Validation folders as above")
         self.hold_out = QRadioButton("Hold out a fraction of the training pairs:")
         self.synthetic = QRadioButton("Generate synthetic data:")
+        self.annotated = QRadioButton("Fine-tune on my annotated images:")
+        self.annotated.setToolTip("A folder of images with the points the app's Annotate mode saves beside "
+                                  "them (<name>_points.csv); images without points are left out. The fraction "
+                                  "above is held out for validation, and training starts from the open model.")
+        self.annotated_folder = QLineEdit()
+        self.annotated_folder.setPlaceholderText("folder of images with <name>_points.csv beside them")
         self.use_folders.setChecked(True)
         group = QButtonGroup(self)
-        for b in (self.use_folders, self.hold_out, self.synthetic):
+        for b in (self.use_folders, self.hold_out, self.synthetic, self.annotated):
             group.addButton(b)
+        group.buttonToggled.connect(self._invalidate)
+        self.annotated.toggled.connect(lambda on: on and self.wiz.settings_page.fine_tune())
         self.fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=0.2)
         row = QHBoxLayout()
         row.addWidget(self.hold_out)
@@ -115,6 +126,13 @@ class DataPage(QWizardPage):
             row.addWidget(QLabel(label))
         row.addStretch()
         layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.annotated)
+        row.addWidget(self.annotated_folder, 1)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._choose_annotated_folder)
+        row.addWidget(browse)
+        layout.addLayout(row)
         self.check_button = QPushButton("Check data")
         self.check_button.clicked.connect(self.check)
         self.progress = QProgressBar()
@@ -130,7 +148,7 @@ class DataPage(QWizardPage):
         self.report = None
         self.spec: DatasetSpec | None = None
         self.job = None
-        for edit in (self.train_images, self.train_masks, self.val_images, self.val_masks):
+        for edit in (self.train_images, self.train_masks, self.val_images, self.val_masks, self.annotated_folder):
             edit.textChanged.connect(self._invalidate)
 
     def _choose_dataset_folder(self) -> None:
@@ -145,7 +163,17 @@ class DataPage(QWizardPage):
             edit.setText(str(folder / split / kind))
         self.use_folders.setChecked(True)
 
-    def _invalidate(self) -> None:
+    def _choose_annotated_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of annotated images", self.annotated_folder.text())
+        if folder:
+            self.use_annotated_folder(Path(folder))
+
+    def use_annotated_folder(self, folder: Path) -> None:
+        """Fine-tune on the images in ``folder`` that have points beside them."""
+        self.annotated_folder.setText(str(folder))
+        self.annotated.setChecked(True)
+
+    def _invalidate(self, *_) -> None:
         self.report = None
         self.completeChanged.emit()
 
@@ -153,6 +181,8 @@ class DataPage(QWizardPage):
         def path(edit):
             return Path(edit.text()) if edit.text().strip() else None
 
+        if self.annotated.isChecked():  # no masks: every image with points pairs, the rest is left out
+            return DatasetSpec(path(self.annotated_folder) or Path(""), None, val_fraction=self.fraction.value())
         if self.hold_out.isChecked():
             return DatasetSpec(path(self.train_images) or Path(""), path(self.train_masks) or Path(""),
                                val_fraction=self.fraction.value())
@@ -274,6 +304,11 @@ class SettingsPage(QWizardPage):
 
     def initializePage(self) -> None:
         self._estimate()  # the data page's report is known by now
+
+    def fine_tune(self) -> None:
+        """Start from the open model, if there is one (what annotated images are for)."""
+        if self.start.count() > 1:
+            self.start.setCurrentIndex(1)
 
     def _estimate(self) -> None:
         data = getattr(self.wizard(), "data_page", None)
@@ -492,7 +527,9 @@ class TrainingWizard(QWizard):
     #: the folder of the saved model, when "use this model now" is ticked
     use_model = Signal(str)
 
-    def __init__(self, parent=None, start_model=None):
+    def __init__(self, parent=None, start_model=None, annotated_folder: Path | None = None):
+        """``start_model``: the open model, offered to start from; ``annotated_folder``: the folder of
+        the image open in the app, offered for fine-tuning when it holds points files."""
         super().__init__(parent)
         self.setWindowTitle("Train a Cerber model")
         self.resize(900, 700)
@@ -505,6 +542,8 @@ class TrainingWizard(QWizard):
         for page in (self.data_page, self.settings_page, self.training_page, self.finish_page):
             self.addPage(page)
         self.finished.connect(self._closed)
+        if annotated_folder is not None and any(points_beside(p).is_file() for p in list_images(annotated_folder)):
+            self.data_page.use_annotated_folder(annotated_folder)
 
     def _closed(self, result: int) -> None:
         if result == QWizard.Accepted and self.saved_path and self.finish_page.use_now.isChecked():
