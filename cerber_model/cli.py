@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 
 if TYPE_CHECKING:
+    from .runtime.progress import CancelToken
     from .training import TrainingConfig
 
 EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -325,6 +327,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .runtime.datasets import DatasetSpec
+    from .runtime.progress import Cancelled, CancelToken
     from .training import TrainingError, estimate_cost, train, training_unavailable
     from .training.events import BatchDone, EpochDone, Inspected, Stopped, TrainingEvent
     from .training.loop import check_output, work_folder
@@ -362,16 +365,67 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(event, Stopped):
             bar.write(f"stopped: {event.reason}")
 
+    token = CancelToken()
+    signals = _StopOnSignal(token)
+    work = work_folder(Path(args.out))
     try:
-        with bar:
-            train(config, spec, args.out, callback=on_event, resume=args.resume, overwrite=args.overwrite)
-    except TrainingError as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        print("cerber: interrupted; continue later with --resume.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        with signals, bar:
+            bundle = train(config, spec, args.out, callback=on_event, cancel=token, resume=args.resume,
+                           overwrite=args.overwrite)
+    except (TrainingError, Cancelled) as exc:
+        if not signals.received:
+            return _fail(str(exc))
+        what = "before training started; nothing was written" if isinstance(exc, Cancelled) else exc
+        print(f"cerber: interrupted {what}", file=sys.stderr)
+        return signals.exit_code
+    except KeyboardInterrupt:  # a second signal: no model is written
+        print(f"cerber: aborted; no model was written; {work} keeps the checkpoints of the last whole epoch "
+              "for --resume.", file=sys.stderr)
+        return signals.exit_code if signals.received else EXIT_INTERRUPTED
+    if signals.received:
+        run = bundle.config.provenance
+        print(f"cerber: interrupted; the best model so far (epoch {run['best_epoch']} of {run['epochs_run']}, "
+              f"F1 {bundle.config.metrics['val_f1']:.3f}) was saved to {args.out}; {work} keeps the checkpoints: "
+              "continue with --resume.", file=sys.stderr)
+        return signals.exit_code
     print(f"model saved to {args.out}")
     return EXIT_OK
+
+
+class _StopOnSignal:
+    """While in use, SIGINT (Ctrl+C) and SIGTERM (a cluster's scheduler, a closed terminal) ask the
+    work to stop as the app's Stop does: ``token`` is cancelled with the reason "interrupted", and
+    the work ends cleanly with what it has. A second signal raises KeyboardInterrupt (at once)."""
+
+    def __init__(self, token: CancelToken):
+        self.token = token
+        self.received: list[int] = []
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if len(self.received) > 1:
+            raise KeyboardInterrupt
+        self.token.cancel("interrupted")
+        print(f"\ncerber: {signal.Signals(signum).name}: stopping after this batch to save the best model so far "
+              "(once more to abort without saving)", file=sys.stderr, flush=True)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as shells report a process a signal ended (130, 143)."""
+        return 128 + self.received[-1]
+
+    def __enter__(self) -> _StopOnSignal:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals keep their handlers
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -24,8 +24,13 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.reason = ""
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the work to stop; ``reason`` says why (a person's Stop: "cancelled", a signal:
+        "interrupted"); the first one given stays."""
+        if not self._event.is_set():
+            self.reason = reason
         self._event.set()
 
     @property

@@ -14,8 +14,8 @@ validation patches) in it, :class:`ObjectValidation` adds the object-level score
 :class:`History` the epoch's ``seconds`` and :class:`BestCheckpoint` the ``best_f1`` so far
 (and the ``best_file`` that holds it); the callbacks after them read those. An epoch that was
 cut short (cancelled during its batches) is not validated, and the callbacks after validation
-leave it out: the checkpoints keep the last whole epoch. Epochs count from 0 in the hooks (as in Keras), from 1 in the
-history and in events.
+leave it out: the checkpoints keep the last whole epoch. Epochs count from 0 in the hooks (as
+in Keras), from 1 in the history and in events.
 """
 
 from __future__ import annotations
@@ -228,15 +228,16 @@ class ProgressReport(Callback):
 
 class CancelOnRequest(Callback):
     """Stops training after the batch during which ``token`` was cancelled; ``cancelled`` says
-    afterwards whether it did."""
+    afterwards whether it did, and ``reason`` why (the token's: "cancelled", "interrupted")."""
 
     def __init__(self, token: CancelToken | None):
         self.token = token
         self.cancelled = False
+        self.reason = ""
 
     def on_train_batch_end(self, batch: int, logs: Logs) -> None:
         if self.token is not None and self.token.cancelled:
-            self.cancelled = True
+            self.cancelled, self.reason = True, self.token.reason or "cancelled"
             self.model.stop_training = True
 
 
@@ -288,10 +289,11 @@ def prepare_callbacks(config: TrainingConfig, work: Path, history: list[dict[str
 
 
 def stop_reason(callbacks: Sequence[Callback]) -> str:
-    """Why a run with these callbacks ended: "cancelled", why it stopped early, or "finished"."""
+    """Why a run with these callbacks ended: "cancelled" (or the cancel token's reason, such as
+    "interrupted"), why it stopped early, or "finished"."""
     for callback in callbacks:
         if isinstance(callback, CancelOnRequest) and callback.cancelled:
-            return "cancelled"
+            return callback.reason
     for callback in callbacks:
         if isinstance(callback, EarlyStopping) and callback.reason:
             return callback.reason

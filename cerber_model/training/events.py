@@ -53,7 +53,8 @@ class EpochDone:
 
 @dataclass(frozen=True)
 class Stopped:
-    """Training ended: ``"finished"``, ``"cancelled"``, or why it stopped early."""
+    """Training ended: ``"finished"``, ``"cancelled"`` (the app's Stop), ``"interrupted"`` (a signal to
+    ``cerber train``), or why it stopped early."""
 
     reason: str
 

@@ -436,3 +436,16 @@ def test_resume_trusts_only_the_files_the_state_names(tmp_path, names, problem):
     (tmp_path / "last-0001.keras").write_bytes(b"")
     with pytest.raises(TrainingError, match=re.escape(problem) + ".*start afresh without --resume"):
         read_checkpoint(tmp_path)
+
+
+def test_a_run_stopped_by_a_signal_says_it_was_interrupted(tmp_path):
+    token = CancelToken()
+
+    def on_event(event):
+        if isinstance(event, BatchDone) and (event.epoch, event.batch) == (2, 1):
+            token.cancel("interrupted")  # what cerber train does on Ctrl+C or SIGTERM
+            token.cancel()  # the first reason stays
+
+    config = TrainingConfig(epochs=5, steps_per_epoch=3, patience=0)
+    _, history, reason = run(tmp_path, config, [0.5], on_event=on_event, cancel=token)
+    assert reason == "interrupted" and len(history) == 1

@@ -109,3 +109,22 @@ def test_cerber_train_resume_says_when_there_is_nothing_to_resume(tmp_path, monk
     model_folder(out)
     assert main(["train", str(tmp_path / "data"), "--out", str(out), "--resume", "--quiet"]) == 2
     assert f"{out} already exists" in capsys.readouterr().err and len(calls) == 1
+
+
+def test_signals_cancel_the_run_and_a_second_one_aborts():
+    """cerber train turns SIGINT and SIGTERM into the app's Stop; its handlers are restored after."""
+    import os
+    import signal
+
+    from cerber_model.cli import _StopOnSignal
+    from cerber_model.runtime.progress import CancelToken
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    token = CancelToken()
+    with _StopOnSignal(token) as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert token.cancelled and token.reason == "interrupted" and signals.exit_code == 143
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signals.exit_code == 130
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
