@@ -160,7 +160,14 @@ class BestCheckpoint(Callback):
 
 def _fsync(path: Path) -> None:
     """Flush ``path`` (a file, or a folder's entries: renames into it) to disk."""
-    fd = os.open(path, os.O_RDONLY)
+    if not path.is_dir():
+        with open(path, "rb+") as fh:  # writable: Windows flushes only handles open for writing
+            os.fsync(fh.fileno())
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows opens no folders; its renames are journaled by NTFS
+        return
     try:
         os.fsync(fd)
     finally:
