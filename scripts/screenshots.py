@@ -1,5 +1,5 @@
-"""Screenshots of the real app for the README: the main window after Analyze and
-every page of the training wizard.
+"""Screenshots of the real app for the README: the main window after Analyze, annotation
+mode (the sample's own points, as saved beside it) and every page of the training wizard.
 
 Run under a virtual screen to see the app as a user would:
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
@@ -70,6 +70,11 @@ def main() -> int:
             window.track_panel.table.selectRow(0)
             window.track_panel._clicked(index)
         grab(window, "main_window_zoomed.png")
+        window.toolbar.annotate_button.click()  # reads img_hybiss_2d_points.csv; nothing is changed or saved
+        wait_until(lambda: window.session.annotating, 10, "annotation mode")
+        window.viewer.centre_on(300, 300, size=160)
+        grab(window, "annotation_mode.png")
+        window.toolbar.annotate_button.click()
         wizard_shots(window, Path(tmp), wait_until, grab)
         window.close()
     for shot in shots:
@@ -91,6 +96,7 @@ def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
     grab(wizard, "wizard_1_data.png")
     wizard.next()
     s = wizard.settings_page
+    s.start.setCurrentIndex(0)  # fresh weights (the samples' points made the wizard offer fine-tuning)
     s.width.setValue(1)
     s.epochs.setValue(3)
     s.steps.setValue(15)
@@ -99,7 +105,9 @@ def wizard_shots(window, tmp: Path, wait_until, grab) -> None:
     grab(wizard, "wizard_2_settings.png")
     wizard.next()
     t = wizard.training_page
-    wait_until(lambda: len(t.epochs) >= 2, 600, "two epochs of training")
+    wait_until(lambda: len(t.epochs) >= 2 or not t.running, 600, "two epochs of training")
+    if len(t.epochs) < 2:
+        raise RuntimeError(f"training ended early: {t.status.text()}")
     grab(wizard, "wizard_3_training.png")
     wait_until(lambda: t.isComplete(), 600, "the end of training")
     wizard.next()
