@@ -72,7 +72,7 @@ class JobRunner(QObject):
         worker.signals.finished.connect(self._finished)
         self.worker = worker
         self.job_started.emit(job)
-        workers.start(worker)
+        workers.start(worker, workers.Pool.ANALYSIS)
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.emit(done, total)
@@ -112,7 +112,7 @@ class JobRunner(QObject):
         worker.signals.error.connect(self._retrack_failed)
         worker.signals.finished.connect(self._retrack_finished)
         self.retrack_worker = worker
-        workers.start(worker)
+        workers.start(worker, workers.Pool.QUICK)
 
     def _retracked(self, tracks: Tracks) -> None:
         self.session.set_tracks(self.retrack_worker.tag, tracks)

@@ -461,7 +461,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             self.jobs.cancel()
-            workers.wait_all()
+            # The analysis stops between two tiles; training is the wizard's to stop (below).
+            workers.wait_all(kinds=(workers.Pool.ANALYSIS, workers.Pool.QUICK))
         if self.wizard is not None and self.wizard.isVisible() and not self.wizard.close():
             event.ignore()  # training runs on; the wizard asked and the user said no
             return

@@ -204,7 +204,7 @@ class DataPage(QWizardPage):
             self.job.signals.result.connect(self._inspected)
         self.job.signals.progress.connect(lambda d, t: (self.progress.setRange(0, t), self.progress.setValue(d)))
         self.job.signals.error.connect(self._failed)
-        workers.start(self.job)
+        workers.start(self.job, workers.Pool.TRAINING)
 
     def _generated(self, spec: DatasetSpec) -> None:
         self.train_images.setText(str(spec.train_images))
@@ -216,7 +216,7 @@ class DataPage(QWizardPage):
         self.job = workers.Worker(inspect_dataset, spec)
         self.job.signals.result.connect(self._inspected)
         self.job.signals.error.connect(self._failed)
-        workers.start(self.job)
+        workers.start(self.job, workers.Pool.TRAINING)
 
     def _inspected(self, report) -> None:
         self.report = report
@@ -396,7 +396,7 @@ class TrainingPage(QWizardPage):
         self.stop_button.setEnabled(True)
         self.cancel_button.setEnabled(True)
         self.status.setText("Preparing (checking the data, building the network)…")
-        workers.start(self.job)
+        workers.start(self.job, workers.Pool.TRAINING)
 
     @property
     def running(self) -> bool:

@@ -2,14 +2,20 @@
 
 A :class:`Worker` wraps one call of a plain function that accepts ``progress``
 and ``cancel`` keyword arguments (the cerber_model convention) and runs it on
-Qt's thread pool. It reports through the typed signals of :attr:`Worker.signals`,
-a QObject that lives on the GUI thread, so connected slots run there. The
-function gets a snapshot of its inputs; it never touches widgets.
+one of the app's thread pools (:class:`Pool`). It reports through the typed signals
+of :attr:`Worker.signals`, a QObject that lives on the GUI thread, so connected slots
+run there. The function gets a snapshot of its inputs; it never touches widgets.
+
+Long work has pools of its own, so that quick work never queues behind it: Qt's global
+pool has one thread per core, and on two cores a training plus one analysis filled it,
+so re-tracking at a new threshold waited for one of them to end.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import time
 import traceback
 from collections.abc import Callable
 
@@ -64,11 +70,36 @@ def user_message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def start(worker: Worker) -> Worker:
-    QThreadPool.globalInstance().start(worker)
+class Pool(enum.Enum):
+    """Where a worker runs, by how long its work takes; ``threads``: how many of its workers run at once."""
+
+    QUICK = ("quick", 2)  # re-tracking: well under a second, and the user is waiting for it
+    ANALYSIS = ("analysis", 1)  # the analysis queue, one image at a time
+    READING = ("reading", 1)  # opening images, one file at a time, in the order they were asked for
+    TRAINING = ("training", 1)  # the training wizard's work: generating and checking data, training
+
+    def __init__(self, _name: str, threads: int):
+        self.threads = threads
+
+
+_pools: dict[Pool, QThreadPool] = {}
+
+
+def pool(kind: Pool) -> QThreadPool:
+    """The thread pool of ``kind`` (made on first use; never Qt's global pool)."""
+    if kind not in _pools:
+        _pools[kind] = QThreadPool()
+        _pools[kind].setMaxThreadCount(kind.threads)
+    return _pools[kind]
+
+
+def start(worker: Worker, kind: Pool) -> Worker:
+    pool(kind).start(worker)
     return worker
 
 
-def wait_all(msecs: int = 10000) -> bool:
-    """Wait for running work to end (e.g. after cancelling, before quitting)."""
-    return QThreadPool.globalInstance().waitForDone(msecs)
+def wait_all(msecs: int = 10000, kinds: tuple[Pool, ...] = tuple(Pool)) -> bool:
+    """Wait for running work of ``kinds`` to end (e.g. after cancelling, before quitting), up to
+    ``msecs`` in all; whether it did."""
+    end = time.monotonic() + msecs / 1000
+    return all(pool(kind).waitForDone(max(0, round((end - time.monotonic()) * 1000))) for kind in kinds)

@@ -61,6 +61,11 @@ def image_path(spots):
     return spots[0]
 
 
+def open_and_wait(qtbot, window, paths) -> None:
+    """Open images as File > Open does."""
+    window.open_paths(paths)
+
+
 def _analyze(qtbot, window):
     with qtbot.waitSignal(window.analysis_shown, timeout=60000):
         qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
@@ -292,7 +297,7 @@ def test_out_of_memory_in_a_worker_names_the_fix(qtbot):
 
     job = workers.Worker(greedy)
     with qtbot.waitSignal(job.signals.error, timeout=10000) as blocker:
-        workers.start(job)
+        workers.start(job, workers.Pool.QUICK)
     assert "out of memory" in blocker.args[0] and "batch size" in blocker.args[0]
 
 

@@ -1,0 +1,112 @@
+"""The app's jobs while other work runs: re-tracking never waits behind long work (offscreen)."""
+
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt, QThreadPool  # noqa: E402
+from PySide6.QtWidgets import QWizard  # noqa: E402
+
+import cerber_gui.jobs  # noqa: E402
+import cerber_gui.training_wizard  # noqa: E402
+from cerber_gui.main_window import MainWindow  # noqa: E402
+from cerber_gui.settings import Settings  # noqa: E402
+from cerber_model.runtime.analysis import analyze  # noqa: E402
+from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
+from cerber_model.runtime.progress import Cancelled  # noqa: E402
+from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
+
+from .test_main_window import SHAPE, gaussian_spots, open_and_wait, spot_grid  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_default_bundle()
+
+
+@pytest.fixture
+def window(qtbot, bundle, tmp_path):
+    w = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def faint(tmp_path):
+    """Spots from barely visible to clear: how many tracks there are depends on the threshold."""
+    rng = np.random.default_rng(0)
+    data = gaussian_spots(spot_grid(4, 4, rng), np.linspace(10, 120, 16)) + 400 + rng.normal(0, 30, SHAPE)
+    path = tmp_path / "faint.tif"
+    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
+    return path
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Analyses wait until ``gate.release`` is set; ``gate.started`` says one is waiting."""
+    gate = threading.Event(), threading.Event()
+    started, release = gate
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(cerber_gui.jobs, "analyze", held)
+    yield type("Gate", (), {"started": started, "release": release})
+    release.set()
+
+
+def test_retracking_does_not_wait_for_training_and_an_analysis(qtbot, window, faint, tmp_path, monkeypatch, gate,
+                                                                request):
+    # Two threads, as Qt's global pool has on a two-core machine.
+    global_pool = QThreadPool.globalInstance()
+    threads = global_pool.maxThreadCount()
+    request.addfinalizer(lambda: global_pool.setMaxThreadCount(threads))
+    global_pool.setMaxThreadCount(2)
+    training, stop_training = threading.Event(), threading.Event()
+
+    def blocking_train(config, spec, out, *, callback, cancel, overwrite):
+        training.set()
+        while not (cancel.cancelled or stop_training.is_set()):
+            stop_training.wait(0.02)
+        raise Cancelled("cancelled")
+
+    monkeypatch.setattr(cerber_gui.training_wizard, "train", blocking_train)
+    other = tmp_path / "other.tif"
+    other.write_bytes(faint.read_bytes())
+    open_and_wait(qtbot, window, [faint, other])
+    gate.release.set()  # the first analysis runs through
+    with qtbot.waitSignal(window.analysis_shown, timeout=60000):
+        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+    gate.release.clear()
+    gate.started.clear()
+    # Training starts in the wizard...
+    recipe = Recipe(height=64, width=64, tracks=(2, 4), snr=(3, 5))
+    data = generate_dataset(tmp_path / "data", 4, seed=1, recipe=recipe, val_fraction=0.5, workers=1)
+    wizard = window.open_training_wizard()
+    wizard.data_page.use_dataset_folder(data)
+    qtbot.mouseClick(wizard.data_page.check_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: wizard.button(QWizard.NextButton).isEnabled(), timeout=30000)
+    qtbot.mouseClick(wizard.button(QWizard.NextButton), Qt.LeftButton)
+    qtbot.mouseClick(wizard.button(QWizard.NextButton), Qt.LeftButton)
+    try:
+        qtbot.waitUntil(training.is_set, timeout=10000)
+        # ...and Analyze all analyzes the other image, while the first stays on screen.
+        qtbot.mouseClick(window.toolbar.analyze_all_button, Qt.LeftButton)
+        qtbot.waitUntil(gate.started.is_set, timeout=10000)
+        assert window.session.selected == faint.resolve()
+        with qtbot.waitSignal(window.tracks_updated, timeout=5000):
+            window.toolbar.threshold_slider.setValue(70)
+        assert "threshold 0.70" in window.track_panel.summary.text()
+        assert window.session.busy and wizard.training_page.running  # both long jobs still run
+    finally:
+        stop_training.set()
+        gate.release.set()
+        qtbot.waitUntil(lambda: not window.session.busy and not wizard.training_page.running, timeout=30000)
