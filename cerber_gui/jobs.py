@@ -1,5 +1,9 @@
 """Running the session's work off the GUI thread: its analysis queue, one image at a time, and
 re-tracking at new settings. Results go back into the session; the window only observes it.
+
+The tracks on screen follow the settings: the selected image is re-tracked from its probability
+map whenever its tracks are not those of the current threshold and pixel size: when they change,
+when its analysis (started with the settings of that moment) ends, and when it is selected.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class JobRunner(QObject):
         # Moving the threshold slider asks many times a second; the newest setting wins.
         self.retrack_timer = QTimer(self, singleShot=True, interval=150)
         self.retrack_timer.timeout.connect(self._retrack)
+        events = session.events
+        events.threshold_changed.connect(lambda _threshold: self.retrack_soon())
+        events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon())
+        events.result_added.connect(lambda _path: self._retrack())
+        events.selected.connect(lambda _path: self._retrack())
 
     # -- analysis ---------------------------------------------------------------
     def analyze_selected(self) -> None:
@@ -101,7 +110,7 @@ class JobRunner(QObject):
 
     def _retrack(self) -> None:
         job = self.session.retrack_job()
-        if job is None:
+        if job is None:  # nothing analyzed, or its tracks are current
             return
         if self.retrack_worker is not None:  # one at a time; the newest setting wins
             self.retrack_timer.start()

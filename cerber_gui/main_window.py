@@ -235,12 +235,10 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _threshold_changed(self, threshold: float) -> None:
-        self.toolbar.set_threshold(threshold)
-        self.jobs.retrack_soon()
+        self.toolbar.set_threshold(threshold)  # the jobs re-track
 
     def _pixel_size_changed(self, pixel_size_um: float | None) -> None:
         self.settings.set_value(Key.PIXEL_SIZE, pixel_size_um or 0.0)
-        self.jobs.retrack_soon()
 
     def _annotating_changed(self, on: bool) -> None:
         self.viewer.set_annotating(on)

@@ -321,11 +321,18 @@ class Session:
         return True
 
     # -- re-tracking ------------------------------------------------------------------
+    def tracks_current(self, path: Path) -> bool:
+        """Whether the image's tracks are those of the current threshold and pixel size (an analysis
+        keeps the settings it started with, and only the selected image is re-tracked at once)."""
+        result = self.results.get(path)
+        return result is not None and (result.tracks.threshold, result.tracks.pixel_size_um) == (
+            self.threshold, self.pixel_size_um)
+
     def retrack_job(self) -> RetrackJob | None:
         """Tracks of the selected image at the current settings, from its cached probability map;
-        None if it has no result."""
+        None if it has no result or its tracks are at these settings already."""
         result = self.selected_result()
-        if result is None or self.bundle is None:
+        if result is None or self.bundle is None or self.tracks_current(self.selected):
             return None
         return RetrackJob(self.selected, result, self.threshold, self.bundle.config.min_area_px,
                           self.pixel_size_um)

@@ -1,4 +1,5 @@
-"""The app's jobs while other work runs: re-tracking never waits behind long work (offscreen)."""
+"""The app's jobs while other work runs: re-tracking never waits behind long work, and what the
+table shows follows the slider even when the slider moved during an analysis (offscreen)."""
 
 import threading
 
@@ -18,6 +19,7 @@ from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.analysis import analyze  # noqa: E402
 from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
+from cerber_model.runtime.images import read_image  # noqa: E402
 from cerber_model.runtime.progress import Cancelled  # noqa: E402
 from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
 
@@ -61,6 +63,23 @@ def gate(monkeypatch):
     monkeypatch.setattr(cerber_gui.jobs, "analyze", held)
     yield type("Gate", (), {"started": started, "release": release})
     release.set()
+
+
+def test_tracks_follow_a_threshold_moved_during_the_analysis(qtbot, window, faint, bundle, gate):
+    image = read_image(faint)
+    expected = analyze(image, bundle, threshold=0.7).tracks.count
+    assert expected != analyze(image, bundle, threshold=0.45).tracks.count
+    open_and_wait(qtbot, window, [faint])
+    qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+    qtbot.waitUntil(gate.started.is_set, timeout=10000)
+    window.toolbar.threshold_slider.setValue(70)  # the user moves the slider while the analysis runs
+    gate.release.set()
+    qtbot.waitUntil(lambda: not window.session.busy and window.session.selected_result() is not None,
+                    timeout=60000)
+    qtbot.waitUntil(lambda: "threshold 0.70" in window.track_panel.summary.text(), timeout=10000)
+    assert window.toolbar.threshold_label.text() == "0.70"
+    assert window.track_panel.table.model().rowCount() == expected
+    assert f"<b>{expected}</b> tracks" in window.track_panel.summary.text()
 
 
 def test_retracking_does_not_wait_for_training_and_an_analysis(qtbot, window, faint, tmp_path, monkeypatch, gate,

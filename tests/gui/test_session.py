@@ -189,3 +189,25 @@ def test_tracks_from_an_old_probability_map_do_not_reach_a_newer_result(tmp_path
     stale = analyze(retrack.result.image, bundle, threshold=0.99).tracks
     assert not session.set_tracks(retrack, stale)
     assert session.results[path] is newer and newer.tracks is newer_tracks and seen == []
+
+
+def test_tracks_not_at_the_current_settings_are_re_tracked(tmp_path, bundle):
+    session = Session(bundle)
+    paths = [spots_image(tmp_path / f"{n}.tif", [(30, 30), (60, 70)]).resolve() for n in ("a", "b")]
+    session.open(paths)
+    session.queue_unanalyzed()
+    job = session.next_job()  # started at 0.45...
+    session.set_threshold(0.7)  # ...the slider moves while it runs
+    assert session.retrack_job() is None  # nothing to re-track yet
+    session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    assert not session.tracks_current(job.path)
+    retrack = session.retrack_job()  # the result arrived at 0.45: its tracks are re-found at 0.7
+    assert (retrack.path, retrack.threshold) == (job.path, 0.7)
+    session.set_tracks(retrack, analyze(job.image, bundle, threshold=0.7).tracks)
+    assert session.tracks_current(job.path) and session.retrack_job() is None
+    # The other image, analyzed at 0.7, then the threshold goes back: selecting it re-tracks it.
+    second = session.next_job()
+    session.add_result(second, analyze(second.image, second.bundle, threshold=second.threshold))
+    session.set_pixel_size(0.5)
+    session.select(second.path)
+    assert (session.retrack_job().path, session.retrack_job().pixel_size_um) == (second.path, 0.5)
