@@ -379,6 +379,8 @@ class TrainingPage(QWizardPage):
         self.epochs: list[EpochDone] = []
 
     def initializePage(self) -> None:
+        if self.job is not None:  # one training per wizard: coming back to its page shows it
+            return
         self.bundle, self.discard = None, False
         self.batch_losses, self.batch_x, self.epochs = [], [], []
         for curve in (self.batch_curve, self.train_curve, self.val_curve, self.f1_curve):
@@ -395,6 +397,9 @@ class TrainingPage(QWizardPage):
         self.job.signals.finished.connect(self._ended)
         self.stop_button.setEnabled(True)
         self.cancel_button.setEnabled(True)
+        # Back stays disabled while the run goes on: QWizard offers no Back after a commit page.
+        # Going back to the settings while they train would let Next start a second run.
+        self.wiz.settings_page.setCommitPage(True)
         self.status.setText("Preparing (checking the data, building the network)…")
         workers.start(self.job, workers.Pool.TRAINING)
 
@@ -455,6 +460,7 @@ class TrainingPage(QWizardPage):
 
     def _ended(self) -> None:
         self.job = None
+        self.wiz.settings_page.setCommitPage(False)  # Back again, to change the settings and train anew
         self.stop_button.setEnabled(False)
         self.cancel_button.setEnabled(False)
         if self.discard:

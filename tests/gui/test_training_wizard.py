@@ -177,3 +177,70 @@ def test_settings_no_run_could_use_are_shown_and_keep_the_wizard_on_its_page(qtb
     assert not s.validatePage() and "patch size" in warned[0][2]
     s.patch_size.setValue(64)
     assert s.validatePage() and "per epoch of training" in s.estimate.text()
+
+
+@pytest.fixture
+def held_training(monkeypatch):
+    """Training that runs until it is stopped: ``calls`` lists the output folder of each run started.
+
+    Ask for it before ``qtbot``: a wizard closed with a run going on asks whether to cancel it, and
+    the answer here is yes until the test's widgets are closed."""
+    import threading
+
+    import cerber_gui.training_wizard
+    from cerber_model.runtime.progress import Cancelled
+
+    calls, teardown = [], threading.Event()
+
+    def train(config, spec, out, *, callback, cancel, overwrite):
+        calls.append(out)
+        out.mkdir(parents=True)
+        (out / "checkpoint").write_bytes(b"weights")
+        while not (cancel.cancelled or teardown.is_set()):
+            teardown.wait(0.02)
+        raise Cancelled("cancelled")
+
+    monkeypatch.setattr(cerber_gui.training_wizard, "train", train)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    yield calls
+    teardown.set()  # no run outlives its test, even a run the wizard lost track of
+
+
+def _tiny_data(folder):
+    recipe = Recipe(height=64, width=64, tracks=(2, 4), snr=(3, 5))
+    return generate_dataset(folder, 4, seed=1, recipe=recipe, val_fraction=0.5, workers=1)
+
+
+def _click(qtbot, wizard, which):
+    qtbot.mouseClick(wizard.button(which), Qt.LeftButton)
+
+
+def test_back_is_disabled_while_training_and_next_never_starts_a_second_run(held_training, qtbot, tmp_path):
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.data_page.use_dataset_folder(_tiny_data(tmp_path / "data"))
+    _check(qtbot, wizard)
+    _click(qtbot, wizard, QWizard.NextButton)
+    assert wizard.button(QWizard.BackButton).isEnabled()  # on the settings page
+    _click(qtbot, wizard, QWizard.NextButton)
+    page = wizard.training_page
+    qtbot.waitUntil(lambda: len(held_training) == 1, timeout=10000)
+    assert wizard.currentPage() is page and page.running
+    assert not wizard.button(QWizard.BackButton).isEnabled()
+    _click(qtbot, wizard, QWizard.BackButton)  # a disabled button: nothing happens
+    assert wizard.currentPage() is page
+    wizard.back()  # and were the page left some other way, coming back shows the same run
+    wizard.next()
+    assert wizard.currentPage() is page and page.running
+    qtbot.mouseClick(page.stop_button, Qt.LeftButton)  # the one run stops
+    qtbot.waitUntil(lambda: not page.running, timeout=10000)
+    assert len(held_training) == 1 and "cancelled" in page.status.text()
+    assert wizard.button(QWizard.BackButton).isEnabled()  # the run is over: Back to change the settings
+    _click(qtbot, wizard, QWizard.BackButton)
+    assert wizard.currentPage() is wizard.settings_page
+    assert wizard.button(QWizard.NextButton).isVisible()  # Next, not Commit
+    _click(qtbot, wizard, QWizard.NextButton)
+    qtbot.waitUntil(lambda: len(held_training) == 2, timeout=10000)  # a new run, after the first ended
+    page.cancel(ask=False)
+    qtbot.waitUntil(lambda: not page.running, timeout=10000)
