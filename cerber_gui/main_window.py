@@ -461,9 +461,11 @@ class MainWindow(QMainWindow):
             self.jobs.cancel()
             # The analysis stops between two tiles; training is the wizard's to stop (below).
             workers.wait_all(kinds=(workers.Pool.ANALYSIS, workers.Pool.QUICK))
-        if self.wizard is not None and self.wizard.isVisible() and not self.wizard.close():
-            event.ignore()  # training runs on; the wizard asked and the user said no
-            return
+        if self.wizard is not None:
+            if self.wizard.isVisible() and not self.wizard.close():
+                event.ignore()  # training runs on; the wizard asked and the user said no
+                return
+            self.wizard.clean_up()
         self.settings.set_value(Key.GEOMETRY, self.saveGeometry())
         self.settings.set_value(Key.WINDOW_STATE, self.saveState())
         event.accept()

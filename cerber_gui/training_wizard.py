@@ -4,11 +4,13 @@ Every long step (inspecting folders, generating synthetic data, training) runs
 on a worker thread and reports back through signals; the wizard only reacts.
 Training writes into a temporary folder; the model is copied where the user
 chooses on the last page (atomically), so nothing is lost or overwritten
-without asking.
+without asking. The temporary folders the wizard makes (synthetic data, training
+output) are removed when it closes, once its work has stopped; nothing else is.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -147,7 +149,8 @@ class DataPage(QWizardPage):
         layout.addWidget(self.report_view)
         self.report = None
         self.spec: DatasetSpec | None = None
-        self.job = None
+        self.job = None  # generating or checking data, until it has ended
+        self.synthetic_folder: Path | None = None  # the temporary folder of the data generated last
         for edit in (self.train_images, self.train_masks, self.val_images, self.val_masks, self.annotated_folder):
             edit.textChanged.connect(self._invalidate)
 
@@ -195,16 +198,30 @@ class DataPage(QWizardPage):
         self.progress.setVisible(True)
         self.report_view.setPlainText("Working…")
         if self.synthetic.isChecked():
-            folder = Path(tempfile.mkdtemp(prefix="cerber-synthetic-")) / "data"
-            self.job = workers.Worker(_generate, folder, self.count.value(), self.seed.value(), self.size.value())
-            self.job.signals.result.connect(self._generated)
+            if self.synthetic_folder is not None:  # data generated before are replaced
+                self.wiz.remove_temporary_folder(self.synthetic_folder)
+            self.synthetic_folder = self.wiz.temporary_folder("cerber-synthetic-")
+            job = workers.Worker(_generate, self.synthetic_folder / "data", self.count.value(), self.seed.value(),
+                                 self.size.value())
+            job.signals.result.connect(self._generated)
+            job.signals.progress.connect(lambda d, t: (self.progress.setRange(0, t), self.progress.setValue(d)))
         else:
             self.spec = self.current_spec()
-            self.job = workers.Worker(inspect_dataset, self.spec)
-            self.job.signals.result.connect(self._inspected)
-        self.job.signals.progress.connect(lambda d, t: (self.progress.setRange(0, t), self.progress.setValue(d)))
-        self.job.signals.error.connect(self._failed)
-        workers.start(self.job, workers.Pool.TRAINING)
+            job = workers.Worker(inspect_dataset, self.spec)
+            job.signals.result.connect(self._inspected)
+        self._start(job)
+
+    def _start(self, job: workers.Worker) -> None:
+        self.job = job
+        job.signals.error.connect(self._failed)
+        job.signals.cancelled.connect(lambda: self._failed("Cancelled.", ""))
+        job.signals.finished.connect(lambda: self._ended(job))
+        workers.start(job, workers.Pool.TRAINING)
+
+    def _ended(self, job: workers.Worker) -> None:
+        if self.job is job:  # not when generating ended by starting the check of its data
+            self.job = None
+            self.wiz.work_ended()
 
     def _generated(self, spec: DatasetSpec) -> None:
         self.train_images.setText(str(spec.train_images))
@@ -213,10 +230,9 @@ class DataPage(QWizardPage):
         self.val_masks.setText(str(spec.val_masks))
         self.use_folders.setChecked(True)
         self.spec = spec
-        self.job = workers.Worker(inspect_dataset, spec)
-        self.job.signals.result.connect(self._inspected)
-        self.job.signals.error.connect(self._failed)
-        workers.start(self.job, workers.Pool.TRAINING)
+        job = workers.Worker(inspect_dataset, spec)
+        job.signals.result.connect(self._inspected)
+        self._start(job)
 
     def _inspected(self, report) -> None:
         self.report = report
@@ -373,6 +389,7 @@ class TrainingPage(QWizardPage):
         layout.addLayout(buttons)
         self.job = None
         self.bundle = None
+        self.out: Path | None = None  # the run's model, in a temporary folder of the wizard's
         self.discard = False
         self.batch_losses: list[float] = []
         self.batch_x: list[float] = []
@@ -387,7 +404,9 @@ class TrainingPage(QWizardPage):
             curve.setData([], [])
         config = self.wiz.settings_page.config()
         spec = self.wiz.data_page.spec or self.wiz.data_page.current_spec()
-        self.out = Path(tempfile.mkdtemp(prefix="cerber-training-")) / "model"
+        if self.out is not None:  # the previous run's model is not the one to save any more
+            self.wiz.remove_temporary_folder(self.out.parent)
+        self.out = self.wiz.temporary_folder("cerber-training-") / "model"
         self.events = TrainingEvents()
         self.events.event.connect(self.on_event)
         self.job = workers.Worker(_train, config, spec, self.out, self.events)
@@ -467,6 +486,7 @@ class TrainingPage(QWizardPage):
             self.bundle = None
             self.status.setText("Training cancelled; the run was discarded.")
         self.completeChanged.emit()
+        self.wiz.work_ended()
 
     def isComplete(self) -> bool:
         return self.job is None and self.bundle is not None
@@ -541,6 +561,8 @@ class TrainingWizard(QWizard):
         self.resize(900, 700)
         self.saved_path: Path | None = None
         self.last_error = None
+        self.temporary_folders: list[Path] = []  # made by this wizard: removed when it has closed
+        self.closed = False
         self.data_page = DataPage(self)
         self.settings_page = SettingsPage(start_model)
         self.training_page = TrainingPage(self)
@@ -554,6 +576,41 @@ class TrainingWizard(QWizard):
     def _closed(self, result: int) -> None:
         if result == QWizard.Accepted and self.saved_path and self.finish_page.use_now.isChecked():
             self.use_model.emit(str(self.saved_path))
+        self.closed = True
+        if self.data_page.job is not None:  # generating data nobody will use
+            self.data_page.job.cancel()
+        self.work_ended()
+
+    # -- its temporary folders --------------------------------------------------------
+    def temporary_folder(self, prefix: str) -> Path:
+        """A new, empty folder in the system's temporary folder, removed when the wizard has closed."""
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self.temporary_folders.append(folder)
+        return folder
+
+    def remove_temporary_folder(self, folder: Path) -> None:
+        """Remove ``folder`` if this wizard made it (anything else stays as it is)."""
+        if folder in self.temporary_folders:
+            self.temporary_folders.remove(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @property
+    def working(self) -> bool:
+        """Whether work of the wizard's (generating or checking data, training) is still going on."""
+        return self.data_page.job is not None or self.training_page.running
+
+    def work_ended(self) -> None:
+        """A job ended: once the wizard has closed and nothing writes into them, its folders go."""
+        if self.closed and not self.working:
+            for folder in list(self.temporary_folders):
+                self.remove_temporary_folder(folder)
+
+    def clean_up(self, msecs: int = 10000) -> None:
+        """When the app quits (no events are handled after): wait up to ``msecs`` for the wizard's
+        cancelled work to stop, then remove its temporary folders."""
+        workers.wait_all(msecs, kinds=(workers.Pool.TRAINING,))
+        for folder in list(self.temporary_folders):
+            self.remove_temporary_folder(folder)
 
     def reject(self) -> None:
         if self.training_page.running and not self.training_page.cancel(ask=True):

@@ -244,3 +244,48 @@ def test_back_is_disabled_while_training_and_next_never_starts_a_second_run(held
     qtbot.waitUntil(lambda: len(held_training) == 2, timeout=10000)  # a new run, after the first ended
     page.cancel(ask=False)
     qtbot.waitUntil(lambda: not page.running, timeout=10000)
+
+
+def test_closing_the_wizard_removes_the_folders_it_made_and_nothing_else(held_training, qtbot, tmp_path):
+    mine = _tiny_data(tmp_path / "mine")  # the user's data: it stays
+    before = sorted(p for p in mine.rglob("*"))
+    wizard = TrainingWizard()
+    qtbot.addWidget(wizard)
+    wizard.show()
+    page = wizard.data_page
+    page.synthetic.setChecked(True)
+    page.count.setValue(5)
+    page.size.setValue(64)
+    _check(qtbot, wizard)
+    first = page.synthetic_folder
+    assert (first / "data" / "train" / "images").is_dir()
+    page.synthetic.setChecked(True)
+    _check(qtbot, wizard)  # generating again: the first data are not used any more
+    synthetic = page.synthetic_folder
+    assert not first.exists() and synthetic.is_dir()
+    page.use_dataset_folder(mine)
+    _check(qtbot, wizard)
+    _click(qtbot, wizard, QWizard.NextButton)
+    _click(qtbot, wizard, QWizard.NextButton)
+    qtbot.waitUntil(lambda: len(held_training) == 1, timeout=10000)
+    run = held_training[0].parent
+    assert run.is_dir() and synthetic.is_dir()
+    _click(qtbot, wizard, QWizard.CancelButton)  # "discard this run?" yes: the run stops after its batch
+    qtbot.waitUntil(lambda: not wizard.training_page.running, timeout=10000)
+    assert not wizard.isVisible()
+    assert not run.exists() and not synthetic.exists()
+    assert sorted(p for p in mine.rglob("*")) == before
+
+
+def test_quitting_with_the_wizard_open_removes_its_folders(held_training, qtbot, tmp_path):
+    window = MainWindow(None, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    wizard = window.open_training_wizard()
+    wizard.data_page.use_dataset_folder(_tiny_data(tmp_path / "data"))
+    _check(qtbot, wizard)
+    _click(qtbot, wizard, QWizard.NextButton)
+    _click(qtbot, wizard, QWizard.NextButton)
+    qtbot.waitUntil(lambda: len(held_training) == 1, timeout=10000)
+    assert window.close()  # "stop training?" yes; the app does not come back to remove them later
+    assert not held_training[0].parent.exists()
