@@ -1,5 +1,6 @@
-"""Running the session's work off the GUI thread: its analysis queue, one image at a time, and
-re-tracking at new settings. Results go back into the session; the window only observes it.
+"""Running the session's work off the GUI thread: reading the images an Open asks for, its
+analysis queue, one image at a time, and re-tracking at new settings. Results go back into the
+session; the window only observes it.
 
 The tracks on screen follow the settings: the selected image is re-tracked from its probability
 map whenever its tracks are not those of the current threshold and pixel size: when they change,
@@ -14,7 +15,7 @@ from cerber_model.runtime.analysis import AnalysisResult, analyze
 from cerber_model.runtime.tracks import Tracks, extract_tracks
 
 from . import workers
-from .session import RetrackJob, Session
+from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_images
 
 
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
@@ -32,12 +33,15 @@ class JobRunner(QObject):
     message = Signal(str, int)
     #: what went wrong (with the file), details
     failed = Signal(str, str)
+    #: an Open's files are read (or it was cancelled): its OpenReport
+    opened = Signal(object)
 
     def __init__(self, session: Session, parent: QObject | None = None):
         super().__init__(parent)
         self.session = session
         self.worker: workers.Worker | None = None  # the running analysis; its tag is its AnalysisJob
         self.retrack_worker: workers.Worker | None = None  # tag: its RetrackJob
+        self.readers: list[workers.Worker] = []  # reading images for an Open each; tag: its OpenJob
         # Moving the threshold slider asks many times a second; the newest setting wins.
         self.retrack_timer = QTimer(self, singleShot=True, interval=150)
         self.retrack_timer.timeout.connect(self._retrack)
@@ -46,6 +50,39 @@ class JobRunner(QObject):
         events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon())
         events.result_added.connect(lambda _path: self._retrack())
         events.selected.connect(lambda _path: self._retrack())
+
+    # -- opening ----------------------------------------------------------------
+    def open(self, paths) -> None:
+        """Open image files and folders of images: they join the session as they are read."""
+        job = self.session.start_open(paths)
+        if not job.files:  # all open already, or none found
+            self.opened.emit(self.session.end_open(job))
+            return
+        worker = workers.Worker(read_images, job.files)
+        worker.tag = job
+        worker.signals.item.connect(lambda read: self._read(job, read))
+        worker.signals.error.connect(self._read_failed)
+        worker.signals.finished.connect(lambda: self._read_ended(worker))
+        self.readers.append(worker)
+        workers.start(worker, workers.Pool.READING)
+
+    def stop_reading(self) -> None:
+        """Stop reading after the file being read (quitting): the files not read yet are not wanted."""
+        for worker in self.readers:
+            worker.cancel()
+        workers.wait_all(kinds=(workers.Pool.READING,))
+
+    def _read(self, job: OpenJob, read: ImageRead) -> None:
+        if self.session.add_read(job, read) and read.image is None:
+            self.message.emit(f"{read.path.name} could not be opened.", 5000)
+
+    def _read_failed(self, message: str, details: str) -> None:
+        self.failed.emit(f"Images could not be opened: {message}", details)
+
+    def _read_ended(self, worker: workers.Worker) -> None:
+        self.readers.remove(worker)
+        report: OpenReport = self.session.end_open(worker.tag)
+        self.opened.emit(report)
 
     # -- analysis ---------------------------------------------------------------
     def analyze_selected(self) -> None:

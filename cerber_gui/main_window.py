@@ -43,6 +43,8 @@ class MainWindow(QMainWindow):
     #: emitted after the results of an image are shown (for tests and scripting)
     analysis_shown = Signal(str)
     tracks_updated = Signal(int)
+    #: an Open has read its files (the images are in the list, errors shown): its OpenReport
+    images_opened = Signal(object)
 
     def __init__(self, bundle: Bundle | None = None, settings: Settings | QSettings | None = None):
         super().__init__()
@@ -158,6 +160,7 @@ class MainWindow(QMainWindow):
         self.jobs.progress.connect(self._progress)
         self.jobs.message.connect(self.statusBar().showMessage)
         self.jobs.failed.connect(self.show_error)
+        self.jobs.opened.connect(self._opened)
 
     # -- showing the session ------------------------------------------------------------
     def _update_controls(self, _busy: bool = False) -> None:
@@ -288,10 +291,13 @@ class MainWindow(QMainWindow):
             self.open_paths([Path(folder)])
 
     def open_paths(self, paths: list[Path]) -> None:
-        """Add images (files or folders of images) to the list and show the first new one."""
+        """Add images (files or folders of images) to the list as they are read, and show the first
+        new one; :attr:`images_opened` says when all are read."""
         if not self._points_settled():
             return
-        report = self.session.open(paths)
+        self.jobs.open(paths)
+
+    def _opened(self, report) -> None:
         for folder in report.empty_folders:
             self.show_error(f"{folder} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
         if report.unreadable:
@@ -301,6 +307,7 @@ class MainWindow(QMainWindow):
         if report.opened:
             self.settings.remember_recent(report.opened)
             self.menu_bar.set_recent(self.settings.recent())
+        self.images_opened.emit(report)
 
     def _open_recent(self, path: str) -> None:
         if not Path(path).exists():
@@ -466,6 +473,7 @@ class MainWindow(QMainWindow):
                 event.ignore()  # training runs on; the wizard asked and the user said no
                 return
             self.wizard.clean_up()
+        self.jobs.stop_reading()
         self.settings.set_value(Key.GEOMETRY, self.saveGeometry())
         self.settings.set_value(Key.WINDOW_STATE, self.saveState())
         event.accept()

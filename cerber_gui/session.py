@@ -7,12 +7,14 @@ annotations while the user annotates (:class:`~cerber_gui.annotations.Annotation
 through its methods and tells observers through the callbacks in :attr:`Session.events`.
 The main window draws it and runs its jobs; tests drive it without a window.
 
-Paths are resolved; images keep the order they were opened in.
+Paths are resolved; images keep the order they were opened in. Opening is a job like the others:
+:meth:`Session.start_open` says which files to read, :func:`read_images` reads them (on a worker
+thread in the app), and each image joins the session as it arrives (:meth:`Session.add_read`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 from cerber_model.runtime.analysis import AnalysisResult
 from cerber_model.runtime.bundle import Bundle
 from cerber_model.runtime.images import Image, list_images, read_image
+from cerber_model.runtime.progress import CancelToken, ProgressFn
 from cerber_model.runtime.tracks import Tracks, extract_tracks
 
 from .annotations import AnnotationError, Annotations
@@ -46,7 +49,7 @@ class Event:
 
 @dataclass
 class SessionEvents:
-    #: list[Path]: images opened, in order (before the first of them is selected)
+    #: list[Path]: images opened, in order (before the first of an Open is selected)
     images_added: Event = field(default_factory=Event)
     #: Path: the image now selected
     selected: Event = field(default_factory=Event)
@@ -109,13 +112,48 @@ class AnnotationState:
 
 @dataclass
 class OpenReport:
-    """What :meth:`Session.open` did with the paths it was given."""
+    """What an Open did with the paths it was given (filled as its files are read)."""
 
     added: list[Path] = field(default_factory=list)  # images newly open
     unreadable: list[str] = field(default_factory=list)  # per file: what was wrong and the fix
     empty_folders: list[Path] = field(default_factory=list)  # folders holding no images
     opened: list[Path] = field(default_factory=list)  # folders with images and files now open (the recent list)
     folder: Path | None = None  # the folder of the first file found (where the next file dialog starts)
+
+
+@dataclass
+class OpenJob:
+    """One Open: the paths asked for, the image files to read for it, in order (resolved; none
+    open or being read already), and its report, which fills as they are read."""
+
+    paths: list[Path]
+    files: list[Path]
+    report: OpenReport = field(default_factory=OpenReport)
+
+
+@dataclass(frozen=True)
+class ImageRead:
+    """What reading one file gave: the image, or what was wrong with the file and the fix."""
+
+    path: Path
+    image: Image | None = None
+    error: str = ""
+
+
+def read_images(files: Iterable[Path], *, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> Iterator[ImageRead]:
+    """Read ``files`` one by one, yielding each as it is read (a file that cannot be read is reported,
+    not raised); ``progress(files done, files)``; ``cancel`` is checked before each file."""
+    files = list(files)
+    for done, path in enumerate(files, 1):
+        if cancel is not None:
+            cancel.check()
+        try:
+            yield ImageRead(path, read_image(path))
+        except Exception as exc:  # ImageReadError names the file and the fix
+            yield ImageRead(path, error=str(exc))
+        if progress is not None:
+            progress(done, len(files))
 
 
 def _step(threshold: float) -> float:
@@ -132,6 +170,7 @@ class Session:
         self.bundle = bundle
         self.threshold = _step(bundle.config.threshold) if bundle is not None else 0.5
         self.pixel_size_um = pixel_size_um or None
+        self.reading: dict[Path, OpenJob] = {}  # files being read, and the Open they are read for
         self.queue: list[Path] = []  # images waiting for analysis, next first
         self.job: AnalysisJob | None = None  # the analysis running
         # Models set so far: a job started under an earlier one is stale even if the same
@@ -170,37 +209,56 @@ class Session:
 
     # -- images ---------------------------------------------------------------------
     def open(self, paths: Iterable[Path | str]) -> OpenReport:
-        """Open image files, and the images directly inside folders; select the first new one.
+        """Open image files, and the images directly inside folders, reading them here and now
+        (scripts and tests; the app reads on a worker thread, see :meth:`start_open`)."""
+        job = self.start_open(paths)
+        for read in read_images(job.files):
+            self.add_read(job, read)
+        return self.end_open(job)
 
-        Images already open stay as they are; files that cannot be read are reported, not raised.
-        """
-        report = OpenReport()
-        paths = [Path(p) for p in paths]
-        files: list[Path] = []
-        for path in paths:
+    def start_open(self, paths: Iterable[Path | str]) -> OpenJob:
+        """Begin opening image files, and the images directly inside folders: the job says which
+        files to read (:func:`read_images`); give what is read to :meth:`add_read`, then end with
+        :meth:`end_open`. Images open, or being read, already are not read again."""
+        job = OpenJob([Path(p) for p in paths], [])
+        for path in job.paths:
             if path.is_dir():
                 found = list_images(path)
-                (report.opened if found else report.empty_folders).append(path)
-                files += found
+                (job.report.opened if found else job.report.empty_folders).append(path)
             else:
-                files.append(path)
-        for path in files:
-            path = path.resolve()
-            if path in self.images:
-                continue
-            try:
-                self.images[path] = read_image(path)
-            except Exception as exc:  # ImageReadError names the file and the fix
-                report.unreadable.append(str(exc))
-                continue
-            report.added.append(path)
-        if files:
-            report.folder = files[0].parent
-        report.opened += [p for p in paths if not p.is_dir() and p.resolve() in self.images]
-        if report.added:
-            self.events.images_added.emit(list(report.added))
-            self.select(report.added[0])
-        return report
+                found = [path]
+            if found and job.report.folder is None:
+                job.report.folder = found[0].parent
+            for file in found:
+                file = file.resolve()
+                if file not in self.images and file not in self.reading and file not in job.files:
+                    job.files.append(file)
+                    self.reading[file] = job
+        return job
+
+    def add_read(self, job: OpenJob, read: ImageRead) -> bool:
+        """Add an image read for ``job`` (the first of the job is selected, unless unsaved points
+        would go); False, and nothing added, if it is not wanted any more (it was closed meanwhile)."""
+        if self.reading.get(read.path) is not job:
+            return False
+        del self.reading[read.path]
+        if read.image is None:
+            job.report.unreadable.append(read.error)
+            return True
+        self.images[read.path] = read.image
+        job.report.added.append(read.path)
+        self.events.images_added.emit([read.path])
+        if len(job.report.added) == 1 and not self.unsaved_points:
+            self.select(read.path)
+        return True
+
+    def end_open(self, job: OpenJob) -> OpenReport:
+        """The job's reading has ended (or was cancelled: its files not read yet are not wanted)."""
+        for path in job.files:
+            if self.reading.get(path) is job:
+                del self.reading[path]
+        job.report.opened += [p for p in job.paths if not p.is_dir() and p.resolve() in self.images]
+        return job.report
 
     def select(self, path: Path) -> None:
         """Select an open image; while annotating, its points are annotated from now on (if they

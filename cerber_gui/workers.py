@@ -1,7 +1,8 @@
 """Running cerber_model's long work off the GUI thread.
 
 A :class:`Worker` wraps one call of a plain function that accepts ``progress``
-and ``cancel`` keyword arguments (the cerber_model convention) and runs it on
+and ``cancel`` keyword arguments (the cerber_model convention; a generator's items
+are sent one by one as it yields them) and runs it on
 one of the app's thread pools (:class:`Pool`). It reports through the typed signals
 of :attr:`Worker.signals`, a QObject that lives on the GUI thread, so connected slots
 run there. The function gets a snapshot of its inputs; it never touches widgets.
@@ -17,7 +18,7 @@ import enum
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
@@ -29,7 +30,8 @@ log = logging.getLogger("cerber")
 class WorkerSignals(QObject):
     # No "started": whoever starts a worker knows when it did.
     progress = Signal(int, int)
-    result = Signal(object)
+    item = Signal(object)  # each item a generator yields, as it yields it
+    result = Signal(object)  # what the function returned (None for a generator)
     error = Signal(str, str)  # message for the user, details (traceback)
     cancelled = Signal()
     finished = Signal()
@@ -51,6 +53,10 @@ class Worker(QRunnable):
         s = self.signals
         try:
             value = self._fn(*self._args, progress=s.progress.emit, cancel=self.cancel_token, **self._kwargs)
+            if isinstance(value, Generator):
+                for item in value:
+                    s.item.emit(item)
+                value = None
         except Cancelled:
             s.cancelled.emit()
         except Exception as exc:  # every failure reaches the user as a dialog, and the log

@@ -60,6 +60,7 @@ def main() -> int:
         window.resize(1600, 950)
         window.show()
         window.open_paths([ROOT / "assets" / "samples" / "img_hybiss_2d.tif"])
+        wait_until(lambda: window.session.selected is not None, 60, "the image to be read")
         shown = []
         window.analysis_shown.connect(shown.append)
         window.toolbar.analyze_button.click()  # what the user clicks

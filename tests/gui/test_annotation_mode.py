@@ -18,7 +18,7 @@ from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.points import read_points  # noqa: E402
 
-from .test_main_window import SHAPE, _analyze, _menu_action, gaussian_spots, spot_grid  # noqa: E402
+from .test_main_window import SHAPE, _analyze, _menu_action, gaussian_spots, open_and_wait, spot_grid  # noqa: E402
 
 # Places with no spot near them (the spots sit on a grid at rows 30, 75, 120 and columns 30,
 # 78, 126, 174, give or take 3 px).
@@ -85,7 +85,7 @@ def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_
     window = new_window(qtbot, bundle, tmp_path)
     bar = window.toolbar
     assert not bar.annotate_button.isEnabled()  # nothing open
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     assert bar.annotate_button.isEnabled() and not bar.accept_button.isEnabled()
     qtbot.mouseClick(bar.annotate_button, Qt.LeftButton)
     assert window.session.annotating and bar.annotate_button.isChecked()
@@ -130,7 +130,7 @@ def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_
     assert window.close() and asked == []  # all saved: nothing to ask
     # Reopened in a new window, annotating the image shows its points again.
     again = new_window(qtbot, bundle, tmp_path)
-    again.open_paths([image_path])
+    open_and_wait(qtbot, again, [image_path])
     _menu_action(again, "&Points", "&Annotate").trigger()
     assert again.toolbar.annotate_button.isChecked()
     assert np.allclose(shown_points(again), points, atol=0.005) and not again.session.unsaved_points
@@ -142,7 +142,7 @@ def test_unsaved_points_are_asked_about_before_they_could_go(qtbot, bundle, tmp_
     second.write_bytes(first.read_bytes())
     asked, answers = questions
     window = new_window(qtbot, bundle, tmp_path)
-    window.open_paths([first, second])
+    open_and_wait(qtbot, window, [first, second])
     qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
     click_image(qtbot, window, *EMPTY[0])
     # Another image: Cancel stays with the points (and the list says so too).
@@ -176,7 +176,7 @@ def test_bad_files_read_only_folders_and_failed_saves_get_a_message(qtbot, bundl
     points_file = tmp_path / "spots_points.csv"
     points_file.write_text("row,col\n10,10\n10,oops\n")
     window = new_window(qtbot, bundle, tmp_path)
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
     assert not window.session.annotating and not window.toolbar.annotate_button.isChecked()
     assert "spots_points.csv has problems" in window.last_error[0]

@@ -15,7 +15,7 @@ from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.points import Points, write_points  # noqa: E402
 
-from .test_main_window import _menu_action  # noqa: E402
+from .test_main_window import _menu_action, open_and_wait  # noqa: E402
 from .test_training_wizard import _check  # noqa: E402
 
 SHAPE = (64, 64)
@@ -50,7 +50,7 @@ def open_window(qtbot, bundle, tmp_path, images):
     window = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
     qtbot.addWidget(window)
     window.show()
-    window.open_paths(images)
+    open_and_wait(qtbot, window, images)
     return window
 
 

@@ -61,9 +61,11 @@ def image_path(spots):
     return spots[0]
 
 
-def open_and_wait(qtbot, window, paths) -> None:
-    """Open images as File > Open does."""
-    window.open_paths(paths)
+def open_and_wait(qtbot, window, paths):
+    """Open images as File > Open does, and wait until they are read; the Open's report."""
+    with qtbot.waitSignal(window.images_opened, timeout=30000) as blocker:
+        window.open_paths(paths)
+    return blocker.args[0]
 
 
 def _analyze(qtbot, window):
@@ -91,7 +93,7 @@ def assert_match(found: np.ndarray, true: np.ndarray, tolerance: float = 2.0) ->
 def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     image_path, centres = spots
     assert not window.toolbar.analyze_button.isEnabled()  # nothing to analyze yet
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     assert window.image_list.count() == 1 and window.toolbar.analyze_button.isEnabled()
     _analyze(qtbot, window)
     found = table_positions(window.track_panel)
@@ -106,7 +108,7 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
     data = gaussian_spots(spot_grid(4, 4, rng), np.linspace(10, 120, 16)) + 400 + rng.normal(0, 30, SHAPE)
     faint = tmp_path / "faint.tif"
     tifffile.imwrite(faint, data.clip(0, 65535).astype(np.uint16))
-    window.open_paths([faint])
+    open_and_wait(qtbot, window, [faint])
     _analyze(qtbot, window)
     # What a fresh analysis at each threshold finds (as the command line would report it).
     from cerber_model.runtime.images import read_image
@@ -129,7 +131,7 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
 
 def test_clicking_a_row_centres_both_views_on_that_spot(qtbot, window, spots):
     image_path, centres = spots
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     _analyze(qtbot, window)
     table = window.track_panel.table
     for i in (0, table.model().rowCount() - 1):  # two different spots
@@ -147,7 +149,7 @@ def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, 
     image_path, centres = spots
     other = tmp_path / "other.tif"
     other.write_bytes(image_path.read_bytes())
-    window.open_paths([image_path, other])
+    open_and_wait(qtbot, window, [image_path, other])
     assert window.image_list.count() == 2 and window.image_list.currentItem().text() == "spots.tif"
     _menu_action(window, "&Analysis", "Analyze &all").trigger()
     qtbot.waitUntil(lambda: not window.session.busy and len(window.session.results) == 2, timeout=60000)
@@ -162,7 +164,7 @@ def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, 
 def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tmp_path):
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, np.random.default_rng(1).integers(0, 4000, (2400, 2400), dtype=np.uint16))
-    window.open_paths([big])
+    open_and_wait(qtbot, window, [big])
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
@@ -181,7 +183,7 @@ def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tm
 def test_unreadable_file_and_damaged_model_get_a_message(qtbot, window, tmp_path, bundle):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
-    window.open_paths([bad])
+    open_and_wait(qtbot, window, [bad])
     assert window.image_list.count() == 0
     assert "broken.png" in window.last_error[1]
     damaged = tmp_path / "model"
@@ -213,7 +215,7 @@ def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_p
     from PySide6.QtWidgets import QFileDialog
 
     image_path, centres = spots
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     _analyze(qtbot, window)
     found = table_positions(window.track_panel)
     out = tmp_path / "out"
@@ -240,13 +242,14 @@ def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_p
 
 
 def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundle, tmp_path):
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     window.close()
     again = MainWindow(bundle, window.settings)
     qtbot.addWidget(again)
     actions = [a for a in again.menu_bar.recent_menu.actions() if a.text() == str(image_path.resolve())]
     assert len(actions) == 1
-    actions[0].trigger()
+    with qtbot.waitSignal(again.images_opened, timeout=30000):
+        actions[0].trigger()
     assert again.image_list.count() == 1 and again.session.selected == image_path.resolve()
     image_path.unlink()  # a recent file that has gone away: a message, and it leaves the list
     [a for a in again.menu_bar.recent_menu.actions() if a.text() == str(image_path.resolve())][0].trigger()
@@ -255,7 +258,7 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundl
 
 
 def test_levels_control_sets_the_display_range_of_both_panes(qtbot, window, image_path):
-    window.open_paths([image_path])
+    open_and_wait(qtbot, window, [image_path])
     data = window.session.images[image_path.resolve()].data
     auto = window.viewer.levels()
     assert data.min() <= auto[0] < auto[1] <= data.max()  # 16-bit range, not 0..255
@@ -310,3 +313,38 @@ def test_without_tensorflow_the_wizard_says_training_needs_the_full_build(qtbot,
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # as in the analyzer build
     assert window.open_training_wizard() is None
     assert "cannot train" in window.last_error[0] and "Cerber-full" in window.last_error[1]
+
+
+def test_opening_reads_on_a_worker_and_the_list_fills_as_images_arrive(qtbot, window, image_path, tmp_path,
+                                                                       monkeypatch):
+    import cerber_gui.session
+
+    paths = [image_path]
+    for name in ("second.tif", "third.tif"):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(image_path.read_bytes())
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    real = cerber_gui.session.read_image
+
+    def slow(path, *args, **kwargs):  # as a large TIFF reads: 0.4 s each
+        time.sleep(0.4)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(cerber_gui.session, "read_image", slow)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    with qtbot.waitSignal(window.images_opened, timeout=30000) as blocker:
+        start = time.monotonic()
+        window.open_paths([paths[0], broken, *paths[1:]])
+        assert time.monotonic() - start < 0.2  # the window did not wait for the files
+        qtbot.waitUntil(lambda: window.image_list.count() >= 1, timeout=10000)
+        # The first image is shown while the others are still being read.
+        assert window.session.selected == image_path.resolve() and window.image_list.count() < 3
+        assert window.toolbar.analyze_button.isEnabled()
+    timer.stop()
+    assert [window.image_list.item(i).text() for i in range(3)] == ["spots.tif", "second.tif", "third.tif"]
+    assert len(blocker.args[0].unreadable) == 1 and "broken.png" in window.last_error[1]  # named, in a dialog
+    assert len(ticks) > 20 and np.diff(ticks).max() < 0.3  # the event loop ran throughout

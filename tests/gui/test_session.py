@@ -64,7 +64,8 @@ def test_opening_files_and_folders(tmp_path, bundle):
     assert report.empty_folders == [empty]
     assert len(report.unreadable) == 1 and "broken.png" in report.unreadable[0]
     assert report.opened == [folder, single] and report.folder == tmp_path
-    assert seen == [("images_added", (report.added,)), ("selected", (single.resolve(),))]
+    assert seen == [("images_added", ([single.resolve()],)), ("selected", (single.resolve(),)),  # as they are read
+                    ("images_added", ([a.resolve()],)), ("images_added", ([b.resolve()],))]
     assert session.selected == single.resolve() and session.can_analyze
     # Opening an open image again adds nothing and keeps the selection, but it counts as opened.
     seen.clear()
