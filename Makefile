@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run samples test lint bench model exe exe-full constraints clean
+.PHONY: setup run samples test lint bench model model-v2 exe exe-full constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,23 @@ model: setup $(MODEL_DATA)/recipe.json
 		--patch-size 128 --batch-size 8 --seed 777 --resume
 	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --start-from $(MODEL_BASE) --width 2 \
 		--epochs 10 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 --resume
+
+# The candidate for the next default model (the real-images issue; docs/pilot-real-images.md):
+# the realistic recipe (generator v2) and the background normalisation (inputs in noise SDs),
+# otherwise the default model's schedule. Writes build/model-v2; assets/models/default is left as it is.
+# Interrupted runs continue where they stopped (--resume); the data are generated once.
+MODEL_V2_DATA := build/model-v2-data
+$(MODEL_V2_DATA)/recipe.json: | $(STAMP)
+	rm -rf $(MODEL_V2_DATA)
+	$(BIN)/cerber generate $(MODEL_V2_DATA) --count 480 --seed 21 --recipe realistic --size 512 512 --quiet
+
+MODEL_V2_BASE := build/model-v2-base
+model-v2: setup $(MODEL_V2_DATA)/recipe.json
+	$(BIN)/cerber train $(MODEL_V2_DATA) --out $(MODEL_V2_BASE) --width 2 --epochs 25 --steps 100 \
+		--patch-size 128 --batch-size 8 --seed 777 --normalization background --resume
+	$(BIN)/cerber train $(MODEL_V2_DATA) --out build/model-v2 --start-from $(MODEL_V2_BASE) --width 2 \
+		--epochs 10 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 \
+		--normalization background --resume
 
 # The standalone app (PyInstaller, onedir) with the default model inside, checked after building:
 # dist/Cerber/ is the analyzer (no TensorFlow), dist/Cerber-full/ also trains.

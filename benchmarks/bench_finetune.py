@@ -7,11 +7,13 @@ seen. Then, exactly as a user would:
 
     cerber train DATA --out MODEL --start-from default --epochs 3
 
-is run and timed, and the second halves are scored (F1 at 3 px) with the default model
-(zero-shot), the fine-tuned model, and a Laplacian-of-Gaussian detector whose sigma and threshold
-are tuned on those very halves (the classical baseline, tuned on the answer).
+is run and timed, and the second halves are scored (F1 at 3 px) with the starting model
+(zero-shot; ``--start-from`` another model folder fine-tunes that one), the fine-tuned model,
+and a Laplacian-of-Gaussian detector whose sigma and threshold are tuned on those very halves
+(the classical baseline, tuned on the answer).
 
-    python benchmarks/bench_finetune.py [IMAGES...] [--epochs 3] [--keep DIR] [--split rows|cols]
+    python benchmarks/bench_finetune.py [IMAGES...] [--start-from MODEL] [--epochs 3] [--keep DIR]
+                                        [--split rows|cols]
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, default=SAMPLES)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--start-from", default="default",
+                        help="model folder to fine-tune ('default': the bundled default model)")
     parser.add_argument("--split", choices=("rows", "cols"), default="rows")
     parser.add_argument("--keep", type=Path, help="keep the data and the fine-tuned model in this folder")
     parser.add_argument("--train-args", default="", help="extra arguments for cerber train")
@@ -82,27 +86,28 @@ def main() -> None:
         for path in args.images:
             split(path, data, held_out, args.split)
         command = [sys.executable, "-m", "cerber_model.cli", "train", str(data), "--out", str(model),
-                   "--start-from", "default", "--epochs", str(args.epochs), *args.train_args.split()]
+                   "--start-from", args.start_from, "--epochs", str(args.epochs), *args.train_args.split()]
         print("$", " ".join(command[2:]))
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=ROOT)
         seconds = time.perf_counter() - start
         pairs = [Pair(p, None, held_out / "points" / f"{p.stem}.csv")
                  for p in sorted((held_out / "images").iterdir())]
-        default, finetuned = load_default_bundle(), load_bundle(model)
+        start = load_default_bundle() if args.start_from == "default" else load_bundle(args.start_from)
+        finetuned = load_bundle(model)
         print(f"\nfine-tuning took {seconds:.0f} s ({seconds / 60:.1f} min) on this machine")
-        print(f"{'held-out half':24s} {'true':>5s} {'default F1':>10s} {'fine-tuned F1':>13s} "
+        print(f"{'held-out half':24s} {'true':>5s} {'start F1':>10s} {'fine-tuned F1':>13s} "
               f"{'LoG tuned on it':>15s}  LoG sigma, threshold")
         totals = {}
         for pair in pairs:
-            zero, tuned = evaluate(default, [pair]), evaluate(finetuned, [pair])  # the LoG tuned on this image
-            row = {"default": zero.network[0], "fine-tuned": tuned.network[0], "LoG": zero.log[0]}
+            zero, tuned = evaluate(start, [pair]), evaluate(finetuned, [pair])  # the LoG tuned on this image
+            row = {"start": zero.network[0], "fine-tuned": tuned.network[0], "LoG": zero.log[0]}
             for key, score in row.items():
                 totals[key] = totals[key] + score.match if key in totals else score.match
-            print(f"{pair.name:24s} {row['default'].true_count:5d} {row['default'].match.f1:10.3f} "
+            print(f"{pair.name:24s} {row['start'].true_count:5d} {row['start'].match.f1:10.3f} "
                   f"{row['fine-tuned'].match.f1:13.3f} {row['LoG'].match.f1:15.3f}  "
                   f"{zero.log_settings['sigma_px']}, {zero.log_settings['threshold']}")
-        print(f"{'OVERALL':24s} {'':5s} {totals['default'].f1:10.3f} {totals['fine-tuned'].f1:13.3f} "
+        print(f"{'OVERALL':24s} {'':5s} {totals['start'].f1:10.3f} {totals['fine-tuned'].f1:13.3f} "
               f"{totals['LoG'].f1:15.3f}")
 
 

@@ -318,11 +318,25 @@ def _start_from(value: str | None) -> str:
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
     """The TrainingConfig of ``cerber train``'s arguments."""
+    from .runtime.images import Normalization
     from .training import TrainingConfig
 
+    start_from = _start_from(args.start_from)
+    if args.normalization:
+        normalization = Normalization(args.normalization)
+    elif start_from:  # fine-tuning keeps the inputs the starting model learnt on
+        from .runtime.bundle import BundleError, load_bundle
+
+        try:
+            normalization = load_bundle(start_from).config.normalization
+        except BundleError:  # training says what is wrong with it
+            normalization = Normalization()
+    else:
+        normalization = Normalization()
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
                           patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
-                          seed=args.seed, patience=args.patience, xla=args.xla, start_from=_start_from(args.start_from))
+                          seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,
+                          normalization=normalization)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -550,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--start-from", metavar="MODEL",
                    help="start from this model folder's weights instead of random ones (fine-tuning; "
                         "'default' = the bundled default model); --width must match it")
+    t.add_argument("--normalization", choices=("percentile", "background"),
+                   help="how images become network input: 'percentile' stretches each image's 1st-99.8th "
+                        "percentiles to 0..1; 'background' subtracts the local background and divides by the "
+                        "local noise SD (default: the --start-from model's, else percentile)")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")

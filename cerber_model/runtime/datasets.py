@@ -265,15 +265,35 @@ def inspect_dataset(spec: DatasetSpec, progress: ProgressFn | None = None,
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random changes applied to training patches (validation patches get none)."""
+    """Random changes applied to training patches (validation patches get none).
+
+    The photometric settings act on the normalised image, so their units are the
+    normalisation's: the defaults suit "percentile" and "scale" (the image spans
+    about 0..1); :meth:`for_normalization` gives those that suit "background"
+    (one unit is the local noise SD).
+    """
 
     flips: bool = True  # horizontal/vertical flips and 90-degree rotations (image and mask)
     small_rotation_deg: float = 0.0  # extra rotation up to +- this (image and mask), 0 = off
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range (image and mask)
     brightness: float = 0.1  # added offset up to +- this (image only, normalised units)
     contrast: tuple[float, float] = (0.8, 1.25)  # multiplied
-    gamma: tuple[float, float] = (0.8, 1.25)
-    noise_sd: float = 0.03  # extra Gaussian noise up to this SD
+    gamma: tuple[float, float] = (0.8, 1.25)  # positive values x become x**gamma; (1, 1) = off
+    noise_sd: float = 0.03  # extra Gaussian noise up to this SD (normalised units)
+
+    @classmethod
+    def for_normalization(cls, normalization: Normalization) -> Augmentation:
+        """The default augmentation for inputs normalised with ``normalization``.
+
+        In noise units (method "background": background 0, noise SD 1, spots at tens) a
+        0..1 offset and noise would be negligible and a gamma would turn a spot of 30
+        into 70 or 15, which no camera does. There the offset stands for an error of
+        the background estimate, the contrast for one of the noise estimate (both in
+        noise SDs), and the added noise for noise the estimate missed.
+        """
+        if normalization.method == "background":
+            return cls(brightness=0.25, contrast=(0.8, 1.25), gamma=(1.0, 1.0), noise_sd=0.3)
+        return cls()
 
 
 class _ImageCache:
@@ -380,8 +400,9 @@ def _geometric(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.G
 
 def _photometric(x: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, gamma and noise, on the image only."""
-    g = rng.uniform(*aug.gamma)
-    x = np.where(x > 0, np.abs(x) ** g, x)
+    g = rng.uniform(*aug.gamma)  # drawn even when off, so the other draws stay as they were
+    if tuple(aug.gamma) != (1.0, 1.0):
+        x = np.where(x > 0, np.abs(x) ** g, x)
     x = x * rng.uniform(*aug.contrast) + rng.uniform(-aug.brightness, aug.brightness)
     if aug.noise_sd:
         x = x + rng.normal(0.0, rng.uniform(0, aug.noise_sd), x.shape)

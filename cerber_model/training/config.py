@@ -72,6 +72,11 @@ class TrainingConfig:
     normalization: Normalization = field(default_factory=Normalization)
 
     def __post_init__(self) -> None:
+        # The default augmentation is made for 0..1 inputs; under the background normalisation
+        # (inputs in noise SDs) it stands for that normalisation's defaults, so the CLI, the
+        # wizard and replace(config, normalization=...) need not know about units.
+        if self.normalization.method == "background" and self.augmentation == Augmentation():
+            object.__setattr__(self, "augmentation", Augmentation.for_normalization(self.normalization))
         self._refuse_problems()
 
     def _refuse_problems(self) -> None:

@@ -165,3 +165,61 @@ def test_background_normalised_patches_are_crops_of_the_normalised_image(tmp_pat
         assert np.array_equal(x, whole[r, c])
         edges += r.min() == 0 or c.min() == 0 or r.max() == h - 1 or c.max() == w - 1
     assert edges > 0  # some patches reach beyond the image
+
+
+def _old_photometric(x, aug, rng):
+    """The photometric augmentation as it was before it knew about noise units."""
+    g = rng.uniform(*aug.gamma)
+    x = np.where(x > 0, np.abs(x) ** g, x)
+    x = x * rng.uniform(*aug.contrast) + rng.uniform(-aug.brightness, aug.brightness)
+    if aug.noise_sd:
+        x = x + rng.normal(0.0, rng.uniform(0, aug.noise_sd), x.shape)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["percentile", "scale"])
+def test_range_normalisations_keep_their_augmentation_bit_for_bit(method):
+    """Models trained on 0..1 inputs (the default model) get the same augmentation as before,
+    down to the bits and the random draws, also with gamma off."""
+    from cerber_model.runtime.datasets import _photometric
+
+    norm = Normalization(method)
+    assert Augmentation.for_normalization(norm) == Augmentation()
+    x = np.random.default_rng(0).normal(0.3, 0.4, (48, 48)).astype(np.float32)
+    for aug in (Augmentation(), Augmentation(gamma=(1, 1)), Augmentation(brightness=0, noise_sd=0)):
+        new_rng, old_rng = np.random.default_rng(7), np.random.default_rng(7)
+        assert np.array_equal(_photometric(x, aug, new_rng), _old_photometric(x, aug, old_rng))
+        assert new_rng.random() == old_rng.random()  # the same draws, so the next patches are the same too
+
+
+def test_noise_unit_augmentation_keeps_spots_and_noise_in_noise_units(tmp_path):
+    """Normalised to noise units, a spot 30 noise SDs high on a sloping background must stay a spot
+    of about 30 (within the contrast range) on a background near 0 with noise near 1. The 0..1
+    defaults' gamma would make it 15 to 70."""
+    from cerber_model.runtime.images import noise_sd
+
+    h, w = 200, 200
+    rr, cc = np.indices((h, w))
+    rng = np.random.default_rng(4)
+    spot = np.exp(-((rr - 100) ** 2 + (cc - 100) ** 2) / (2 * 1.5**2))
+    image = (1000 + 2 * rr + 8 * 30 * spot + rng.normal(0, 8, (h, w))).astype(np.uint16)
+    mask = (spot > 0.2).astype(np.uint8) * 255
+    _write(tmp_path / "i" / "x.tif", image)
+    _write(tmp_path / "m" / "x.png", mask)
+    pairs, _, _ = find_pairs(tmp_path / "i", tmp_path / "m")
+    norm = Normalization("background")
+    aug = Augmentation.for_normalization(norm)
+    assert aug.gamma == (1.0, 1.0)
+    sampler = PatchSampler(pairs, norm, patch=64, track_bias=1.0, augmentation=aug)
+    old = PatchSampler(pairs, norm, patch=64, track_bias=1.0, augmentation=Augmentation())
+    rng = np.random.default_rng(0)
+    peaks, old_peaks = [], []
+    for _ in range(30):
+        x, y = sampler.sample(rng)
+        background = x[y == 0]
+        assert abs(np.median(background)) < 0.5
+        assert 0.7 < noise_sd(np.where(y > 0, np.median(background), x)) < 1.45
+        peaks.append(x[y > 0].max())
+        old_peaks.append(old.sample(rng)[0].max())
+    assert 20 < min(peaks) and max(peaks) < 45
+    assert max(old_peaks) > 45 or min(old_peaks) < 20  # what the test guards against

@@ -134,6 +134,42 @@ def test_the_data_report_counts_training_pixels_apart(tmp_path):
     assert report.train_pixels == 3 * 40 * 48 and report.total_pixels == 5 * 40 * 48
 
 
+def test_the_background_normalisation_trains_with_augmentation_in_noise_units():
+    """Its inputs are in noise SDs, so the 0..1 defaults (gamma, offsets of 0.1) give way to its own,
+    however the config is made, and a run so configured resumes."""
+    from cerber_model.runtime.datasets import Augmentation
+    from cerber_model.runtime.images import Normalization
+
+    background = Normalization("background")
+    config = TrainingConfig(normalization=background)
+    assert config.augmentation == Augmentation.for_normalization(background) != Augmentation()
+    assert replace(TrainingConfig(), normalization=background).augmentation == config.augmentation
+    mine = Augmentation(flips=False, gamma=(1, 1))
+    assert TrainingConfig(normalization=background, augmentation=mine).augmentation == mine  # asked for: kept
+    assert TrainingConfig().augmentation == Augmentation()  # percentile: as before
+    stored = TrainingConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert stored == config and replace(config, epochs=50).continues(stored)
+
+
+def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models(tmp_path):
+    from cerber_model.cli import build_parser, training_config
+    from cerber_model.nn.bundling import make_bundle
+    from cerber_model.runtime.bundle import BundleConfig, save_bundle
+    from cerber_model.runtime.images import Normalization
+    from tests.model.helpers import jittered_weights
+
+    def method(*flags):
+        return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags])).normalization.method
+
+    assert method() == "percentile"
+    assert method("--normalization", "background") == "background"
+    bundle = BundleConfig(normalization=Normalization("background"), name="noise-units")
+    save_bundle(make_bundle(bundle, jittered_weights(bundle.network)), tmp_path / "noise-units")
+    assert method("--start-from", str(tmp_path / "noise-units")) == "background"
+    assert method("--start-from", "default") == "percentile"
+    assert method("--start-from", str(tmp_path / "noise-units"), "--normalization", "percentile") == "percentile"
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"patch_size": 130}, "the patch size must be a positive multiple of 4 px (got 130)"),
     ({"patch_size": 0}, "the patch size must be a positive multiple of 4 px (got 0)"),
