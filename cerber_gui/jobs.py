@@ -9,6 +9,8 @@ when its analysis (started with the settings of that moment) ends, and when it i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from cerber_model.runtime.analysis import AnalysisResult, analyze
@@ -50,6 +52,7 @@ class JobRunner(QObject):
         events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon())
         events.result_added.connect(lambda _path: self._retrack())
         events.selected.connect(lambda _path: self._retrack())
+        events.images_closed.connect(self._closed)
 
     # -- opening ----------------------------------------------------------------
     def open(self, paths) -> None:
@@ -71,6 +74,14 @@ class JobRunner(QObject):
         for worker in self.readers:
             worker.cancel()
         workers.wait_all(kinds=(workers.Pool.READING,))
+
+    def _closed(self, paths: list[Path]) -> None:
+        """Work for images that were closed is not wanted: it is cancelled (the queue goes on)."""
+        if self.worker is not None and self.worker.tag.path in paths:
+            self.worker.cancel()
+        for worker in self.readers:
+            if not any(self.session.reading.get(p) is worker.tag for p in worker.tag.files):
+                worker.cancel()
 
     def _read(self, job: OpenJob, read: ImageRead) -> None:
         if self.session.add_read(job, read) and read.image is None:
@@ -133,6 +144,9 @@ class JobRunner(QObject):
         self.failed.emit(f"{self.worker.tag.path.name} could not be analyzed: {message}", details)
 
     def _cancelled(self) -> None:
+        job = self.worker.tag
+        if self.session.images.get(job.path) is not job.image:  # its image was closed: the queue goes on
+            return
         self.session.clear_queue()
         self.message.emit("Analysis cancelled; results already finished are kept.", 5000)
 

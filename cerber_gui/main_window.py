@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
         menu.open_folder_requested.connect(self.open_folder_dialog)
         menu.open_recent_requested.connect(self._open_recent)
         menu.clear_recent_requested.connect(self._clear_recent)
+        menu.close_requested.connect(self.close_image)
+        menu.close_all_requested.connect(self.close_all_images)
         menu.export_requested.connect(self.export)
         menu.quit_requested.connect(self.close)
         menu.load_model_requested.connect(self.load_model_dialog)
@@ -145,6 +147,7 @@ class MainWindow(QMainWindow):
         events = self.session.events
         events.images_added.connect(self._images_added)
         events.selected.connect(self._selected)
+        events.images_closed.connect(self._images_closed)
         events.model_changed.connect(self._model_changed)
         events.threshold_changed.connect(self._threshold_changed)
         events.pixel_size_changed.connect(self._pixel_size_changed)
@@ -168,6 +171,7 @@ class MainWindow(QMainWindow):
         self.menu_bar.update_controls(can_analyze, busy)
         self.toolbar.update_controls(can_analyze, busy)
         self.progress.setVisible(busy)
+        self.menu_bar.set_can_close(bool(self.session.images))
 
     def _images_added(self, paths: list[Path]) -> None:
         for path in paths:
@@ -193,7 +197,22 @@ class MainWindow(QMainWindow):
         self.image_list.setCurrentItem(next(i for i in items if i.data(Qt.UserRole) == str(path)))
         self.image_list.blockSignals(False)
 
-    def _selected(self, path: Path) -> None:
+    def _images_closed(self, paths: list[Path]) -> None:
+        closed = {str(p) for p in paths}
+        self.image_list.blockSignals(True)  # the session selects what comes next
+        for i in reversed(range(self.image_list.count())):
+            if self.image_list.item(i).data(Qt.UserRole) in closed:
+                self.image_list.takeItem(i)
+        self.image_list.blockSignals(False)
+        self._update_controls()
+
+    def _selected(self, path: Path | None) -> None:
+        if path is None:  # none is open any more
+            self.image_list.setCurrentItem(None)
+            self.viewer.clear()
+            self._show_result()
+            self._show_annotation()
+            return
         item = self.image_list.currentItem()
         if item is None or item.data(Qt.UserRole) != str(path):
             self._show_selected_in_list(path)
@@ -308,6 +327,16 @@ class MainWindow(QMainWindow):
             self.settings.remember_recent(report.opened)
             self.menu_bar.set_recent(self.settings.recent())
         self.images_opened.emit(report)
+
+    def close_image(self) -> None:
+        """File > Close image: the selected image goes, with its result (unsaved points asked about)."""
+        if self.session.selected is not None and self._points_settled():
+            self.session.close([self.session.selected])
+
+    def close_all_images(self) -> None:
+        """File > Close all images (unsaved points asked about first)."""
+        if self._points_settled():
+            self.session.close_all()
 
     def _open_recent(self, path: str) -> None:
         if not Path(path).exists():

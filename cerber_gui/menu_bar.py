@@ -17,6 +17,8 @@ class MenuBar(QMenuBar):
     open_folder_requested = Signal()
     open_recent_requested = Signal(str)  # the path as listed
     clear_recent_requested = Signal()
+    close_requested = Signal()  # the selected image
+    close_all_requested = Signal()
     export_requested = Signal(object)  # ExportKind
     quit_requested = Signal()
     analyze_requested = Signal()
@@ -39,6 +41,8 @@ class MenuBar(QMenuBar):
         self._action(files, "&Open images…", self.open_requested, QKeySequence.Open)
         self._action(files, "Open &folder…", self.open_folder_requested, "Ctrl+Shift+O")
         self.recent_menu = files.addMenu("Open &recent")
+        self.close_action = self._action(files, "&Close image", self.close_requested, QKeySequence.Close)
+        self.close_all_action = self._action(files, "Close a&ll images", self.close_all_requested, "Ctrl+Shift+W")
         files.addSeparator()
         for text, kind, shortcut in [("Export &tracks CSV…", ExportKind.TRACKS, "Ctrl+E"),
                                      ("Export &summary CSV (all analyzed)…", ExportKind.SUMMARY, None),
@@ -71,6 +75,7 @@ class MenuBar(QMenuBar):
         self._action(self.view_menu, "&Auto levels", self.auto_levels_requested, "Ctrl+L")
         self.view_menu.addSeparator()
         self.set_recent([])
+        self.set_can_close(False)
         self.update_annotation(AnnotationState(False, False, False, False, False, False))
 
     def _action(self, menu: QMenu, text: str, signal, shortcut=None) -> QAction:
@@ -95,6 +100,10 @@ class MenuBar(QMenuBar):
         clear = self.recent_menu.addAction("Clear the list")
         clear.triggered.connect(lambda _=False: self.clear_recent_requested.emit())
         clear.setEnabled(bool(paths))
+
+    def set_can_close(self, images_open: bool) -> None:
+        self.close_action.setEnabled(images_open)
+        self.close_all_action.setEnabled(images_open)
 
     def update_controls(self, can_analyze: bool, busy: bool) -> None:
         self.analyze_action.setEnabled(can_analyze)

@@ -51,8 +51,10 @@ class Event:
 class SessionEvents:
     #: list[Path]: images opened, in order (before the first of an Open is selected)
     images_added: Event = field(default_factory=Event)
-    #: Path: the image now selected
+    #: Path | None: the image now selected (None: no image is open any more)
     selected: Event = field(default_factory=Event)
+    #: list[Path]: images closed, with their results (before another is selected)
+    images_closed: Event = field(default_factory=Event)
     #: Bundle: a new model, with its threshold; every result was dropped
     model_changed: Event = field(default_factory=Event)
     #: float: the threshold the user set
@@ -260,6 +262,41 @@ class Session:
         job.report.opened += [p for p in job.paths if not p.is_dir() and p.resolve() in self.images]
         return job.report
 
+    def close(self, paths: Iterable[Path]) -> list[Path]:
+        """Close open images: each goes with its result, its place in the analysis queue and, if it
+        is being annotated, annotation (unsaved points raise RuntimeError: save or revert them
+        first). An analysis of one that is running no longer applies (:meth:`add_result` drops it;
+        the app cancels it). If the selected image closed, the next one open is selected (or the one
+        before; None, with :attr:`SessionEvents.selected`, when none is left). Returns what closed."""
+        closing = [p for p in paths if p in self.images]
+        if not closing:
+            return []
+        if self.selected in closing and self.annotations is not None:
+            self._check_saved()
+            self.annotations = None
+            self.events.annotating_changed.emit(False)
+        order = list(self.images)
+        for path in closing:
+            del self.images[path]
+            self.results.pop(path, None)
+        self.queue = [p for p in self.queue if p in self.images]
+        self.events.images_closed.emit(closing)
+        if self.selected in closing:
+            at = order.index(self.selected)
+            after = [p for p in order[at + 1:] if p in self.images]
+            before = [p for p in order[:at] if p in self.images]
+            self.selected = None
+            if after or before:
+                self.select((after or before[::-1])[0])
+            else:
+                self.events.selected.emit(None)
+        return closing
+
+    def close_all(self) -> list[Path]:
+        """Close every open image, and drop the files still being read (see :meth:`close`)."""
+        self.reading.clear()
+        return self.close(list(self.images))
+
     def select(self, path: Path) -> None:
         """Select an open image; while annotating, its points are annotated from now on (if they
         cannot be, annotation ends with :attr:`SessionEvents.annotation_refused`)."""
@@ -371,8 +408,9 @@ class Session:
         return self.job
 
     def add_result(self, job: AnalysisJob, result: AnalysisResult) -> bool:
-        """Store what ``job`` found; False, and nothing stored, if another model was set since it started."""
-        if job.model_load != self.model_loads:
+        """Store what ``job`` found; False, and nothing stored, if another model was set since it started
+        or its image was closed."""
+        if job.model_load != self.model_loads or self.images.get(job.path) is not job.image:
             return False
         self.results[job.path] = result
         self.events.result_added.emit(job.path)

@@ -97,6 +97,14 @@ class SideBySideViewer(QWidget):
         self.set_points(np.zeros((0, 2)))
         self.left_box.autoRange(padding=0.02)
 
+    def clear(self) -> None:
+        """Show nothing (no image is open); what was shown is let go."""
+        self.data = self.probability = self.labels = None
+        for item in (self.input_item, self.background_item, self.overlay_item):
+            item.clear()
+        self.markers.clear()
+        self.set_points(np.zeros((0, 2)))
+
     @staticmethod
     def auto_levels(data: np.ndarray) -> tuple[float, float]:
         """Display range, as in exported overlays: :data:`cerber_model.runtime.export.DISPLAY_PERCENTILES`."""

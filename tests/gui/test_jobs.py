@@ -129,3 +129,35 @@ def test_retracking_does_not_wait_for_training_and_an_analysis(qtbot, window, fa
         stop_training.set()
         gate.release.set()
         qtbot.waitUntil(lambda: not window.session.busy and not wizard.training_page.running, timeout=30000)
+
+
+def test_closing_an_image_cancels_its_analysis_and_the_queue_goes_on(qtbot, window, faint, tmp_path, gate,
+                                                                     monkeypatch):
+    from cerber_gui import dialogs
+
+    from .test_main_window import _menu_action
+
+    other = tmp_path / "other.tif"
+    other.write_bytes(faint.read_bytes())
+    open_and_wait(qtbot, window, [faint, other])
+    close = _menu_action(window, "&File", "&Close image")
+    assert close.isEnabled()
+    qtbot.mouseClick(window.toolbar.analyze_all_button, Qt.LeftButton)
+    qtbot.waitUntil(gate.started.is_set, timeout=10000)  # faint.tif is being analyzed
+    close.trigger()
+    gate.release.set()
+    qtbot.waitUntil(lambda: not window.session.busy, timeout=60000)
+    assert [window.image_list.item(i).text() for i in range(window.image_list.count())] == ["other.tif"]
+    assert list(window.session.results) == [other.resolve()]  # analyzed after the closed one
+    assert window.session.selected == other.resolve() and window.track_panel.table.model().rowCount() > 0
+    # Unsaved points are asked about: going back keeps the image, discarding closes it.
+    window.toolbar.annotate_button.click()
+    window.session.annotations.click(20, 20)
+    answers = ["cancel", "discard"]
+    monkeypatch.setattr(dialogs, "save_points_first", lambda *a: answers.pop(0))
+    _menu_action(window, "&File", "Close a&ll images").trigger()
+    assert window.image_list.count() == 1 and window.session.unsaved_points
+    _menu_action(window, "&File", "Close a&ll images").trigger()
+    assert window.image_list.count() == 0 and window.session.images == {} and window.session.results == {}
+    assert window.viewer.data is None and window.track_panel.table.model().rowCount() == 0
+    assert not close.isEnabled() and not window.toolbar.analyze_button.isEnabled()
