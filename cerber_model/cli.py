@@ -109,7 +109,7 @@ def _load_model(model: str | None):
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .runtime.analysis import analyze
+    from .runtime.analysis import NotEnoughMemory, analyze
     from .runtime.bundle import BundleError
     from .runtime.export import (
         render_overlay,
@@ -182,6 +182,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             except ImageReadError as exc:
                 failed.append((path, str(exc)))
                 print(f"cerber: {exc}", file=sys.stderr)
+                continue
+            except NotEnoughMemory as exc:
+                failed.append((path, str(exc)))
+                print(f"cerber: {path}: {exc}", file=sys.stderr)
                 continue
             except MemoryError:
                 failed.append((path, "out of memory"))

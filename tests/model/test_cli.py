@@ -178,3 +178,23 @@ def test_an_unexpected_failure_is_one_line_and_a_log(inputs, model, tmp_path, ca
 def test_selftest_size_is_checked(capsys):
     assert main(["selftest", "--size", "0"]) == 2
     assert "--size must be from 64" in capsys.readouterr().err
+
+
+def test_an_image_too_large_for_free_memory_is_refused_before_analysis(inputs, model, tmp_path, capsys,
+                                                                        monkeypatch):
+    """A small compressed file can hold an image whose analysis needs more memory than is free: it
+    is refused with what it needs, before anything is allocated, and the other images go on."""
+    import cerber_model.runtime.analysis as analysis
+
+    per_px = analysis.ANALYSIS_BYTES_PER_PIXEL
+    monkeypatch.setattr(analysis, "available_memory", lambda: (96 * 80 + 100 * 100) // 2 * per_px)  # 96 x 80 fits
+    (inputs / "broken.png").unlink()
+    big = np.zeros((100, 100), np.uint8)
+    PILImage.fromarray(big).save(inputs / "big.png")
+    out = tmp_path / "out"
+    assert main(["analyze", str(inputs / "big.png"), str(inputs / "a.tif"), "--out", str(out), "--model",
+                 str(model), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "big.png: analyzing a 100 x 100 px image needs about" in err and "crop or bin" in err
+    assert "a.tif" not in err
+    assert [os.path.basename(r["file"]) for r in _read_csv(out / "summary.csv")] == ["a.tif"]
