@@ -53,6 +53,7 @@ class JobRunner(QObject):
         events.result_added.connect(lambda _path: self._retrack())
         events.selected.connect(lambda _path: self._retrack())
         events.images_closed.connect(self._closed)
+        events.image_replaced.connect(lambda path: self._closed([path]))  # another page: its analysis goes
 
     # -- opening ----------------------------------------------------------------
     def open(self, paths) -> None:
@@ -61,7 +62,16 @@ class JobRunner(QObject):
         if not job.files:  # all open already, or none found
             self.opened.emit(self.session.end_open(job))
             return
-        worker = workers.Worker(read_images, job.files)
+        self._start_reading(job)
+
+    def read_page(self, path: Path, page: int) -> None:
+        """Show another page (0-based) of an open stack, once it is read."""
+        job = self.session.set_page(path, page)
+        if job is not None:
+            self._start_reading(job)
+
+    def _start_reading(self, job: OpenJob) -> None:
+        worker = workers.Worker(read_images, job.files, job.pages)
         worker.tag = job
         worker.signals.item.connect(lambda read: self._read(job, read))
         worker.signals.error.connect(self._read_failed)

@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         menu.undo_requested.connect(self.undo)
         menu.redo_requested.connect(self.redo)
         self.viewer.point_clicked.connect(self._point_clicked)
+        bar.page_changed.connect(self._page_chosen)
         bar.threshold_changed.connect(self.session.set_threshold)
         bar.pixel_size_changed.connect(self.session.set_pixel_size)
         bar.mode_changed.connect(self.viewer.set_mode)
@@ -148,6 +149,7 @@ class MainWindow(QMainWindow):
         events.images_added.connect(self._images_added)
         events.selected.connect(self._selected)
         events.images_closed.connect(self._images_closed)
+        events.image_replaced.connect(self._image_replaced)
         events.model_changed.connect(self._model_changed)
         events.threshold_changed.connect(self._threshold_changed)
         events.pixel_size_changed.connect(self._pixel_size_changed)
@@ -175,12 +177,27 @@ class MainWindow(QMainWindow):
 
     def _images_added(self, paths: list[Path]) -> None:
         for path in paths:
-            image = self.session.images[path]
-            item = QListWidgetItem(path.name)
+            item = QListWidgetItem()
             item.setData(Qt.UserRole, str(path))
-            item.setToolTip(f"{path}\n{image.shape[1]} x {image.shape[0]} px, {image.bit_depth}"
-                            + "".join(f"\n{n}" for n in image.notes))
+            self._describe(item, path)
             self.image_list.addItem(item)
+        self._update_controls()
+
+    def _describe(self, item: QListWidgetItem, path: Path) -> None:
+        image = self.session.images[path]
+        item.setText(self.session.name(path))
+        item.setToolTip(f"{path}\n{image.shape[1]} x {image.shape[0]} px, {image.bit_depth}"
+                        + "".join(f"\n{n}" for n in image.notes))
+
+    def _page_chosen(self, page: int) -> None:
+        if self.session.selected is not None:
+            self.jobs.read_page(self.session.selected, page)
+
+    def _image_replaced(self, path: Path) -> None:
+        items = (self.image_list.item(i) for i in range(self.image_list.count()))
+        self._describe(next(i for i in items if i.data(Qt.UserRole) == str(path)), path)
+        if path == self.session.selected:
+            self._selected(path)
         self._update_controls()
 
     def _image_chosen(self, item, _previous=None) -> None:
@@ -207,6 +224,7 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _selected(self, path: Path | None) -> None:
+        self.toolbar.set_page(*self.session.pages.get(path, (None, 1)))
         if path is None:  # none is open any more
             self.image_list.setCurrentItem(None)
             self.viewer.clear()

@@ -7,7 +7,8 @@ annotations while the user annotates (:class:`~cerber_gui.annotations.Annotation
 through its methods and tells observers through the callbacks in :attr:`Session.events`.
 The main window draws it and runs its jobs; tests drive it without a window.
 
-Paths are resolved; images keep the order they were opened in. Opening is a job like the others:
+Paths are resolved; images keep the order they were opened in. A TIFF stack is open at one page
+at a time (the first when opened; :meth:`Session.set_page` reads another). Opening is a job like the others:
 :meth:`Session.start_open` says which files to read, :func:`read_images` reads them (on a worker
 thread in the app), and each image joins the session as it arrives (:meth:`Session.add_read`).
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from cerber_model.runtime.analysis import AnalysisResult
 from cerber_model.runtime.bundle import Bundle
-from cerber_model.runtime.images import Image, list_images, read_image
+from cerber_model.runtime.images import Image, count_pages, list_images, read_image
 from cerber_model.runtime.progress import CancelToken, ProgressFn
 from cerber_model.runtime.tracks import Tracks, extract_tracks
 
@@ -55,6 +56,8 @@ class SessionEvents:
     selected: Event = field(default_factory=Event)
     #: list[Path]: images closed, with their results (before another is selected)
     images_closed: Event = field(default_factory=Event)
+    #: Path: another page of an open stack replaced its image (and its result went)
+    image_replaced: Event = field(default_factory=Event)
     #: Bundle: a new model, with its threshold; every result was dropped
     model_changed: Event = field(default_factory=Event)
     #: float: the threshold the user set
@@ -131,6 +134,7 @@ class OpenJob:
     paths: list[Path]
     files: list[Path]
     report: OpenReport = field(default_factory=OpenReport)
+    pages: dict[Path, int] = field(default_factory=dict)  # the page to read of a stack (else the first)
 
 
 @dataclass(frozen=True)
@@ -140,18 +144,23 @@ class ImageRead:
     path: Path
     image: Image | None = None
     error: str = ""
+    page: int = 0  # of a stack (0-based)
+    pages: int = 1  # how many images the file holds
 
 
-def read_images(files: Iterable[Path], *, progress: ProgressFn | None = None,
+def read_images(files: Iterable[Path], pages: dict[Path, int] | None = None, *, progress: ProgressFn | None = None,
                 cancel: CancelToken | None = None) -> Iterator[ImageRead]:
     """Read ``files`` one by one, yielding each as it is read (a file that cannot be read is reported,
-    not raised); ``progress(files done, files)``; ``cancel`` is checked before each file."""
+    not raised); of a TIFF stack the page ``pages`` gives (0-based), else the first.
+    ``progress(files done, files)``; ``cancel`` is checked before each file."""
     files = list(files)
     for done, path in enumerate(files, 1):
         if cancel is not None:
             cancel.check()
+        count = count_pages(path)
+        page = (pages or {}).get(path, 0)
         try:
-            yield ImageRead(path, read_image(path))
+            yield ImageRead(path, read_image(path, page=page if count > 1 else None), page=page, pages=count)
         except Exception as exc:  # ImageReadError names the file and the fix
             yield ImageRead(path, error=str(exc))
         if progress is not None:
@@ -173,6 +182,7 @@ class Session:
         self.threshold = _step(bundle.config.threshold) if bundle is not None else 0.5
         self.pixel_size_um = pixel_size_um or None
         self.reading: dict[Path, OpenJob] = {}  # files being read, and the Open they are read for
+        self.pages: dict[Path, tuple[int, int]] = {}  # of images from stacks: the page (0-based), the pages
         self.queue: list[Path] = []  # images waiting for analysis, next first
         self.job: AnalysisJob | None = None  # the analysis running
         # Models set so far: a job started under an earlier one is stale even if the same
@@ -188,6 +198,13 @@ class Session:
     @property
     def can_analyze(self) -> bool:
         return not self.busy and bool(self.images) and self.bundle is not None
+
+    def name(self, path: Path) -> str:
+        """What the user calls an open image: its file name, and of a stack the page (1-based)."""
+        if path in self.pages:
+            page, pages = self.pages[path]
+            return f"{path.name} [page {page + 1}/{pages}]"
+        return path.name
 
     def selected_result(self) -> AnalysisResult | None:
         return self.results.get(self.selected) if self.selected is not None else None
@@ -214,7 +231,7 @@ class Session:
         """Open image files, and the images directly inside folders, reading them here and now
         (scripts and tests; the app reads on a worker thread, see :meth:`start_open`)."""
         job = self.start_open(paths)
-        for read in read_images(job.files):
+        for read in read_images(job.files, job.pages):
             self.add_read(job, read)
         return self.end_open(job)
 
@@ -240,12 +257,21 @@ class Session:
 
     def add_read(self, job: OpenJob, read: ImageRead) -> bool:
         """Add an image read for ``job`` (the first of the job is selected, unless unsaved points
-        would go); False, and nothing added, if it is not wanted any more (it was closed meanwhile)."""
+        would go; another page of an open stack replaces it); False, and nothing added, if it is not
+        wanted any more (it was closed, or another page asked for, meanwhile)."""
         if self.reading.get(read.path) is not job:
             return False
         del self.reading[read.path]
         if read.image is None:
             job.report.unreadable.append(read.error)
+            return True
+        if read.pages > 1:
+            self.pages[read.path] = (read.page, read.pages)
+        if read.path in self.images:  # another page
+            self.images[read.path] = read.image
+            self.results.pop(read.path, None)
+            self.queue = [p for p in self.queue if p != read.path]
+            self.events.image_replaced.emit(read.path)
             return True
         self.images[read.path] = read.image
         job.report.added.append(read.path)
@@ -253,6 +279,19 @@ class Session:
         if len(job.report.added) == 1 and not self.unsaved_points:
             self.select(read.path)
         return True
+
+    def set_page(self, path: Path, page: int) -> OpenJob | None:
+        """Begin reading another page (0-based) of an open stack, to replace its image (and drop its
+        result) when read, as an Open would (:meth:`add_read`); None if it is that page already or
+        not a stack."""
+        if path not in self.pages or not 0 <= page < self.pages[path][1]:
+            return None
+        pending = self.reading.get(path)
+        if page == self.pages[path][0] and pending is None:
+            return None
+        job = OpenJob([path], [path], pages={path: page})
+        self.reading[path] = job  # a page asked for before is not wanted any more
+        return job
 
     def end_open(self, job: OpenJob) -> OpenReport:
         """The job's reading has ended (or was cancelled: its files not read yet are not wanted)."""
@@ -279,6 +318,8 @@ class Session:
         for path in closing:
             del self.images[path]
             self.results.pop(path, None)
+            self.pages.pop(path, None)
+            self.reading.pop(path, None)
         self.queue = [p for p in self.queue if p in self.images]
         self.events.images_closed.emit(closing)
         if self.selected in closing:
@@ -334,6 +375,12 @@ class Session:
         if self.selected is None:
             return False
         path = self.selected
+        if path in self.pages:  # training reads points files beside single images
+            self.events.annotating_changed.emit(False)
+            self.events.annotation_refused.emit(
+                f"{path.name} is a stack of {self.pages[path][1]} images; points are saved per file.",
+                "Save the page as an image of its own (for example with Fiji) and annotate that.")
+            return False
         try:
             self.annotations = Annotations.load(path, self.images[path].shape,
                                                 on_change=lambda: self.events.points_changed.emit(path))

@@ -1,11 +1,12 @@
-"""The main window's toolbar: open, analyze and cancel, the threshold, how the result is shown,
-the pixel size, and annotation. It says what the user set through its signals and does none of it."""
+"""The main window's toolbar: open, analyze and cancel, the page of a TIFF stack, the threshold,
+how the result is shown, the pixel size, and annotation. It says what the user set through its
+signals and does none of it."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QToolBar, QWidget
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QSpinBox, QToolBar, QWidget
 
 from .session import AnnotationState
 from .viewer import MODES
@@ -16,6 +17,7 @@ class ToolBar(QToolBar):
     analyze_requested = Signal()
     analyze_all_requested = Signal()
     cancel_requested = Signal()
+    page_changed = Signal(int)  # the page of the stack shown, 0-based
     threshold_changed = Signal(float)  # 0.01..0.99
     mode_changed = Signal(str)  # one of viewer.MODES
     opacity_changed = Signal(float)  # 0..1
@@ -35,6 +37,14 @@ class ToolBar(QToolBar):
         self.analyze_all_button = self._button("Analyze all", self.analyze_all_requested)
         self.cancel_button = self._button("Cancel", self.cancel_requested)
         self.addSeparator()
+        # Shown for a TIFF stack only: which of its images is open.
+        self.page_box = QSpinBox()
+        self.page_box.setPrefix("Page ")
+        self.page_box.setToolTip("Which image of the stack to show and analyze (cerber analyze --page counts "
+                                 "from 0: page 1 here is --page 0)")
+        self.page_box.valueChanged.connect(lambda value: self.page_changed.emit(value - 1))
+        self.page_actions = [self.addWidget(self.page_box), self.addSeparator()]
+        self.set_page(None)
         self.addWidget(QLabel(" Threshold "))
         self.threshold_slider = QSlider(Qt.Horizontal)
         self.threshold_slider.setRange(1, 99)
@@ -94,6 +104,16 @@ class ToolBar(QToolBar):
         self.threshold_slider.setValue(round(threshold * 100))
         self.threshold_slider.blockSignals(False)
         self.threshold_label.setText(f"{threshold:.2f}")
+
+    def set_page(self, page: int | None, pages: int = 1) -> None:
+        """Show page ``page`` (0-based) of ``pages``, without emitting page_changed; None: not a stack."""
+        for action in self.page_actions:
+            action.setVisible(page is not None)
+        self.page_box.blockSignals(True)
+        self.page_box.setRange(1, max(pages, 1))
+        self.page_box.setSuffix(f" of {pages}")
+        self.page_box.setValue((page or 0) + 1)
+        self.page_box.blockSignals(False)
 
     def set_pixel_size(self, pixel_size_um: float | None) -> None:
         """Show ``pixel_size_um`` (None: unknown) without emitting pixel_size_changed."""

@@ -110,6 +110,27 @@ def read_image(path: Path | str, page: int | None = None) -> Image:
     return Image(_to_gray(path, data, notes), path, notes)
 
 
+def count_pages(path: Path | str) -> int:
+    """How many images a file holds: the pages of a TIFF stack (thumbnails and pyramid levels are
+    not counted), 1 for any other file. A file that cannot be read counts 1; :func:`read_image`
+    says what is wrong with it."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return max(1, len(_image_pages(tif)))
+    except Exception:
+        return 1
+
+
+def _image_pages(tif) -> list:
+    # Thumbnails and pyramid levels are pages too, but not images of their own.
+    return [p for p in tif.pages if not getattr(p, "is_reduced", False)] or list(tif.pages)
+
+
 def _check_size(path: Path, shape: tuple[int, ...], dtype: Any = np.uint8) -> None:
     """Refuse, before decoding, images with no pixels, too many pixels or too many decoded bytes."""
     if any(s <= 0 for s in shape):
@@ -170,8 +191,7 @@ def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            # Thumbnails and pyramid levels are pages too, but not images of their own.
-            pages = [p for p in tif.pages if not getattr(p, "is_reduced", False)] or list(tif.pages)
+            pages = _image_pages(tif)
             count = len(pages)
             if count == 0:
                 raise ImageReadError(path, "contains no images.", "Export the image again.")

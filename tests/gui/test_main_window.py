@@ -348,3 +348,31 @@ def test_opening_reads_on_a_worker_and_the_list_fills_as_images_arrive(qtbot, wi
     assert [window.image_list.item(i).text() for i in range(3)] == ["spots.tif", "second.tif", "third.tif"]
     assert len(blocker.args[0].unreadable) == 1 and "broken.png" in window.last_error[1]  # named, in a dialog
     assert len(ticks) > 20 and np.diff(ticks).max() < 0.3  # the event loop ran throughout
+
+
+def test_a_tiff_stack_opens_at_its_first_page_and_the_page_box_shows_another(qtbot, window, tmp_path):
+    rng = np.random.default_rng(2)
+    pages = [gaussian_spots(spot_grid(rows, 2, rng), [3000] * rows * 2) + 400 + rng.normal(0, 30, SHAPE)
+             for rows in (1, 2, 3)]  # 2, 4 and 6 spots
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack(pages).clip(0, 65535).astype(np.uint16), photometric="minisblack")
+    open_and_wait(qtbot, window, [stack])
+    assert window.last_error is None  # no longer refused
+    assert window.image_list.currentItem().text() == "stack.tif [page 1/3]"
+    box = window.toolbar.page_box
+    assert box.isVisibleTo(window.toolbar) and box.maximum() == 3 and box.value() == 1
+    _analyze(qtbot, window)
+    assert window.track_panel.table.model().rowCount() == 2
+    with qtbot.waitSignal(window.images_opened, timeout=30000):
+        box.setValue(3)  # what typing 3 or clicking the arrow twice does
+    assert window.image_list.currentItem().text() == "stack.tif [page 3/3]"
+    assert np.array_equal(window.viewer.data, pages[2].clip(0, 65535).astype(np.uint16))
+    assert window.session.results == {} and window.track_panel.table.model().rowCount() == 0  # page 1's went
+    _analyze(qtbot, window)
+    assert window.track_panel.table.model().rowCount() == 6
+    window.toolbar.annotate_button.click()  # points files are per file: refused, with the way out
+    assert not window.session.annotating and "stack of 3 images" in window.last_error[0]
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, pages[0].clip(0, 65535).astype(np.uint16))
+    open_and_wait(qtbot, window, [plain])
+    assert not box.isVisibleTo(window.toolbar)  # a single image has no pages

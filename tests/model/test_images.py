@@ -108,3 +108,15 @@ def test_normalisation_is_bit_depth_independent(gray16):
     assert n16.dtype == np.float32
     assert np.abs(n16 - n8).max() < 0.02
     assert normalize(as8, Normalization("scale", divisor=255)).max() <= 1.0
+
+
+def test_count_pages_counts_the_images_of_a_stack_not_its_thumbnails(tmp_path):
+    from cerber_model.runtime.images import count_pages
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint16), photometric="minisblack")
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as tif:
+        tif.write(np.zeros((64, 64), np.uint8))
+        tif.write(np.zeros((32, 32), np.uint8), subfiletype=1)  # a reduced-resolution copy
+    (tmp_path / "one.png").write_bytes(b"not even read")
+    assert [count_pages(tmp_path / n) for n in ("stack.tif", "thumbnail.tif", "one.png")] == [3, 1, 1]
