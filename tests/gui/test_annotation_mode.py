@@ -4,7 +4,6 @@ image and read back."""
 
 import numpy as np
 import pytest
-import tifffile
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
@@ -15,30 +14,14 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 from cerber_gui import annotations  # noqa: E402
 from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.settings import Settings  # noqa: E402
-from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.points import read_points  # noqa: E402
-
-from .test_main_window import SHAPE, _analyze, _menu_action, gaussian_spots, open_and_wait, spot_grid  # noqa: E402
+from tests.gui.helpers import SHAPE, open_and_wait  # noqa: E402
+from tests.gui.helpers import analyze_clicked as _analyze  # noqa: E402
+from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
 
 # Places with no spot near them (the spots sit on a grid at rows 30, 75, 120 and columns 30,
 # 78, 126, 174, give or take 3 px).
 EMPTY = [(52.3, 54.6), (97.7, 150.25), (160.4, 100.1)]
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
-
-
-@pytest.fixture
-def spots(tmp_path):
-    """A 16-bit image with 12 bright Gaussian spots: the file and the true centres."""
-    rng = np.random.default_rng(0)
-    centres = spot_grid(3, 4, rng)
-    data = gaussian_spots(centres, [3000] * len(centres)) + 400 + rng.normal(0, 30, SHAPE)
-    path = tmp_path / "spots.tif"
-    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
-    return path, centres
 
 
 def new_window(qtbot, bundle, tmp_path):

@@ -8,17 +8,11 @@ from cerber_gui import annotations as annotations_module
 from cerber_gui.annotations import HIT_RADIUS_PX, AnnotationError, Annotations
 from cerber_gui.session import Session
 from cerber_model.runtime.analysis import analyze
-from cerber_model.runtime.bundle import load_default_bundle
 from cerber_model.runtime.points import Points, read_points, write_points
 
 from .test_session import record, spots_image
 
 SHAPE = (96, 96)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
 
 
 def test_clicks_add_and_remove_points_with_undo_and_redo(tmp_path):

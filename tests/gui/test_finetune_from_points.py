@@ -12,18 +12,13 @@ from PySide6.QtWidgets import QMessageBox, QWizard  # noqa: E402
 
 from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.settings import Settings  # noqa: E402
-from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.points import Points, write_points  # noqa: E402
+from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
+from tests.gui.helpers import open_and_wait  # noqa: E402
 
-from .test_main_window import _menu_action, open_and_wait  # noqa: E402
 from .test_training_wizard import _check  # noqa: E402
 
 SHAPE = (64, 64)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
 
 
 def annotated_folder(folder, annotated: int, plain: int):

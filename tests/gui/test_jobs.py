@@ -15,28 +15,11 @@ from PySide6.QtWidgets import QWizard  # noqa: E402
 
 import cerber_gui.jobs  # noqa: E402
 import cerber_gui.training_wizard  # noqa: E402
-from cerber_gui.main_window import MainWindow  # noqa: E402
-from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.analysis import analyze  # noqa: E402
-from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.images import read_image  # noqa: E402
 from cerber_model.runtime.progress import Cancelled  # noqa: E402
 from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
-
-from .test_main_window import SHAPE, gaussian_spots, open_and_wait, spot_grid  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
-
-
-@pytest.fixture
-def window(qtbot, bundle, tmp_path):
-    w = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
-    qtbot.addWidget(w)
-    w.show()
-    return w
+from tests.gui.helpers import SHAPE, gaussian_spots, open_and_wait, spot_grid  # noqa: E402
 
 
 @pytest.fixture
@@ -134,8 +117,7 @@ def test_retracking_does_not_wait_for_training_and_an_analysis(qtbot, window, fa
 def test_closing_an_image_cancels_its_analysis_and_the_queue_goes_on(qtbot, window, faint, tmp_path, gate,
                                                                      monkeypatch):
     from cerber_gui import dialogs
-
-    from .test_main_window import _menu_action
+    from tests.gui.helpers import menu_action as _menu_action
 
     other = tmp_path / "other.tif"
     other.write_bytes(faint.read_bytes())

@@ -12,65 +12,14 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from cerber_gui.main_window import MainWindow  # noqa: E402
-from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.analysis import analyze  # noqa: E402
-from cerber_model.runtime.bundle import load_default_bundle  # noqa: E402
 from cerber_model.runtime.tracks import TRACK_COLUMNS  # noqa: E402
-
-SHAPE = (200, 220)
-
-
-def gaussian_spots(centres, amplitudes, sigma=2.5) -> np.ndarray:
-    rr, cc = np.indices(SHAPE, dtype=np.float64)
-    return sum(a * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / sigma**2)
-               for (r, c), a in zip(centres, amplitudes, strict=True))
-
-
-def spot_grid(rows: int, cols: int, rng) -> np.ndarray:
-    """(row, col) centres on a grid, jittered by up to 3 px: well apart, never on pixel centres only."""
-    r, c = np.meshgrid(np.arange(rows) * 45 + 30, np.arange(cols) * 48 + 30, indexing="ij")
-    return np.c_[r.ravel(), c.ravel()] + rng.uniform(-3, 3, (rows * cols, 2))
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
-
-
-@pytest.fixture
-def window(qtbot, bundle, tmp_path):
-    w = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
-    qtbot.addWidget(w)
-    w.show()
-    return w
-
-
-@pytest.fixture
-def spots(tmp_path):
-    """A 16-bit image with 12 bright Gaussian spots (SD 2.5 px, SNR 100): the file and the true centres."""
-    rng = np.random.default_rng(0)
-    centres = spot_grid(3, 4, rng)
-    data = gaussian_spots(centres, [3000] * len(centres)) + 400 + rng.normal(0, 30, SHAPE)
-    path = tmp_path / "spots.tif"
-    tifffile.imwrite(path, data.clip(0, 65535).astype(np.uint16))
-    return path, centres
+from tests.gui.helpers import SHAPE, analyze_clicked, gaussian_spots, menu_action, open_and_wait, spot_grid  # noqa: E402
 
 
 @pytest.fixture
 def image_path(spots):
     return spots[0]
-
-
-def open_and_wait(qtbot, window, paths):
-    """Open images as File > Open does, and wait until they are read; the Open's report."""
-    with qtbot.waitSignal(window.images_opened, timeout=30000) as blocker:
-        window.open_paths(paths)
-    return blocker.args[0]
-
-
-def _analyze(qtbot, window):
-    with qtbot.waitSignal(window.analysis_shown, timeout=60000):
-        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
 
 
 def table_positions(panel) -> np.ndarray:
@@ -95,7 +44,7 @@ def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     assert not window.toolbar.analyze_button.isEnabled()  # nothing to analyze yet
     open_and_wait(qtbot, window, [image_path])
     assert window.image_list.count() == 1 and window.toolbar.analyze_button.isEnabled()
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     found = table_positions(window.track_panel)
     assert_match(found, centres)
     assert f"<b>{len(found)}</b> tracks" in window.track_panel.summary.text()
@@ -109,7 +58,7 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
     faint = tmp_path / "faint.tif"
     tifffile.imwrite(faint, data.clip(0, 65535).astype(np.uint16))
     open_and_wait(qtbot, window, [faint])
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     # What a fresh analysis at each threshold finds (as the command line would report it).
     from cerber_model.runtime.images import read_image
 
@@ -132,7 +81,7 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
 def test_clicking_a_row_centres_both_views_on_that_spot(qtbot, window, spots):
     image_path, centres = spots
     open_and_wait(qtbot, window, [image_path])
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     table = window.track_panel.table
     for i in (0, table.model().rowCount() - 1):  # two different spots
         index = table.model().index(i, 0)
@@ -151,12 +100,12 @@ def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, 
     other.write_bytes(image_path.read_bytes())
     open_and_wait(qtbot, window, [image_path, other])
     assert window.image_list.count() == 2 and window.image_list.currentItem().text() == "spots.tif"
-    _menu_action(window, "&Analysis", "Analyze &all").trigger()
+    menu_action(window, "&Analysis", "Analyze &all").trigger()
     qtbot.waitUntil(lambda: not window.session.busy and len(window.session.results) == 2, timeout=60000)
     window.image_list.setCurrentRow(1)  # the user picks the second image: its own tracks show
     assert window.session.selected == other.resolve()
     assert_match(table_positions(window.track_panel), centres)
-    _menu_action(window, "&Model", "Use the &default model").trigger()
+    menu_action(window, "&Model", "Use the &default model").trigger()
     assert window.track_panel.table.model().rowCount() == 0 and window.session.results == {}
     assert window.toolbar.analyze_button.isEnabled()
 
@@ -203,11 +152,6 @@ def test_model_card_describes_the_model(qtbot, window):
     assert "three cross-connected branches" in text and "72,588 trainable" in text and "0.450" in text
 
 
-def _menu_action(window, menu: str, text: str):
-    top = next(a for a in window.menuBar().actions() if a.text() == menu)
-    return next(a for a in top.menu().actions() if a.text() == text)
-
-
 def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_path, monkeypatch):
     import csv
 
@@ -216,14 +160,14 @@ def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_p
 
     image_path, centres = spots
     open_and_wait(qtbot, window, [image_path])
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     found = table_positions(window.track_panel)
     out = tmp_path / "out"
     out.mkdir()
     for text, name in [("Export &tracks CSV…", "tracks.csv"), ("Export &summary CSV (all analyzed)…", "summary.csv"),
                        ("Export &overlay PNG…", "overlay.png"), ("Export &probability TIFF…", "probability.tif")]:
         monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name, **k: (str(out / n), ""))
-        _menu_action(window, "&File", text).trigger()
+        menu_action(window, "&File", text).trigger()
         assert (out / name).is_file(), text
     with open(out / "tracks.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -361,14 +305,14 @@ def test_a_tiff_stack_opens_at_its_first_page_and_the_page_box_shows_another(qtb
     assert window.image_list.currentItem().text() == "stack.tif [page 1/3]"
     box = window.toolbar.page_box
     assert box.isVisibleTo(window.toolbar) and box.maximum() == 3 and box.value() == 1
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     assert window.track_panel.table.model().rowCount() == 2
     with qtbot.waitSignal(window.images_opened, timeout=30000):
         box.setValue(3)  # what typing 3 or clicking the arrow twice does
     assert window.image_list.currentItem().text() == "stack.tif [page 3/3]"
     assert np.array_equal(window.viewer.data, pages[2].clip(0, 65535).astype(np.uint16))
     assert window.session.results == {} and window.track_panel.table.model().rowCount() == 0  # page 1's went
-    _analyze(qtbot, window)
+    analyze_clicked(qtbot, window)
     assert window.track_panel.table.model().rowCount() == 6
     window.toolbar.annotate_button.click()  # points files are per file: refused, with the way out
     assert not window.session.annotating and "stack of 3 images" in window.last_error[0]

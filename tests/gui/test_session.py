@@ -13,11 +13,6 @@ from cerber_model.runtime.analysis import analyze
 from cerber_model.runtime.bundle import load_default_bundle
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle()
-
-
 def spots_image(path, centres, shape=(96, 96), amplitude=3000, seed=0):
     rng = np.random.default_rng(seed)
     rr, cc = np.indices(shape)

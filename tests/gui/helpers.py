@@ -1,0 +1,37 @@
+"""What the GUI tests share: images of Gaussian spots at known places, and doing what a user
+does (open files and wait until they are read, click Analyze, find a menu entry)."""
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+#: Size of the test images (rows, columns).
+SHAPE = (200, 220)
+
+
+def gaussian_spots(centres, amplitudes, sigma=2.5) -> np.ndarray:
+    rr, cc = np.indices(SHAPE, dtype=np.float64)
+    return sum(a * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / sigma**2)
+               for (r, c), a in zip(centres, amplitudes, strict=True))
+
+
+def spot_grid(rows: int, cols: int, rng) -> np.ndarray:
+    """(row, col) centres on a grid, jittered by up to 3 px: well apart, never on pixel centres only."""
+    r, c = np.meshgrid(np.arange(rows) * 45 + 30, np.arange(cols) * 48 + 30, indexing="ij")
+    return np.c_[r.ravel(), c.ravel()] + rng.uniform(-3, 3, (rows * cols, 2))
+
+
+def open_and_wait(qtbot, window, paths):
+    """Open images as File > Open does, and wait until they are read; the Open's report."""
+    with qtbot.waitSignal(window.images_opened, timeout=30000) as blocker:
+        window.open_paths(paths)
+    return blocker.args[0]
+
+
+def analyze_clicked(qtbot, window):
+    with qtbot.waitSignal(window.analysis_shown, timeout=60000):
+        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+
+
+def menu_action(window, menu: str, text: str):
+    top = next(a for a in window.menuBar().actions() if a.text() == menu)
+    return next(a for a in top.menu().actions() if a.text() == text)
