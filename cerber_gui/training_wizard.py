@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
-from cerber_model.runtime.images import list_images
+from cerber_model.runtime.images import Normalization, list_images
 from cerber_model.runtime.points import points_beside
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
 from cerber_model.training import TRAINING_FILES, TrainingConfig, TrainingError, estimate_cost, train
@@ -282,8 +282,11 @@ class SettingsPage(QWizardPage):
         self.start = QComboBox()
         self.start.addItem("fresh random weights", "")
         self.start_width = None
+        self.start_normalization = Normalization()
         if start_model is not None and start_model.path is not None:
             self.start_width = start_model.config.network.width
+            # Fine-tuning keeps the inputs the model learnt on (as cerber train --start-from does).
+            self.start_normalization = start_model.config.normalization
             self.start.addItem(f"the open model, {start_model.name} (fine-tune; width {self.start_width})",
                                str(start_model.path))
         self.start.setToolTip("Fine-tuning the open model on a few annotated images of your own needs far "
@@ -310,7 +313,8 @@ class SettingsPage(QWizardPage):
                               steps_per_epoch=self.steps.value(), patch_size=self.patch_size.value() // 4 * 4,
                               batch_size=self.batch_size.value(), learning_rate=self.lr.value(),
                               patience=self.patience.value(), xla=self.xla.isChecked(),
-                              start_from=self.start.currentData())
+                              start_from=self.start.currentData(),
+                              normalization=self.start_normalization if self.start.currentData() else Normalization())
 
     def _start_changed(self) -> None:
         fine_tune = bool(self.start.currentData())

@@ -289,3 +289,24 @@ def test_quitting_with_the_wizard_open_removes_its_folders(held_training, qtbot,
     qtbot.waitUntil(lambda: len(held_training) == 1, timeout=10000)
     assert window.close()  # "stop training?" yes; the app does not come back to remove them later
     assert not held_training[0].parent.exists()
+
+
+def test_fine_tuning_keeps_the_open_models_normalisation(qtbot, tmp_path):
+    """Fine-tuning in the wizard trains on the inputs the open model learnt on, as cerber train
+    --start-from does; fresh weights get the default normalisation."""
+    from cerber_gui.training_wizard import SettingsPage
+    from cerber_model.nn.bundling import make_bundle
+    from cerber_model.runtime.architecture import NetworkConfig
+    from cerber_model.runtime.bundle import BundleConfig, save_bundle
+    from cerber_model.runtime.images import Normalization
+    from tests.model.helpers import jittered_weights
+
+    config = BundleConfig(network=NetworkConfig(width=1), normalization=Normalization("background"), name="bg")
+    model = make_bundle(config, jittered_weights(config.network))
+    save_bundle(model, tmp_path / "bg")
+    page = SettingsPage(model)
+    qtbot.addWidget(page)
+    assert page.config().normalization == Normalization()
+    page.start.setCurrentIndex(1)
+    assert page.config().start_from == str(tmp_path / "bg")
+    assert page.config().normalization == Normalization("background")
