@@ -10,8 +10,10 @@ A bundle folder holds::
 
 Bundles are written atomically (a temporary folder in the same place, then a
 rename) and validated on loading: a missing file, an unknown format version, a
-checksum mismatch or weights that do not fit the configuration raise
-:class:`BundleError` naming the file and what to do.
+checksum mismatch, weights that do not fit the configuration, or a graph that does
+not run or does not give the probe output recorded on saving raise
+:class:`BundleError` naming the file and what to do. Replacing a folder is refused
+unless it holds a Cerber model, and the user's own files in it are kept.
 """
 
 from __future__ import annotations
