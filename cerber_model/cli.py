@@ -266,7 +266,15 @@ def _bar(desc: str, quiet: bool):
 def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
-    from .runtime.synthesis import RECIPE_NAMES, AnyRecipe, Recipe, generate_dataset, named_recipe, recipe_from_dict
+    from .runtime.synthesis import (
+        RECIPE_NAMES,
+        AnyRecipe,
+        MixedRecipe,
+        Recipe,
+        generate_dataset,
+        named_recipe,
+        recipe_from_dict,
+    )
 
     try:
         recipe: AnyRecipe
@@ -288,8 +296,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
             background_files(args.backgrounds)
             changes["backgrounds"] = str(Path(args.backgrounds).resolve())
-        recipe = recipe_from_dict({**recipe.to_dict(), **changes})
-    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(recipe, MixedRecipe):
+            recipe = recipe.with_settings(changes)
+        else:
+            recipe = recipe_from_dict({**recipe.to_dict(), **changes})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         return _fail(f"bad recipe: {exc}")
     bar, progress = _bar("generating", args.quiet)
     try:
@@ -529,10 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recipe", metavar="NAME_OR_JSON",
                    help="recipe to start from: a named one (training: what the default model was trained on, "
                         "as the wizard generates; prototype: the prototype's defaults; realistic: small, "
-                        "clustered and saturated spots among clutter, 8/12/16-bit cameras) or a recipe JSON "
+                        "clustered and saturated spots among clutter, 8/12/16-bit cameras; mixed: 7 in 10 "
+                        "images realistic, 3 in 10 training) or a recipe JSON "
                         "(see recipe.json of a generated set)")
     g.add_argument("--backgrounds", metavar="DIR",
-                   help="realistic recipe: draw backgrounds from the lab's own images in DIR (their spots "
+                   help="realistic (or mixed) recipe: draw backgrounds from the lab's own images in DIR (their spots "
                         "are found and painted over first, so they never count as background)")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of images for validation (default 0.2)")
     g.add_argument("--workers", type=int, help="processes (default: all cores); output is the same for any number")

@@ -20,8 +20,9 @@ data set is byte-identical whatever the number of worker processes.
 
 This recipe is named "prototype"; "realistic" (:mod:`.realistic`, generator v2)
 adds small and clustered spots, clutter labelled as background and a camera
-model. :data:`RECIPE_NAMES` lists the names, :func:`named_recipe` and
-:func:`recipe_from_dict` make either; :func:`generate_dataset` writes both.
+model; "mixed" (:class:`MixedRecipe`) draws each image from one of several
+recipes, by weight. :data:`RECIPE_NAMES` lists the names, :func:`named_recipe` and
+:func:`recipe_from_dict` make any; :func:`generate_dataset` writes all.
 Angles are counter-clockwise from the column axis as displayed; coordinates
 (row, col), 0-based.
 """
@@ -33,7 +34,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import numpy as np
 
@@ -254,13 +255,71 @@ def draw_scene(recipe: Recipe, rng: np.random.Generator) -> Scene:
                  np.array(blobs, dtype=np.float64).reshape(-1, 6), vignette)
 
 
-#: Either recipe: the prototype's (:class:`Recipe`) or the realistic one.
-AnyRecipe = Union[Recipe, "RealisticRecipe"]
+@dataclass(frozen=True)
+class MixedRecipe:
+    """Each image drawn from one of ``parts`` (``(weight, recipe)`` pairs), chosen with
+    probability proportional to its weight by a generator seeded by ``(seed, index)``, so a
+    mixed data set is as reproducible as a plain one. The parts must make images of one size."""
+
+    kind: ClassVar[str] = "mixed"
+
+    parts: tuple[tuple[float, Recipe | RealisticRecipe], ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts or any(w <= 0 for w, _ in self.parts):
+            raise ValueError("a mixed recipe needs at least one part, each with a positive weight")
+        sizes = {(r.height, r.width) for _, r in self.parts}
+        if len(sizes) > 1:
+            raise ValueError(f"the parts of a mixed recipe must make images of one size, got {sorted(sizes)}")
+
+    @property
+    def height(self) -> int:
+        return self.parts[0][1].height
+
+    @property
+    def width(self) -> int:
+        return self.parts[0][1].width
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "parts": [{"weight": w, "recipe": r.to_dict()} for w, r in self.parts]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MixedRecipe:
+        unknown = set(data) - {"kind", "parts"}
+        if unknown:
+            raise ValueError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
+        parts = []
+        for part in data.get("parts", []):
+            recipe = recipe_from_dict(part["recipe"])
+            if isinstance(recipe, MixedRecipe):
+                raise ValueError("a mixed recipe cannot contain another mixed recipe")
+            parts.append((float(part["weight"]), recipe))
+        return cls(tuple(parts))
+
+    def with_settings(self, changes: dict[str, Any]) -> MixedRecipe:
+        """The same mixture with ``changes`` applied to every part that has those settings."""
+        parts = []
+        for weight, recipe in self.parts:
+            names = {f.name for f in fields(recipe)}
+            own = {k: v for k, v in changes.items() if k in names}
+            parts.append((weight, recipe_from_dict({**recipe.to_dict(), **own})))
+        return MixedRecipe(tuple(parts))  # type: ignore[arg-type]
+
+    def make_sample(self, seed: int, index: int) -> Sample:
+        weights = np.array([w for w, _ in self.parts], dtype=np.float64)
+        choice = np.random.default_rng([seed, index, 1]).choice(len(self.parts), p=weights / weights.sum())
+        return make_sample(self.parts[int(choice)][1], seed, index)
+
+
+#: Any recipe: the prototype's (:class:`Recipe`), the realistic one or a mixture.
+AnyRecipe = Union[Recipe, "RealisticRecipe", MixedRecipe]
 #: The named recipes (``cerber generate --recipe NAME``): "prototype", the prototype's settings;
 #: "training", the prototype's kind of image as the current default model was trained on
 #: (``make model``: 240 images, seed 1) and the wizard's "Generate synthetic data" writes:
-#: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2.
-RECIPE_NAMES = ("prototype", "training", "realistic")
+#: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2; "mixed",
+#: seven in ten images realistic and three in ten "training" (so that a model trained on it
+#: keeps the prototype's kind of image).
+RECIPE_NAMES = ("prototype", "training", "realistic", "mixed")
 
 
 def named_recipe(name: str) -> AnyRecipe:
@@ -273,6 +332,10 @@ def named_recipe(name: str) -> AnyRecipe:
         from .realistic import RealisticRecipe
 
         return RealisticRecipe()
+    if name == "mixed":
+        realistic, training = named_recipe("realistic"), named_recipe("training")
+        assert not isinstance(realistic, MixedRecipe) and not isinstance(training, MixedRecipe)
+        return MixedRecipe(((0.7, realistic), (0.3, training)))
     raise ValueError(f"no recipe named {name!r}; the recipes are {', '.join(RECIPE_NAMES)}")
 
 
@@ -281,6 +344,8 @@ def recipe_from_dict(data: dict[str, Any]) -> AnyRecipe:
     ``kind`` says so, else the prototype's."""
     if "recipe" in data and isinstance(data["recipe"], dict):
         data = data["recipe"]
+    if data.get("kind") == "mixed":
+        return MixedRecipe.from_dict(data)
     if data.get("kind", "prototype") == "realistic":
         from .realistic import RealisticRecipe
 

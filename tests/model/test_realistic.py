@@ -96,10 +96,32 @@ def test_identical_for_any_number_of_workers_and_recipe_json(tmp_path):
 def test_named_recipes():
     assert named_recipe("prototype").to_dict() == recipe_from_dict(named_recipe("prototype").to_dict()).to_dict()
     assert isinstance(named_recipe("realistic"), RealisticRecipe)
-    with pytest.raises(ValueError, match="prototype, training, realistic"):
+    with pytest.raises(ValueError, match="prototype, training, realistic, mixed"):
         named_recipe("fancy")
     with pytest.raises(ValueError, match="unknown recipe settings"):
         RealisticRecipe.from_dict({"kind": "realistic", "colour": 1})
+
+
+def test_mixed_recipe_draws_each_image_from_one_part():
+    from cerber_model.runtime.synthesis import MixedRecipe, Recipe
+
+    mixed = named_recipe("mixed").with_settings({"height": 48, "width": 40, "tracks": (2, 4)})
+    assert isinstance(mixed, MixedRecipe) and [w for w, _ in mixed.parts] == [0.7, 0.3]
+    assert all((r.height, r.width, r.tracks) == (48, 40, (2, 4)) for _, r in mixed.parts)
+    assert recipe_from_dict(json.loads(json.dumps(mixed.to_dict()))) == mixed
+    realistic, prototype = mixed.parts[0][1], mixed.parts[1][1]
+    kinds = []
+    for index in range(40):
+        sample = make_sample(mixed, 5, index)
+        same = [r for r in (realistic, prototype)
+                if np.array_equal(make_sample(r, 5, index).image, sample.image)]
+        assert len(same) == 1, index  # exactly the image its part draws for that index
+        kinds.append(isinstance(same[0], Recipe))
+    assert 4 <= sum(kinds) <= 20  # about 3 in 10 of the prototype's kind
+    with pytest.raises(ValueError, match="one size"):
+        MixedRecipe(((1.0, realistic), (1.0, Recipe(height=32, width=32))))
+    with pytest.raises(ValueError, match="positive weight"):
+        MixedRecipe(((0.0, realistic),))
 
 
 def _lab_image(rng, shape=(200, 180), rim=True):
