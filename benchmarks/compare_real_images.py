@@ -9,6 +9,12 @@ For every model given (folders, or "default" for the bundled one) this reports
 * F1 on the SNR sweep of ``benchmarks/eval_snr.py`` (the same sets, in build/eval-snr) and on
   a held-out set of the realistic recipe (seed 9001, never trained on), each beside a LoG tuned
   on the set;
+* F1 on a camera-like SNR sweep (the realistic recipe without clutter: spots of SD 1-3 px at
+  SNR 4, 2 and 1, on a flat background, 8-16 bit; and the same on a strong smooth background,
+  vignetting, a gradient and broad glows 2-5x the background level, in 8 bit, so that the
+  background fills most of the grey range), each beside a LoG tuned on the set;
+* counting on clean images: reported against true count for sparse bright spots (50 per
+  1024 x 1024 16-bit image, SD 1.2-2.5 px, SNR 10-30, flat background);
 * false tracks per megapixel on images without any spot: camera-like noise, 8 and 16 bit,
   on a flat or a smooth (gradient plus a broad glow) background, and a dark 8-bit image where
   quantisation dominates the noise.
@@ -39,6 +45,44 @@ from cerber_model.runtime.datasets import Pair, find_pairs  # noqa: E402
 from cerber_model.runtime.evaluation import evaluate  # noqa: E402
 from cerber_model.runtime.points import points_beside  # noqa: E402
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe  # noqa: E402
+
+#: The camera-like sweep: the realistic recipe with no clutter, fixed SNR; "flat" and "strong background".
+_CLEAN = dict(tracks=(10, 30), track_sd=(1.0, 3.0), cluster_fraction=0.0, saturated_fraction=0.0,
+              blobs=(0, 0), rings=(0, 0), filaments=(0, 0), texture_probability=0.0, dust=(0, 0),
+              scratch_probability=0.0, hot_pixels=(0.0, 0.0), background_photons=(20.0, 2000.0))
+_FLAT = dict(vignetting=(0.0, 0.0), gradient=(0.0, 0.0), inhomogeneities=(0, 0))
+_STRONG = dict(vignetting=(0.5, 0.8), gradient=(0.5, 1.0), inhomogeneities=(3, 6),
+               inhomogeneity_amplitude=(2.0, 5.0), bit_depths=(8,), background_photons=(300.0, 1500.0),
+               noise_grey_levels=(0.8, 1.5))
+
+
+def camera_sets(base: Path, count: int) -> list[tuple[str, Path]]:
+    """The camera-like SNR sweep (generated once into ``base``), as (label, folder) pairs."""
+    from cerber_model.runtime.realistic import RealisticRecipe
+
+    out = []
+    for i, (background, extra) in enumerate((("flat", _FLAT), ("strong bg", _STRONG))):
+        for j, snr in enumerate((4.0, 2.0, 1.0)):
+            label = f"camera SNR {snr:g} {background}"
+            folder = base / label.replace(" ", "_")
+            if not (folder / "recipe.json").is_file():
+                recipe = RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **extra})  # type: ignore[arg-type]
+                generate_dataset(folder, count, seed=2000 + 10 * i + j, recipe=recipe, val_fraction=0.0)
+            out.append((label, folder / "train"))
+    return out
+
+
+def counting_set(base: Path, count: int) -> Path:
+    """Sparse bright spots: 50 per 1024 x 1024 16-bit image, SD 1.2-2.5 px, SNR 10-30, flat."""
+    from cerber_model.runtime.realistic import RealisticRecipe
+
+    folder = base / "counting_50"
+    if not (folder / "recipe.json").is_file():
+        recipe = RealisticRecipe(height=1024, width=1024, **{**_CLEAN, **_FLAT, "tracks": (50, 50),  # type: ignore[arg-type]
+                                 "track_sd": (1.2, 2.5), "snr": (10.0, 30.0), "bit_depths": (16,)})
+        generate_dataset(folder, count, seed=2100, recipe=recipe, val_fraction=0.0)
+    return folder / "train"
+
 
 SAMPLES = [ROOT / "assets" / "samples" / "img_hybiss_2d.tif", ROOT / "assets" / "samples" / "img_terra_2d.tif"]
 
@@ -104,7 +148,9 @@ def main() -> None:
     if not (realistic / "recipe.json").is_file():
         generate_dataset(realistic, args.realistic, seed=9001, recipe=named_recipe("realistic"), val_fraction=0.0)
     print(f"\n## Synthetic sets (F1 at 3 px; P / R)\n\n{'set':24s} {header} {'LoG tuned on it':>16s}")
-    for label, folder in [*snr_sets(args.data, args.count, 512), ("realistic (seed 9001)", realistic / "train")]:
+    synthetic = [*snr_sets(args.data, args.count, 512), *camera_sets(args.data.parent / "eval-camera", args.count),
+                 ("realistic (seed 9001)", realistic / "train")]
+    for label, folder in synthetic:
         pairs, problems, _ = find_pairs(folder / "images", folder / "masks" if (folder / "masks").is_dir() else None)
         assert not problems, problems
         cells, log_f1 = [], 0.0
@@ -114,6 +160,16 @@ def main() -> None:
             log_f1 = ev.overall(ev.log).f1
             cells.append(f"{m.f1:.3f} ({m.precision:.2f}/{m.recall:.2f})".rjust(width))
         print(f"{label:24s} {' '.join(cells)} {log_f1:16.3f}", flush=True)
+
+    print(f"\n## Counting sparse bright spots ({args.count // 2} x 1024 x 1024 px, 50 spots each)\n")
+    print(f"{'':24s} {header}")
+    folder = counting_set(args.data.parent / "eval-camera", args.count // 2)
+    truth = sum(len(np.loadtxt(f, delimiter=",", skiprows=1, ndmin=2)) for f in (folder / "tracks").glob("*.csv"))
+    from cerber_model.runtime.images import read_image
+
+    counted = [sum(analyze(read_image(f), b).tracks.count for f in sorted((folder / "images").glob("*.png")))
+               for b in bundles.values()]
+    print(f"{f'reported / true ({truth})':24s} {' '.join(f'{c / truth:{width}.3f}' for c in counted)}", flush=True)
 
     print(f"\n## Blank images: false tracks per megapixel ({args.blank} x 1024 x 1024 px each)\n")
     print(f"{'kind':24s} {header}")
