@@ -34,8 +34,9 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The default model: fixed seeds, under two hours on a 2-core CPU. 25 epochs from fresh
-# weights, then 10 epochs at a lower learning rate starting from the best of those.
+# The default model (cerber_model/models/default, package data): fixed seeds, under two hours
+# on a 2-core CPU. 25 epochs from fresh weights, then 10 epochs at a lower learning rate
+# starting from the best of those.
 # Interrupted runs continue where they stopped (--resume); the data are generated once.
 MODEL_DATA := build/model-data
 $(MODEL_DATA)/recipe.json: | $(STAMP)
@@ -46,14 +47,14 @@ MODEL_BASE := build/model-base
 model: setup $(MODEL_DATA)/recipe.json
 	$(BIN)/cerber train $(MODEL_DATA) --out $(MODEL_BASE) --width 2 --epochs 25 --steps 100 \
 		--patch-size 128 --batch-size 8 --seed 777 --resume
-	$(BIN)/cerber train $(MODEL_DATA) --out assets/models/default --start-from $(MODEL_BASE) --width 2 \
+	$(BIN)/cerber train $(MODEL_DATA) --out cerber_model/models/default --start-from $(MODEL_BASE) --width 2 \
 		--epochs 10 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 --resume
 
 # The candidate for the next default model (the real-images issue; docs/pilot-real-images.md),
 # inputs in noise SDs (the background normalisation). Three stages, each continuing from the last:
 # the pilot (10 epochs on the realistic recipe, generator v2), 15 epochs on the mixed recipe
 # (7 in 10 images realistic, 3 in 10 of the prototype's kind, so that neither is lost), then
-# 8 epochs at a lower learning rate. Writes build/model-v2; assets/models/default is left as it is.
+# 8 epochs at a lower learning rate. Writes build/model-v2; cerber_model/models/default is left as it is.
 # Interrupted runs continue where they stopped (--resume); the data are generated once.
 PILOT_DATA := build/pilot-data
 $(PILOT_DATA)/recipe.json: | $(STAMP)

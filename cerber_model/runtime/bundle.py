@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +39,9 @@ FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
-#: Where the default model lives, relative to the project (or the frozen app's) root.
-DEFAULT_BUNDLE_RELPATH = Path("assets") / "models" / "default"
+#: Where the default model lives, relative to the cerber_model package folder: package data, so
+#: a source tree, an installed wheel and the frozen app (which keeps the package's layout) have it alike.
+DEFAULT_BUNDLE_RELPATH = Path("models") / "default"
 
 
 class BundleError(Exception):
@@ -318,18 +318,22 @@ def load_bundle(path: Path | str) -> Bundle:
     return bundle
 
 
-def resource_root() -> Path:
-    """The folder holding ``assets/``: the frozen app's unpack folder, or the project root."""
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen)
-    return Path(__file__).resolve().parents[2]
+def package_folder() -> Path:
+    """The ``cerber_model`` package folder: in the source tree (an editable install points there too),
+    in site-packages for an installed wheel, or ``cerber_model/`` in the frozen app's unpack folder
+    (PyInstaller gives each module a ``__file__`` there, and the spec copies the default model beside).
+
+    A plain folder rather than an ``importlib.resources`` traversable: a bundle is loaded from files,
+    and neither a wheel nor the frozen app leaves the package zipped.
+    """
+    return Path(__file__).resolve().parents[1]
 
 
 def default_bundle_path() -> Path:
-    """Where the bundled default model is (``CERBER_DEFAULT_MODEL`` overrides it)."""
+    """Where the bundled default model is, ``cerber_model/models/default`` (``CERBER_DEFAULT_MODEL``
+    overrides it)."""
     override = os.environ.get("CERBER_DEFAULT_MODEL")
-    return Path(override) if override else resource_root() / DEFAULT_BUNDLE_RELPATH
+    return Path(override) if override else package_folder() / DEFAULT_BUNDLE_RELPATH
 
 
 def load_default_bundle() -> Bundle:

@@ -32,5 +32,5 @@ def test_frozen_analyzer_passes_its_selftest_and_matches_the_source_run(tmp_path
     assert "generate with 2 worker processes: ok" in run.stdout
     assert "ok, maps identical to the source run" in run.stdout
     app = tmp_path / "dist" / "Cerber"
-    assert (app / "_internal" / "assets" / "models" / "default" / "model.onnx").is_file()
+    assert (app / "_internal" / "cerber_model" / "models" / "default" / "model.onnx").is_file()
     assert not list(app.rglob("tensorflow*")), "the analyzer must not carry TensorFlow"
