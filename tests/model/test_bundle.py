@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,22 @@ def test_full_disk_leaves_nothing_behind(tmp_path, original, monkeypatch):
     with pytest.raises(BundleError, match="No space left.*nothing was changed"):
         save_bundle(original, tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_model_is_found_in_the_package_from_any_working_folder(tmp_path, monkeypatch):
+    """From the source tree the default model is cerber_model/models/default, where a wheel and the
+    frozen app also have it; not a path relative to the working folder. CERBER_DEFAULT_MODEL overrides it."""
+    import cerber_model
+
+    monkeypatch.delenv("CERBER_DEFAULT_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    package_model = Path(cerber_model.__file__).resolve().parent / "models" / "default"
+    assert default_bundle_path() == package_model
+    assert bundle_module.load_default_bundle().path == package_model
+    monkeypatch.setenv("CERBER_DEFAULT_MODEL", str(tmp_path / "elsewhere"))
+    assert default_bundle_path() == tmp_path / "elsewhere"
+    with pytest.raises(BundleError, match="no default model at .*elsewhere"):
+        bundle_module.load_default_bundle()
 
 
 def test_version_1_bundles_load_and_predict_as_before():
