@@ -6,7 +6,7 @@ and with a Laplacian-of-Gaussian detector tuned for best F1 on that same set,
 and matched to the true centres at 3 px. The prototype's own recipe (whose
 tracks mostly have SNR 0.1-0.5) is included for reference.
 
-    python benchmarks/eval_snr.py [--model assets/models/default] [--count 12] [--card]
+    python benchmarks/eval_snr.py [--model cerber_model/models/default] [--count 12] [--card]
 
 ``--card`` also writes the results into the model's MODEL_CARD.md.
 """
