@@ -19,7 +19,9 @@ per-branch weights stay the only parameters:
 
 * :class:`_OnnxBackend` (here) fills the layouts from trained weights and writes
   an ONNX graph (NCHW, any height and width divisible by 4) that ONNX Runtime
-  executes; only numpy and the ``onnx`` package are needed to build it;
+  and OpenVINO execute; only numpy and the ``onnx`` package are needed to build
+  it. A channel gather in front of a convolution is folded into that
+  convolution's kernel (:func:`fold_channel_gathers`);
 * :mod:`cerber_model.fused_keras` gathers the layouts from Keras variables inside
   the graph, so the fused graph can be trained and its gradients reach the
   per-branch weights.
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.architecture import BN_EPSILON, NetworkConfig, describe, layer_name
+from ..runtime.engine import fold_gather
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
@@ -354,6 +357,70 @@ class _OnnxBackend:
         return self._node("Reshape", [y, shape], f"{name}_unsplit")
 
 
+def fold_channel_gathers(model) -> int:
+    """Fold every channel ``Gather`` in front of a convolution into its kernel, in place.
+
+    A ``Gather`` on axis 1 with constant indices ``idx`` that feeds a ``Conv`` or
+    ``ConvTranspose`` (one group, constant kernel) is removed from that
+    convolution's path: the convolution reads the gather's source directly with
+    the kernel ``W'[:, j] = sum over i with idx[i] == j of W[:, i]`` (input channels:
+    axis 1 of a Conv kernel, axis 0 of a ConvTranspose kernel; repeated indices
+    sum, source channels never read get zero weights; see
+    :func:`cerber_model.runtime.engine.fold_gather`). The two compute the same
+    function with one tensor copy fewer, and OpenVINO 2026.4 computes a channel
+    gather behind the batch-norm reshape wrongly. A gather that also feeds
+    something else stays for those consumers; one left without consumers is removed.
+    Returns the number of convolutions changed.
+    """
+    from onnx import numpy_helper, shape_inference
+
+    graph = model.graph
+    arrays = {init.name: init for init in graph.initializer}
+    inferred = shape_inference.infer_shapes(model, data_prop=True).graph
+    channels = {}
+    for info in list(inferred.value_info) + list(inferred.input):
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) >= 2 and dims[1].HasField("dim_value"):
+            channels[info.name] = dims[1].dim_value
+    gathers = {}
+    for node in graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if (node.op_type == "Gather" and axis == 1 and node.input[1] in arrays
+                and node.input[0] in channels):
+            index = numpy_helper.to_array(arrays[node.input[1]])
+            if index.ndim == 1:
+                gathers[node.output[0]] = (node.input[0], index.astype(np.int64), channels[node.input[0]])
+    folded = 0
+    for node in graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if (node.op_type not in ("Conv", "ConvTranspose") or group != 1 or node.input[0] not in gathers
+                or node.input[1] not in arrays):
+            continue
+        source, index, n_source = gathers[node.input[0]]
+        kernel = fold_gather(numpy_helper.to_array(arrays[node.input[1]]), index, n_source,
+                             1 if node.op_type == "Conv" else 0)
+        name = f"{node.input[1]}_folded"
+        graph.initializer.append(numpy_helper.from_array(kernel, name))
+        node.input[0], node.input[1] = source, name
+        folded += 1
+    _remove_unused(graph)
+    return folded
+
+
+def _remove_unused(graph) -> None:
+    """Drop nodes whose outputs nothing reads, then initializers nothing reads."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
+        dead = [node for node in graph.node if not any(out in read for out in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input}
+    for init in [init for init in graph.initializer if init.name not in read]:
+        graph.initializer.remove(init)
+
+
 def export_onnx(config: NetworkConfig, weights: dict[str, np.ndarray]) -> bytes:
     """The fused graph for ``config`` with ``weights`` ({"layer/var": array}) as ONNX bytes.
 
@@ -378,5 +445,6 @@ def export_onnx(config: NetworkConfig, weights: dict[str, np.ndarray]) -> bytes:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cerber")
     model.ir_version = 8
+    fold_channel_gathers(model)
     onnx.checker.check_model(model)
     return model.SerializeToString()
