@@ -20,12 +20,17 @@ from .tracks import Tracks, extract_tracks
 
 @dataclass
 class AnalysisResult:
-    """One analyzed image: the probability map (float32, image shape, 0..1) and tracks."""
+    """One analyzed image: the probability map (float32, image shape, 0..1) and tracks.
+
+    pixel_size_source: where ``tracks.pixel_size_um`` came from: "given" (the caller's),
+    "file: OME-XML" (or another source of :attr:`Image.pixel_size_source`), or "" when unknown.
+    """
 
     image: Image
     probability: np.ndarray
     tracks: Tracks
     model_name: str
+    pixel_size_source: str = ""
 
 
 def predict_probability(
@@ -116,11 +121,18 @@ def analyze(
     """Analyze one image with ``bundle``: probability map, then tracks.
 
     ``threshold`` overrides the bundle's decision threshold; ``pixel_size_um``
-    (micrometres per pixel) adds a track density per mm^2. Raises :class:`NotEnoughMemory`
-    before starting when the image would not fit in free memory.
+    (micrometres per pixel) adds a track density per mm^2, and wins over the pixel size the
+    image's file gives (``image.pixel_size_um``), which is used otherwise. Raises
+    :class:`NotEnoughMemory` before starting when the image would not fit in free memory.
     """
     if not isinstance(image, Image):
         image = Image(np.asarray(image))
+    if pixel_size_um is not None:
+        source = "given"
+    elif image.pixel_size_um is not None:
+        pixel_size_um, source = image.pixel_size_um, f"file: {image.pixel_size_source}"
+    else:
+        source = ""
     check_memory(image.data.shape)
     probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel)
@@ -131,4 +143,4 @@ def analyze(
         bundle.config.min_area_px,
         pixel_size_um,
     )
-    return AnalysisResult(image, probability, tracks, bundle.name)
+    return AnalysisResult(image, probability, tracks, bundle.name, source)

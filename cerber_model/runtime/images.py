@@ -48,11 +48,18 @@ class Image:
     data: 2-D array ``[row, column]``; uint8, uint16 or float32.
     path: where it was read from (None for images made in memory).
     notes: what was done on reading (e.g. colour converted to gray).
+    pixel_size_um: micrometres per pixel as the file gives it (None: it says nothing usable); for
+        pixels that are not square, the geometric mean of width and height (so areas are right),
+        noted in ``notes``.
+    pixel_size_source: where ``pixel_size_um`` was read: "OME-XML", "ImageJ metadata",
+        "TIFF resolution tags", or "" when unknown.
     """
 
     data: np.ndarray
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    pixel_size_um: float | None = None
+    pixel_size_source: str = ""
 
     @property
     def name(self) -> str:
@@ -101,13 +108,17 @@ def read_image(path: Path | str, page: int | None = None) -> Image:
         raise ImageReadError(path, f"has an unsupported type {suffix or '(no suffix)'}.",
                              "Save it as TIFF, PNG or BMP.")
     notes: list[str] = []
+    pixel_size: PixelSize | None = None
     if suffix in (".tif", ".tiff"):
-        data = _read_tiff(path, page, notes)
+        data, pixel_size = _read_tiff(path, page, notes)
     else:
         if page not in (None, 0):
             raise ImageReadError(path, f"has only one page; page {page} does not exist.")
         data = _read_pillow(path, notes)
-    return Image(_to_gray(path, data, notes), path, notes)
+    image = Image(_to_gray(path, data, notes), path, notes)
+    if pixel_size is not None:
+        image.pixel_size_um, image.pixel_size_source = pixel_size.um, pixel_size.source
+    return image
 
 
 def count_pages(path: Path | str) -> int:
@@ -184,11 +195,13 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
     return data
 
 
-def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
-    """One plane of a TIFF with tifffile (and imagecodecs: LZW, JPEG, packed 2-14 bit, ...); files
-    that tifffile cannot decode but Pillow (libtiff) can, such as CCITT G3/G4, go to Pillow."""
+def _read_tiff(path: Path, page: int | None, notes: list[str]) -> tuple[np.ndarray, PixelSize | None]:
+    """One plane of a TIFF with tifffile (and imagecodecs: LZW, JPEG, packed 2-14 bit, ...) and its
+    pixel size; files that tifffile cannot decode but Pillow (libtiff) can, such as CCITT G3/G4, go
+    to Pillow."""
     import tifffile
 
+    pixel_size = None
     try:
         with tifffile.TiffFile(path) as tif:
             pages = _image_pages(tif)
@@ -206,6 +219,7 @@ def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
                                      f"Choose a page from 0 to {count - 1}.")
             plane = pages[page]
             _check_size(path, plane.shape, plane.dtype)
+            pixel_size = tiff_pixel_size(tif, plane, page, notes)
             data = plane.asarray()
             axes = plane.axes
     except ImageReadError:
@@ -218,7 +232,7 @@ def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
                 pass
             else:
                 notes.append("read with Pillow (tifffile could not decode it)")
-                return data
+                return data, pixel_size
         raise ImageReadError(path, f"is not a readable TIFF ({type(exc).__name__}: {exc}).",
                              "The file may be truncated or damaged; export it again.") from exc
     data = _samples_last(path, data, axes)
@@ -237,7 +251,146 @@ def _read_tiff(path: Path, page: int | None, notes: list[str]) -> np.ndarray:
         else:
             raise ImageReadError(path, f"has pixel type {data.dtype}, which Cerber cannot use.",
                                  "Save it as 8- or 16-bit grayscale, or 32-bit float.")
-    return data
+    return data, pixel_size
+
+
+# -- pixel size ----------------------------------------------------------------
+
+#: Micrometres in one unit of length, by the names OME-XML (its UnitsLength), ImageJ and TIFF
+#: writers use. Words (more than two letters) also match in any case.
+LENGTH_UNITS_UM = {
+    "m": 1e6, "dm": 1e5, "cm": 1e4, "mm": 1e3, "\u00b5m": 1.0, "\u03bcm": 1.0, "um": 1.0, "micron": 1.0,
+    "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "pm": 1e-6, "\u00c5": 1e-4,
+    "\u212b": 1e-4, "angstrom": 1e-4, "in": 25400.0, "inch": 25400.0, "pt": 25400.0 / 72,
+}
+#: Pixels larger than this (um) in resolution tags are a screen or print resolution (72 or 96 dpi,
+#: which many programs write by default), not a calibration; they are ignored with a note.
+MAX_TAGGED_PIXEL_UM = 100.0
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """A pixel's size as a file gives it: ``x_um`` along the columns (its width), ``y_um`` along
+    the rows (its height), in micrometres, and where it was read (``source``)."""
+
+    x_um: float
+    y_um: float
+    source: str
+
+    @property
+    def um(self) -> float:
+        """The side of a square pixel of the same area, ``sqrt(x_um * y_um)``."""
+        return math.sqrt(self.x_um * self.y_um)
+
+
+def length_unit_um(unit: str) -> float | None:
+    """Micrometres in one ``unit`` ("nm", "\u00b5m", "micron", "cm", "\u00c5", ...); None if unknown.
+    ImageJ's escaped micro sign (``\\u00B5m``) is understood."""
+    name = unit.strip().replace("\\u00B5", "\u00b5").replace("\\u00b5", "\u00b5")
+    if name in LENGTH_UNITS_UM:
+        return LENGTH_UNITS_UM[name]
+    return LENGTH_UNITS_UM.get(name.lower()) if len(name) > 2 else None
+
+
+def tiff_pixel_size(tif, plane, page: int, notes: list[str]) -> PixelSize | None:
+    """The pixel size of ``plane`` (page number ``page`` of the open ``tifffile.TiffFile`` ``tif``):
+    from its OME-XML (``PhysicalSizeX/Y`` and their units, micrometres by default), else from
+    ImageJ's metadata (``unit=micron`` with the resolution tags in pixels per that unit), else
+    from the TIFF resolution tags in pixels per inch or centimetre. Resolution unit NONE without
+    an ImageJ unit means unknown (None). What cannot be used is said in ``notes``."""
+    size = None
+    if getattr(tif, "is_ome", False):
+        size = _ome_pixel_size(tif.ome_metadata or "", getattr(plane, "index", page), notes)
+    if size is None and getattr(tif, "is_imagej", False):
+        size = _imagej_pixel_size(tif.imagej_metadata or {}, plane, notes)
+    if size is None:
+        size = _tag_pixel_size(plane, notes)
+    if size is not None and not math.isclose(size.x_um, size.y_um, rel_tol=1e-6):
+        notes.append(f"pixels are {size.x_um:.6g} x {size.y_um:.6g} um (width x height, {size.source}); "
+                     f"areas use {size.um:.6g} um, their geometric mean")
+    return size
+
+
+def _pixel_size(x: float, y: float, unit_um: float, source: str, notes: list[str]) -> PixelSize | None:
+    if not (math.isfinite(x) and math.isfinite(y) and x > 0 and y > 0):
+        notes.append(f"its {source} give an unusable pixel size ({x:g} x {y:g}); give the pixel size "
+                     "yourself (cerber analyze --pixel-size)")
+        return None
+    return PixelSize(x * unit_um, y * unit_um, source)
+
+
+def _ome_pixel_size(text: str, ifd: int, notes: list[str]) -> PixelSize | None:
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        notes.append(f"its OME-XML cannot be parsed ({exc}); pixel size not read from it")
+        return None
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    # The Pixels whose planes start at or before this page (OME-TIFFs store images one after the other).
+    chosen = None
+    for pixels in (e for e in root.iter() if local(e.tag) == "Pixels"):
+        starts = [int(d.get("IFD", 0)) for d in pixels if local(d.tag) == "TiffData"] or [0]
+        if chosen is None or min(starts) <= ifd:
+            chosen = pixels
+    if chosen is None or (chosen.get("PhysicalSizeX") is None and chosen.get("PhysicalSizeY") is None):
+        return None
+    values = []
+    for axis in ("X", "Y"):
+        text_value = chosen.get(f"PhysicalSize{axis}") or chosen.get(f"PhysicalSize{'Y' if axis == 'X' else 'X'}")
+        unit = chosen.get(f"PhysicalSize{axis}Unit", "\u00b5m")
+        factor = length_unit_um(unit)
+        if factor is None:
+            notes.append(f"its OME-XML gives the pixel size in {unit!r}, not a unit of length Cerber knows; "
+                         "give the pixel size yourself (cerber analyze --pixel-size)")
+            return None
+        try:
+            values.append(float(text_value or "nan") * factor)
+        except ValueError:
+            values.append(math.nan)
+    return _pixel_size(values[0], values[1], 1.0, "OME-XML", notes)
+
+
+def _resolution(plane) -> tuple[float, float] | None:
+    """The XResolution and YResolution tags (pixels per unit); None when the page has none."""
+    if "XResolution" not in plane.tags:
+        return None
+    x, y = plane.resolution
+    return float(x), float(y)
+
+
+def _imagej_pixel_size(metadata: dict, plane, notes: list[str]) -> PixelSize | None:
+    unit = metadata.get("unit")
+    if not isinstance(unit, str) or unit.strip().lower() in ("", "pixel", "pixels"):
+        return None
+    factor = length_unit_um(unit)
+    resolution = _resolution(plane)
+    if factor is None or resolution is None:
+        if factor is None:
+            notes.append(f"its ImageJ metadata give the unit {unit!r}, not a unit of length Cerber knows; "
+                         "give the pixel size yourself (cerber analyze --pixel-size)")
+        return None
+    x, y = resolution
+    return _pixel_size(1 / x if x else math.inf, 1 / y if y else math.inf, factor, "ImageJ metadata", notes)
+
+
+def _tag_pixel_size(plane, notes: list[str]) -> PixelSize | None:
+    resolution = _resolution(plane)
+    unit = {2: 25400.0, 3: 10000.0}.get(int(plane.resolutionunit))  # inch, centimetre; 1 is NONE
+    if resolution is None or unit is None:
+        return None
+    x, y = resolution
+    size = _pixel_size(1 / x if x else math.inf, 1 / y if y else math.inf, unit, "TIFF resolution tags", notes)
+    if size is not None and max(size.x_um, size.y_um) > MAX_TAGGED_PIXEL_UM:
+        per = "inch" if unit == 25400.0 else "cm"
+        notes.append(f"its resolution tags say {x:g} pixels per {per}, a screen or print resolution rather than "
+                     "a calibration; pixel size unknown (give it with cerber analyze --pixel-size)")
+        return None
+    return size
 
 
 def _samples_last(path: Path, data: np.ndarray, axes: str) -> np.ndarray:

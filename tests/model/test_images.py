@@ -120,3 +120,80 @@ def test_count_pages_counts_the_images_of_a_stack_not_its_thumbnails(tmp_path):
         tif.write(np.zeros((32, 32), np.uint8), subfiletype=1)  # a reduced-resolution copy
     (tmp_path / "one.png").write_bytes(b"not even read")
     assert [count_pages(tmp_path / n) for n in ("stack.tif", "thumbnail.tif", "one.png")] == [3, 1, 1]
+
+
+# -- pixel size ------------------------------------------------------------------
+
+PLANE = np.zeros((12, 10), np.uint16)
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"PhysicalSizeX": 0.2, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.2, "PhysicalSizeYUnit": "µm"}, 0.2),
+    ({"PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65}, 0.65),  # micrometres when no unit is given
+    ({"PhysicalSizeX": 325, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 325, "PhysicalSizeYUnit": "nm"}, 0.325),
+    ({"PhysicalSizeX": 0.0015, "PhysicalSizeXUnit": "mm", "PhysicalSizeY": 0.0015, "PhysicalSizeYUnit": "mm"}, 1.5),
+    ({"PhysicalSizeX": 4000, "PhysicalSizeXUnit": "Å", "PhysicalSizeY": 4000, "PhysicalSizeYUnit": "Å"}, 0.4),
+    ({"PhysicalSizeX": 2e-4, "PhysicalSizeXUnit": "cm", "PhysicalSizeY": 2e-4, "PhysicalSizeYUnit": "cm"}, 2.0),
+])
+def test_pixel_size_from_ome_xml(tmp_path, metadata, expected):
+    tifffile.imwrite(tmp_path / "a.ome.tif", PLANE, ome=True, metadata=metadata)
+    image = read_image(tmp_path / "a.ome.tif")
+    assert image.pixel_size_um == pytest.approx(expected, rel=1e-9)
+    assert image.pixel_size_source == "OME-XML" and image.notes == []
+
+
+def test_pixels_that_are_not_square_give_their_geometric_mean_with_a_note(tmp_path):
+    tifffile.imwrite(tmp_path / "a.ome.tif", PLANE, ome=True, metadata={
+        "PhysicalSizeX": 200, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 0.45, "PhysicalSizeYUnit": "µm"})
+    image = read_image(tmp_path / "a.ome.tif")
+    assert image.pixel_size_um == pytest.approx(0.3)  # sqrt(0.2 * 0.45): a pixel's area is 0.09 um^2
+    assert any("0.2 x 0.45 um" in n and "geometric mean" in n for n in image.notes), image.notes
+
+
+@pytest.mark.parametrize("unit, per_unit, expected", [
+    ("CENTIMETER", 1e4 / 0.65, 0.65),  # pixels per cm
+    ("INCH", 25400 / 5.0, 5.0),  # pixels per inch: a 5080 dpi scan
+])
+def test_pixel_size_from_resolution_tags(tmp_path, unit, per_unit, expected):
+    tifffile.imwrite(tmp_path / "a.tif", PLANE, resolution=(per_unit, per_unit), resolutionunit=unit)
+    image = read_image(tmp_path / "a.tif")
+    assert image.pixel_size_um == pytest.approx(expected, rel=1e-6)
+    assert image.pixel_size_source == "TIFF resolution tags"
+
+
+@pytest.mark.parametrize("unit, expected", [("micron", 0.3), ("um", 0.3), ("\\u00B5m", 0.3), ("nm", 0.0003)])
+def test_pixel_size_from_imagej_metadata(tmp_path, unit, expected):
+    """ImageJ keeps the unit in its description and pixels per that unit in the resolution tags,
+    whose unit it leaves at NONE (and writes the micro sign escaped)."""
+    tifffile.imwrite(tmp_path / "a.tif", PLANE, imagej=True, resolution=(1 / 0.3, 1 / 0.3), metadata={"unit": unit})
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        assert tif.pages[0].resolutionunit == 1  # NONE: without ImageJ's unit this would be unknown
+    image = read_image(tmp_path / "a.tif")
+    assert image.pixel_size_um == pytest.approx(expected, rel=1e-6)
+    assert image.pixel_size_source == "ImageJ metadata"
+
+
+def test_ome_xml_wins_over_resolution_tags(tmp_path):
+    tifffile.imwrite(tmp_path / "a.ome.tif", PLANE, ome=True, resolution=(1e4, 1e4), resolutionunit="CENTIMETER",
+                     metadata={"PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    assert read_image(tmp_path / "a.ome.tif").pixel_size_um == pytest.approx(0.2)
+
+
+def test_pixel_size_unknown(tmp_path):
+    tifffile.imwrite(tmp_path / "plain.tif", PLANE)  # resolution 1 x 1, unit NONE
+    tifffile.imwrite(tmp_path / "none.tif", PLANE, resolution=(5, 5), resolutionunit="NONE")
+    tifffile.imwrite(tmp_path / "pixel.tif", PLANE, imagej=True, resolution=(2, 2), metadata={"unit": "pixel"})
+    tifffile.imwrite(tmp_path / "dpi72.tif", PLANE, resolution=(72, 72), resolutionunit="INCH")
+    PILImage.fromarray(PLANE).save(tmp_path / "a.png")
+    for name in ("plain.tif", "none.tif", "pixel.tif", "dpi72.tif", "a.png"):
+        image = read_image(tmp_path / name)
+        assert (image.pixel_size_um, image.pixel_size_source) == (None, ""), name
+    # 72 dpi is what many programs write when they know nothing: not taken for 353 um pixels, and said.
+    assert any("72 pixels per inch" in n and "--pixel-size" in n for n in read_image(tmp_path / "dpi72.tif").notes)
+
+
+def test_an_ome_unit_that_is_not_a_length_is_said(tmp_path):
+    tifffile.imwrite(tmp_path / "a.ome.tif", PLANE, ome=True, metadata={
+        "PhysicalSizeX": 1, "PhysicalSizeXUnit": "pixel", "PhysicalSizeY": 1, "PhysicalSizeYUnit": "pixel"})
+    image = read_image(tmp_path / "a.ome.tif")
+    assert image.pixel_size_um is None and any("'pixel'" in n for n in image.notes)
