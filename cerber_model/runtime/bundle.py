@@ -56,6 +56,10 @@ class BundleConfig:
     min_area_px: tracks smaller than this many pixels are dropped.
     provenance: how the model was made (data, seeds, epochs, software versions).
     metrics: validation results (e.g. precision, recall, F1 at 3 px).
+    resolving_distance_px: the overlap correction's resolving distance for this model, as
+    ``benchmarks/bench_linearity.py`` measures it; None (left out of config.json): the documented
+    default, :data:`cerber_model.runtime.dosimetry.DEFAULT_RESOLVING_DISTANCE_PX`. An optional
+    key: bundles without it load as before, and older Cerbers ignore it.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -65,12 +69,16 @@ class BundleConfig:
     name: str = "cerber"
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    resolving_distance_px: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
             raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold!r}")
         if not isinstance(self.min_area_px, int) or self.min_area_px < 1:
             raise ConfigError(f"min_area_px must be a positive integer, got {self.min_area_px!r}")
+        if self.resolving_distance_px is not None and not 0 <= float(self.resolving_distance_px) < 1000:
+            raise ConfigError(f"resolving_distance_px must be a distance in px from 0 to 1000, "
+                              f"got {self.resolving_distance_px!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +90,7 @@ class BundleConfig:
             "min_area_px": int(self.min_area_px),
             "provenance": self.provenance,
             "metrics": self.metrics,
-        }
+        } | ({} if self.resolving_distance_px is None else {"resolving_distance_px": self.resolving_distance_px})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BundleConfig:
@@ -95,6 +103,8 @@ class BundleConfig:
             name=str(data.get("name", "cerber")),
             provenance=dict(data.get("provenance", {})),
             metrics=dict(data.get("metrics", {})),
+            resolving_distance_px=None if data.get("resolving_distance_px") is None
+            else float(data["resolving_distance_px"]),
         )
 
 
@@ -359,6 +369,8 @@ def describe_bundle(bundle) -> str:
         f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
         f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px",
     ]
+    if cfg.resolving_distance_px is not None:
+        lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")
     if cfg.provenance:
         lines.append("Provenance:")
         lines += [f"  {k}: {v}" for k, v in cfg.provenance.items()]
