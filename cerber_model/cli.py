@@ -1,7 +1,8 @@
 """The ``cerber`` command: a thin layer over the cerber_model API.
 
     cerber analyze INPUTS... --out DIR [--model BUNDLE] [--threshold T]
-                   [--pixel-size UM] [--save-probability] [--save-overlay]
+                   [--pixel-size UM] [--roi FILE] [--save-probability] [--save-overlay]
+                   [--save-rois] [--save-napari] [--spectra] [--report]
     cerber info [BUNDLE]
     cerber gui [IMAGES...]   (the desktop app, as its own process)
 """
@@ -13,13 +14,19 @@ import glob
 import signal
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from .runtime.dosimetry import Fluence
     from .runtime.progress import CancelToken
+    from .runtime.spectra import Acquisition
+    from .runtime.tracks import Tracks
     from .training import TrainingConfig
 
 EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -106,11 +113,20 @@ def _load_model(model: str | None):
     return load_bundle(model)
 
 
+#: The spectra ``cerber analyze --spectra`` writes (``spectrum_<quantity>.csv``); diameters in um
+#: only when every image's pixel size is known.
+SPECTRA_QUANTITIES = ("integrated_intensity", "area_px", "diameter_px", "diameter_um")
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
     from tqdm import tqdm
 
     from .runtime.analysis import NotEnoughMemory, analyze
     from .runtime.bundle import BundleError
+    from .runtime.dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, image_fluence
     from .runtime.export import (
         render_overlay,
         summary_row,
@@ -120,6 +136,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         write_tracks_csv,
     )
     from .runtime.images import ImageReadError, read_image
+    from .runtime.interop import NAPARI_SUFFIX, ROIS_SUFFIX, write_imagej_rois, write_napari_points
+    from .runtime.regions import RegionsError, filter_tracks, find_regions_beside, load_regions
+    from .runtime.report import REPORT_NAME
+    from .runtime.spectra import AcquisitionError, acquisition_for, spectra_csv_name
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         return _fail(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -136,10 +156,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"cerber: {item}: {problem}", file=sys.stderr)
     if not paths:
         return _fail("no images to analyze.")
+    roi = None
+    if args.roi:
+        try:
+            roi = load_regions(args.roi)
+        except RegionsError as exc:
+            return _fail(str(exc))
     try:
         bundle = _load_model(args.model)
     except BundleError as exc:
         return _fail(str(exc))
+    resolving = bundle.config.resolving_distance_px
+    resolving = DEFAULT_RESOLVING_DISTANCE_PX if resolving is None else resolving
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -152,12 +180,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             planned.append(out / f"{stems[p]}_probability.tif")
         if args.save_overlay:
             planned.append(out / f"{stems[p]}_overlay.png")
+        if args.save_rois:
+            planned.append(out / f"{stems[p]}{ROIS_SUFFIX}")
+        if args.save_napari:
+            planned.append(out / f"{stems[p]}{NAPARI_SUFFIX}")
+    if args.spectra:
+        planned += [out / spectra_csv_name(q) for q in SPECTRA_QUANTITIES]
+    if args.report:
+        planned.append(out / REPORT_NAME)
     existing = [p for p in planned if p.exists()]
     if existing and not args.overwrite:
         return _fail(f"{len(existing)} output file(s) already exist in {out} (e.g. {existing[0].name}); "
                      "choose another --out folder or pass --overwrite to replace them.")
 
     summaries, failed = [], []
+    analyzed: list[_Analyzed] = []
     try:
         for i, path in enumerate(paths, start=1):
             label = f"[{i}/{len(paths)}] {path.name}"
@@ -165,6 +202,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 image = read_image(path, page=args.page)
                 for note in image.notes:
                     print(f"cerber: {path}: note: {note}", file=sys.stderr)
+                if args.pixel_size is not None and image.pixel_size_um is not None and not np.isclose(
+                        image.pixel_size_um, args.pixel_size, rtol=1e-6):
+                    print(f"cerber: {path}: note: the file says {image.pixel_size_um:.6g} um per pixel "
+                          f"({image.pixel_size_source}); --pixel-size {args.pixel_size:g} was used", file=sys.stderr)
+                regions, regions_file = roi, str(args.roi or "")
+                if regions is None and (beside := find_regions_beside(path)) is not None:
+                    regions, regions_file = load_regions(beside), str(beside)
+                acquisition = acquisition_for(path) if args.spectra else None
                 with tqdm(desc=label, unit="tile", leave=False, file=sys.stderr, disable=args.quiet) as bar:
                     def progress(done, total, bar=bar):
                         bar.total = total
@@ -172,14 +217,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
                     result = analyze(image, bundle, threshold=args.threshold,
                                      pixel_size_um=args.pixel_size, progress=progress)
+                tracks = result.tracks
+                area_px = float(tracks.image_shape[0] * tracks.image_shape[1])
+                if regions is not None and not regions.is_empty:
+                    area_px = regions.area_px(tracks.image_shape)
+                    if area_px == 0:
+                        raise RegionsError(regions_file, f"leaves no usable pixel in {path.name} "
+                                                         f"({tracks.image_shape[1]} x {tracks.image_shape[0]} px).",
+                                           "Check that its include polygons lie inside the image (row, col).")
+                    tracks = filter_tracks(tracks, regions)
                 stem = stems[path]
-                write_tracks_csv(result.tracks, out / f"{stem}_tracks.csv")
+                write_tracks_csv(tracks, out / f"{stem}_tracks.csv")
                 if args.save_probability:
                     write_probability_tiff(result.probability, out / f"{stem}_probability.tif")
-                if args.save_overlay:
-                    rgb = render_overlay(image.data, result.probability, result.tracks.labels)
-                    write_overlay_png(rgb, out / f"{stem}_overlay.png")
-            except ImageReadError as exc:
+                thumbnail = None
+                if args.save_overlay or args.report:
+                    rgb = render_overlay(image.data, result.probability, tracks.labels)
+                    if args.save_overlay:
+                        write_overlay_png(rgb, out / f"{stem}_overlay.png")
+                    if args.report:
+                        thumbnail = _thumbnail(rgb)
+                if args.save_rois:
+                    write_imagej_rois(tracks, out / f"{stem}{ROIS_SUFFIX}")
+                if args.save_napari:
+                    write_napari_points(tracks, out / f"{stem}{NAPARI_SUFFIX}")
+            except (ImageReadError, RegionsError, AcquisitionError) as exc:
                 failed.append((path, str(exc)))
                 print(f"cerber: {exc}", file=sys.stderr)
                 continue
@@ -203,17 +265,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 print(f"cerber: {path}: could not be analyzed ({type(exc).__name__}: {exc}); the details are in "
                       f"{log}. Please send that file with a problem report.", file=sys.stderr)
                 continue
-            summaries.append(summary_row(str(path), result.tracks, bundle.name))
-            density = result.tracks.density_per_mm2
-            extra = f", {density:.1f} per mm^2" if density is not None else ""
+            fluence = image_fluence(tracks.count, area_px, tracks.pixel_size_um, resolving)
+            source = "--pixel-size" if result.pixel_size_source == "given" else result.pixel_size_source
+            summaries.append(summary_row(str(path), tracks, bundle.name, fluence=fluence, pixel_size_source=source,
+                                         regions=regions_file, resolving_distance_px=resolving))
+            # What the folder's pooled row, spectra and report need, without the image's label image.
+            analyzed.append(_Analyzed(path, stem, fluence, replace(tracks, labels=np.zeros((0, 0), np.int32))
+                                      if args.spectra else None, acquisition, thumbnail))
+            if fluence.saturated:
+                print(f"cerber: {path}: note: {tracks.count} tracks on {area_px:.0f} px is too dense for the overlap "
+                      f"correction (resolving distance {resolving:g} px); corrected_count is left empty",
+                      file=sys.stderr)
             if not args.quiet:
-                print(f"{label}: {result.tracks.count} tracks{extra}")
+                where = (f" in the usable area ({area_px / (tracks.image_shape[0] * tracks.image_shape[1]):.0%} "
+                         "of the image)") if regions_file else ""
+                extra = f", {fluence.describe()}" if fluence.fluence_per_cm2 is not None else ""
+                print(f"{label}: {tracks.count} tracks{where}{extra}")
     except KeyboardInterrupt:
         print("cerber: interrupted; files already written are complete, nothing half-written was kept.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     # Written even when every image failed, so an old summary never lists other images.
-    write_summary_csv(summaries, out / "summary.csv")
+    pooled = _pooled_rows(analyzed, summaries, args.quiet)
+    write_summary_csv(summaries + pooled, out / "summary.csv")
+    spectra = _write_spectra(analyzed, out) if args.spectra and analyzed else {}
+    if args.report:
+        _write_folder_report(out / REPORT_NAME, summaries + pooled, analyzed, spectra, bundle, args, resolving)
     failed += [(Path(item), problem) for item, problem in problems]
     if failed:
         print(f"cerber: {len(failed)} input(s) failed, {len(summaries)} analyzed; results in {out}",
@@ -222,6 +299,106 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(summaries)} image(s) analyzed; results in {out}")
     return EXIT_OK
+
+
+@dataclass
+class _Analyzed:
+    """What ``cerber analyze`` keeps of an analyzed image for its folder's rows, spectra and report:
+    the tracks (without their label image) only for spectra, a small overlay only for the report."""
+
+    path: Path
+    stem: str
+    fluence: Fluence
+    tracks: Tracks | None
+    acquisition: Acquisition | None
+    thumbnail: np.ndarray | None
+
+
+def _thumbnail(rgb):
+    """The overlay shrunk for the report (the full-size overlay is not kept for every image)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from .runtime.report import THUMBNAIL_PX
+
+    picture = PILImage.fromarray(rgb)
+    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), PILImage.Resampling.LANCZOS)
+    return np.asarray(picture)
+
+
+def _pooled_rows(analyzed: list[_Analyzed], summaries: list[dict], quiet: bool) -> list[dict]:
+    """One pooled summary row per folder of images (``ALL``, or ``ALL <folder>`` for several folders)
+    with the test of its counts against Poisson; says what it finds."""
+    from .runtime.dosimetry import dispersion_test, pooled_fluence
+    from .runtime.export import pooled_row
+
+    folders: dict[Path, list[int]] = {}
+    for index, item in enumerate(analyzed):
+        folders.setdefault(item.path.parent, []).append(index)
+    rows = []
+    for folder, indices in folders.items():
+        label = "ALL" if len(folders) == 1 else f"ALL {folder}"
+        parts = [analyzed[i].fluence for i in indices]
+        cm2 = [p.area_cm2 for p in parts if p.area_cm2 is not None]
+        areas = cm2 if len(cm2) == len(parts) else [p.area_px for p in parts]
+        dispersion = dispersion_test([p.track_count for p in parts], areas)
+        rows.append(pooled_row(label, [summaries[i] for i in indices], parts, dispersion))
+        if quiet:
+            continue
+        total = pooled_fluence(parts)
+        line = f"{label}: {len(parts)} image(s), {total.track_count} tracks"
+        if total.fluence_per_cm2 is not None:
+            line += f", {total.describe()}"
+        print(line)
+        if dispersion is not None:
+            print(f"{label}: {dispersion.describe()}")
+            if dispersion.uneven:
+                worst = analyzed[indices[dispersion.worst]]
+                print(f"{label}: furthest from the rest: {worst.path.name} ({worst.fluence.track_count} tracks, "
+                      f"{dispersion.worst_z:+.1f} SD from its share)")
+    return rows
+
+
+def _write_spectra(analyzed: list[_Analyzed], out: Path) -> dict:
+    """``spectrum_<quantity>.csv`` for the images' tracks (pooled as ``all``); returns the spectra by quantity.
+    Spectra that cannot be made are said and left out."""
+    from .runtime.spectra import track_spectra, write_spectra_csv
+
+    tracks = {item.stem: item.tracks for item in analyzed if item.tracks is not None}
+    acquisitions = {item.stem: item.acquisition for item in analyzed if item.acquisition is not None}
+    made = {}
+    for quantity in SPECTRA_QUANTITIES:
+        if quantity == "diameter_um" and not all(t.pixel_size_um for t in tracks.values()):
+            if (out / f"spectrum_{quantity}.csv").exists():
+                print(f"cerber: note: {out / f'spectrum_{quantity}.csv'} is from an earlier run: these images' "
+                      "pixel sizes are not all known, so no diameters in um were written.", file=sys.stderr)
+            continue
+        try:
+            spectra = track_spectra(tracks, quantity, acquisitions=acquisitions)
+        except ValueError as exc:
+            print(f"cerber: the {quantity} spectrum was not written: {exc}", file=sys.stderr)
+            continue
+        write_spectra_csv(out / f"spectrum_{quantity}.csv", spectra, quantity)
+        made[quantity] = spectra
+    return made
+
+
+def _write_folder_report(path: Path, rows: list[dict], analyzed: list[_Analyzed], spectra: dict, bundle,
+                         args: argparse.Namespace, resolving: float) -> None:
+    from .runtime.dosimetry import linearity_note
+    from .runtime.report import write_report
+
+    settings = {
+        "inputs": " ".join(args.inputs),
+        "model": f"{bundle.name} ({bundle.path})" if bundle.path else bundle.name,
+        "threshold": args.threshold if args.threshold is not None else bundle.config.threshold,
+        "pixel size (um)": args.pixel_size if args.pixel_size is not None else "from each file, where it says",
+        "regions": str(args.roi) if args.roi else "<stem>_regions.json beside each image, where there is one",
+        "page": args.page,
+    }
+    thumbnails = [(item.path.name, item.thumbnail) for item in analyzed if item.thumbnail is not None]
+    write_report(path, rows, settings=settings, model_name=bundle.name, thumbnails=thumbnails, spectra=spectra,
+                 linearity_note=linearity_note(resolving))
 
 
 def _log_traceback(out: Path, path: Path) -> Path:
@@ -520,10 +697,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="folder for the results (created if missing)")
     a.add_argument("--model", help=MODEL_HELP)
     a.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    a.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel, for densities per mm^2")
+    a.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="micrometres per pixel, for fluences per cm^2 (default: what each TIFF's OME-XML, ImageJ "
+                        "metadata or resolution tags say)")
     a.add_argument("--page", type=int, help="page of multi-page TIFFs (0-based)")
     a.add_argument("--save-probability", action="store_true", help="also write <name>_probability.tif (float32)")
     a.add_argument("--save-overlay", action="store_true", help="also write <name>_overlay.png")
+    a.add_argument("--roi", metavar="FILE",
+                   help="usable area for every image: a regions JSON or an ImageJ .roi/.zip (default: "
+                        "<name>_regions.json, .zip or .roi beside each image, where there is one); tracks outside "
+                        "it are dropped and fluences are over its area")
+    a.add_argument("--save-rois", action="store_true", help="also write <name>_rois.zip (an ImageJ/Fiji ROI set)")
+    a.add_argument("--save-napari", action="store_true", help="also write <name>_napari.csv (a napari points layer)")
+    a.add_argument("--spectra", action="store_true",
+                   help="also write spectrum_<quantity>.csv: histograms of integrated intensity, area and diameter "
+                        "per image and pooled")
+    a.add_argument("--report", action="store_true", help="also write report.html (counts, fluences, spectra, "
+                                                           "overlays in one page)")
     a.add_argument("--overwrite", action="store_true", help="replace existing result files")
     a.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
     a.set_defaults(func=cmd_analyze)

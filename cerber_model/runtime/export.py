@@ -14,11 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, Dispersion, Fluence, image_fluence, pooled_fluence
 from .files import atomic_write
 from .tracks import TRACK_COLUMNS, Tracks
 
+#: Columns of summary.csv: one row per image, then one pooled row per folder of images (``file``
+#: "ALL", or "ALL <folder>" when the images come from several folders; ``images`` says how many).
+#: Areas and fluences are over the usable area (``regions``: the regions file used, else the whole
+#: image); the fluence interval is the exact 95% Poisson interval of the count; the dispersion
+#: columns (pooled rows only) test the folder's counts against Poisson (see
+#: :mod:`cerber_model.runtime.dosimetry`).
 SUMMARY_COLUMNS = ("file", "height_px", "width_px", "track_count", "density_per_mm2",
-                   "pixel_size_um", "threshold", "model")
+                   "pixel_size_um", "threshold", "model",
+                   "pixel_size_source", "regions", "images", "area_px", "area_cm2", "fluence_per_cm2",
+                   "fluence_ci95_low", "fluence_ci95_high", "resolving_distance_px", "corrected_count",
+                   "corrected_fluence_per_cm2", "dispersion_chi2", "dispersion_dof", "dispersion_p")
 #: Overlay colours (RGB): probability tint and track outlines (the app's viewer uses them too).
 PROBABILITY_COLOUR = np.array([255, 0, 200], dtype=np.float32)
 OUTLINE_COLOUR = np.array([255, 220, 0], dtype=np.uint8)
@@ -54,18 +64,64 @@ def write_tracks_csv(tracks: Tracks, path: Path | str) -> Path:
     return _write_csv(path, TRACK_COLUMNS, rows)
 
 
-def summary_row(file: str, tracks: Tracks, model: str) -> dict:
-    """The summary of one analyzed image (columns :data:`SUMMARY_COLUMNS`)."""
+def _fluence_columns(fluence: Fluence) -> dict:
+    return {
+        "track_count": fluence.track_count,
+        "density_per_mm2": None if fluence.fluence_per_cm2 is None else fluence.fluence_per_cm2 / 100,
+        "images": fluence.images,
+        "area_px": fluence.area_px,
+        "area_cm2": fluence.area_cm2,
+        "fluence_per_cm2": fluence.fluence_per_cm2,
+        "fluence_ci95_low": fluence.fluence_ci95_low,
+        "fluence_ci95_high": fluence.fluence_ci95_high,
+        "corrected_count": fluence.corrected_count,
+        "corrected_fluence_per_cm2": fluence.corrected_fluence_per_cm2,
+    }
+
+
+def summary_row(file: str, tracks: Tracks, model: str, *, fluence: Fluence | None = None,
+                pixel_size_source: str = "", regions: str = "",
+                resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX) -> dict:
+    """The summary of one analyzed image (columns :data:`SUMMARY_COLUMNS`).
+
+    ``fluence``: the image's counts over its usable area (default: ``tracks`` over the whole
+    image, corrected with ``resolving_distance_px``); ``regions``: the regions file that set
+    that area; ``pixel_size_source``: where ``tracks.pixel_size_um`` came from.
+    """
+    if fluence is None:
+        fluence = image_fluence(tracks.count, tracks.image_shape[0] * tracks.image_shape[1], tracks.pixel_size_um,
+                                resolving_distance_px)
     return {
         "file": file,
         "height_px": tracks.image_shape[0],
         "width_px": tracks.image_shape[1],
-        "track_count": tracks.count,
-        "density_per_mm2": tracks.density_per_mm2,
         "pixel_size_um": tracks.pixel_size_um,
         "threshold": tracks.threshold,
         "model": model,
+        "pixel_size_source": pixel_size_source if tracks.pixel_size_um else "",
+        "regions": regions,
+        "resolving_distance_px": resolving_distance_px,
+        **_fluence_columns(fluence),
     }
+
+
+def _common(rows: list[dict], column: str):
+    """The value all ``rows`` share in ``column``, else None."""
+    values = {r.get(column) for r in rows}
+    return values.pop() if len(values) == 1 else None
+
+
+def pooled_row(file: str, rows: list[dict], fluences: list[Fluence], dispersion: Dispersion | None) -> dict:
+    """The summary of several images as one area (``rows`` their :func:`summary_row`, ``fluences``
+    their fluences, ``dispersion`` the test of their counts): counts and areas summed, settings
+    that all share kept, the others left empty."""
+    pooled = pooled_fluence(fluences)
+    row = {column: _common(rows, column) for column in ("pixel_size_um", "threshold", "model", "pixel_size_source",
+                                                          "resolving_distance_px")}
+    row.update(file=file, **_fluence_columns(pooled))
+    if dispersion is not None:
+        row.update(dispersion_chi2=dispersion.chi2, dispersion_dof=dispersion.dof, dispersion_p=dispersion.p_value)
+    return row
 
 
 def write_summary_csv(rows: list[dict], path: Path | str) -> Path:
