@@ -114,8 +114,9 @@ def main() -> None:
 
     print(f"\nmodel {bundle.name} ({bundle.path}), {args.size} x {args.size} px, {args.repeats} image(s) per density, "
           f"spot SD {args.sd[0]}-{args.sd[1]} px, {time.perf_counter() - start:.0f} s")
+    where = "its config.json" if bundle.config.resolving_distance_px else "the default, DEFAULT_RESOLVING_DISTANCE_PX"
     print(f"fitted resolving distance d = {d:.2f} px (densities >= {args.fit_from}); "
-          f"the model's own d = {shipped:.2f} px")
+          f"the model's d = {shipped:.2f} px ({where})")
     header = ("true", "counted", "counted/true", "found (recall)", "false per image",
               f"corrected d={d:.2f}", f"corrected d={shipped:.2f}")
     print(" | ".join(header))
