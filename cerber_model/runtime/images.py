@@ -396,6 +396,9 @@ def _tag_pixel_size(plane, notes: list[str]) -> PixelSize | None:
 def _samples_last(path: Path, data: np.ndarray, axes: str) -> np.ndarray:
     """A page as (rows, cols) or (rows, cols, samples), whatever order its samples are stored in
     (interleaved ``YXS`` or planar ``SYX``); any other extra axis means a stack."""
+    if len(axes) != data.ndim:  # a damaged header: tifffile decoded something else than the page declares
+        raise ImageReadError(path, f"is damaged: its page declares axes {axes} but decodes to an array of shape "
+                                   f"{data.shape}.", "Export the image again.")
     squeezed = "".join(a for a, n in zip(axes, data.shape, strict=True) if n > 1 or a in "YX")
     data = data.reshape([n for a, n in zip(axes, data.shape, strict=True) if n > 1 or a in "YX"])
     if squeezed == "YX" or squeezed == "YXS":
