@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .architecture import ConfigError, NetworkConfig, parameter_shapes
+from .engine import DEFAULT_ENGINE, engine_kind
 from .files import temporary_folder
 from .images import Normalization
 
@@ -131,19 +133,35 @@ class Bundle:
     config: BundleConfig
     weights: dict[str, np.ndarray]
     onnx: bytes
-    _engine: Any = field(default=None, repr=False)
+    _engines: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def engine(self):
-        """The light inference engine for this bundle (created once, then reused)."""
-        if self._engine is None:
-            from .engine import OnnxEngine
+    def engine(self, kind: str | None = None):
+        """The light inference engine for this bundle, created once per kind, then reused.
 
-            self._engine = OnnxEngine(self.onnx)
-        return self._engine
+        ``kind``: ``"onnxruntime"`` or ``"openvino"``; None takes ``CERBER_ENGINE``, else ONNX
+        Runtime (:func:`cerber_model.runtime.engine.engine_kind`). An engine other than ONNX
+        Runtime is used only if it gives ONNX Runtime's :func:`probe` output; if it does not, or
+        cannot be loaded, ONNX Runtime runs instead, with an
+        :class:`~cerber_model.runtime.engine.EngineFallbackWarning` saying why.
+        """
+        from .engine import EngineFallbackWarning, make_engine
+
+        kind = engine_kind(kind)
+        if kind not in self._engines:
+            engine = make_engine(self.onnx, kind)
+            if engine.name != DEFAULT_ENGINE:
+                output, reference = probe(engine), probe(self.engine(DEFAULT_ENGINE))
+                if not probe_matches(output, reference):
+                    warnings.warn(f"the {engine.name} engine gives {output} on the test input where ONNX Runtime "
+                                  f"gives {reference}; running ONNX Runtime instead", EngineFallbackWarning,
+                                  stacklevel=2)
+                    engine = self.engine(DEFAULT_ENGINE)
+            self._engines[kind] = engine
+        return self._engines[kind]
 
 
 def weights_problem(network: NetworkConfig, weights: dict[str, np.ndarray]) -> str | None:
@@ -212,6 +230,11 @@ def probe(engine) -> dict[str, float]:
     return {"sum": round(float(out.sum()), 4), "max": round(float(out.max()), 6)}
 
 
+def probe_matches(output: dict[str, float], expected: dict[str, Any]) -> bool:
+    """Whether two :func:`probe` outputs agree (to 1e-3, relative above 1)."""
+    return all(abs(output[k] - float(expected.get(k, np.nan))) <= 1e-3 * max(1.0, abs(output[k])) for k in output)
+
+
 def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``bundle`` as a folder at ``path``, atomically.
@@ -241,7 +264,7 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
             _fsync_write(tmp / name, data)
         config = bundle.config.to_dict()
         config["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
-        config["probe"] = probe(bundle.engine())
+        config["probe"] = probe(bundle.engine(DEFAULT_ENGINE))  # the reference, whichever engine runs
         _fsync_write(tmp / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
         if path.exists():
             # The user's files in the old folder move into the new one; only Cerber's own are replaced.
@@ -314,14 +337,14 @@ def load_bundle(path: Path | str) -> Bundle:
     if problem:
         raise BundleError(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {problem}.")
     bundle = Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
+    kind = engine_kind()  # an unknown CERBER_ENGINE is the setting's fault, not the model's
     try:  # parse the graph and run it once now, not in the middle of an analysis
-        output = probe(bundle.engine())
+        output = probe(bundle.engine(kind))
     except Exception as exc:  # ONNX Runtime raises its own types for graphs it cannot load
         raise BundleError(f"{path / ONNX_FILE} cannot be run ({type(exc).__name__}: {exc}). The model is "
                           "damaged; copy it again from its source.") from exc
     expected = data.get("probe")
-    if isinstance(expected, dict) and not all(
-            abs(output[k] - float(expected.get(k, np.nan))) <= 1e-3 * max(1.0, abs(output[k])) for k in output):
+    if isinstance(expected, dict) and not probe_matches(output, expected):
         raise BundleError(f"{path / ONNX_FILE} does not give the output recorded when the model was saved "
                           f"({output} instead of {expected}): the model is damaged or was changed. "
                           "Copy it again from its source.")
