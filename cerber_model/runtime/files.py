@@ -17,6 +17,22 @@ from pathlib import Path
 _UMASK_LOCK = threading.Lock()
 
 
+class FileProblem(Exception):
+    """A file that cannot be used: the message names the file, what is wrong and the fix.
+
+    Picklable as itself (``path``, ``problem`` and ``fix`` travel), so that a problem found on
+    a cluster worker reaches the client as the same error."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str = ""):
+        self.path = Path(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{self.path}: {problem}" + (f" {fix}" if fix else ""))
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem, self.fix)
+
+
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (Linux)."""
     try:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import FileProblem
+
 #: File name suffixes Cerber reads (lower case).
 IMAGE_SUFFIXES = (".bmp", ".png", ".tif", ".tiff")
 #: Largest image accepted, in pixels (16384 x 16384). Larger files are refused
@@ -31,14 +33,8 @@ MAX_DECODED_BYTES = 2 * 2**30
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
-class ImageReadError(Exception):
+class ImageReadError(FileProblem):
     """An image file cannot be used; the message names the file, the cause and the fix."""
-
-    def __init__(self, path: Path | str, problem: str, fix: str = ""):
-        self.path = Path(path)
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{self.path}: {problem}" + (f" {fix}" if fix else ""))
 
 
 @dataclass

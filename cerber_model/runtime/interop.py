@@ -112,11 +112,17 @@ def roi_names(tracks: Tracks) -> list[str]:
 
 def write_imagej_rois(tracks: Tracks, path: Path | str) -> Path:
     """Write the tracks as an ImageJ/Fiji ROI set (a zip of ``<name>.roi``), one ellipse per track
-    in the table's order, atomically. No tracks give an empty set. Returns the path."""
+    in the table's order, atomically. No tracks give an empty set. Returns the path.
+
+    The zip's entries carry a fixed date (1980-01-01), so the same tracks give the same bytes
+    whenever and wherever they are written (a local run and a cluster's workers alike)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, ellipse in zip(roi_names(tracks), track_ellipses(tracks), strict=True):
-            zf.writestr(name + ".roi", _ellipse_roi(name, *(float(v) for v in ellipse)))
+            entry = zipfile.ZipInfo(name + ".roi", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16  # rw-r--r-- for unzip
+            zf.writestr(entry, _ellipse_roi(name, *(float(v) for v in ellipse)))
     data = buffer.getvalue()
     return atomic_write(path, lambda fh: fh.write(data))
 

@@ -38,6 +38,9 @@ class PointsError(ValueError):
             shown.append(f"... and {len(problems) - 10} more")
         super().__init__("\n".join(shown))
 
+    def __reduce__(self):
+        return type(self), (self.path, self.problems)
+
 
 @dataclass(frozen=True)
 class Points:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write
+from .files import FileProblem, atomic_write
 from .tracks import Tracks
 
 FORMAT = "cerber-regions"
@@ -51,14 +51,8 @@ EXCLUDE_PREFIX = "exclude"
 OVAL_VERTICES = 72
 
 
-class RegionsError(ValueError):
+class RegionsError(FileProblem, ValueError):
     """A regions file that cannot be used; the message names the file, what is wrong and the fix."""
-
-    def __init__(self, path: Path | str, problem: str, fix: str = ""):
-        self.path = Path(path)
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{self.path}: {problem}" + (f" {fix}" if fix else ""))
 
 
 def _polygon(vertices: Any) -> np.ndarray:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write
+from .files import FileProblem, atomic_write
 from .tracks import Tracks
 
 #: The quantities a spectrum can be made of, and what they are.
@@ -67,14 +67,8 @@ FOLDER_ACQUISITION = "acquisition.json"
 _ACQUISITION_KEYS = ("laser_power_mw", "dwell_time_us")
 
 
-class AcquisitionError(ValueError):
+class AcquisitionError(FileProblem, ValueError):
     """An acquisition sidecar that cannot be used; the message names the file, the problem and the fix."""
-
-    def __init__(self, path: Path | str, problem: str, fix: str = ""):
-        self.path = Path(path)
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{self.path}: {problem}" + (f" {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
