@@ -14,19 +14,17 @@ import glob
 import signal
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
 
 if TYPE_CHECKING:
-    import numpy as np
+    from collections.abc import Iterator
 
-    from .runtime.dosimetry import Fluence
+    from .runtime.batch import BatchSettings, ImageResult
+    from .runtime.pipeline import Outcome
     from .runtime.progress import CancelToken
-    from .runtime.spectra import Acquisition
-    from .runtime.tracks import Tracks
     from .training import TrainingConfig
 
 EXIT_OK, EXIT_FAILED_FILES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -119,27 +117,14 @@ SPECTRA_QUANTITIES = ("integrated_intensity", "area_px", "diameter_px", "diamete
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    import numpy as np
-    from tqdm import tqdm
-
-    from .runtime.analysis import NotEnoughMemory, analyze
+    from .cluster import ClusterUnavailable
+    from .runtime.batch import BatchSettings
     from .runtime.bundle import BundleError
-    from .runtime.dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, image_fluence
-    from .runtime.export import (
-        render_overlay,
-        summary_row,
-        write_overlay_png,
-        write_probability_tiff,
-        write_summary_csv,
-        write_tracks_csv,
-    )
-    from .runtime.images import ImageReadError, read_image
-    from .runtime.interop import NAPARI_SUFFIX, ROIS_SUFFIX, write_imagej_rois, write_napari_points
-    from .runtime.regions import RegionsError, filter_tracks, find_regions_beside, load_regions
+    from .runtime.dosimetry import DEFAULT_RESOLVING_DISTANCE_PX
+    from .runtime.export import write_summary_csv
+    from .runtime.regions import RegionsError, load_regions
     from .runtime.report import REPORT_NAME
-    from .runtime.spectra import AcquisitionError, acquisition_for, spectra_csv_name
+    from .runtime.spectra import spectra_csv_name
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         return _fail(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -168,22 +153,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     resolving = bundle.config.resolving_distance_px
     resolving = DEFAULT_RESOLVING_DISTANCE_PX if resolving is None else resolving
+    settings = BatchSettings(out, args.threshold, args.pixel_size, args.page, str(args.roi or ""),
+                             args.save_probability, args.save_overlay, args.save_rois, args.save_napari,
+                             keep_tracks=args.spectra, thumbnail=args.report, resolving_distance_px=resolving)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return _fail(f"cannot create the output folder {out} ({exc.strerror}).")
     stems = output_stems(paths)
-    planned = [out / "summary.csv"]
-    for p in paths:
-        planned.append(out / f"{stems[p]}_tracks.csv")
-        if args.save_probability:
-            planned.append(out / f"{stems[p]}_probability.tif")
-        if args.save_overlay:
-            planned.append(out / f"{stems[p]}_overlay.png")
-        if args.save_rois:
-            planned.append(out / f"{stems[p]}{ROIS_SUFFIX}")
-        if args.save_napari:
-            planned.append(out / f"{stems[p]}{NAPARI_SUFFIX}")
+    planned = [out / "summary.csv"] + [f for p in paths for f in settings.outputs(stems[p])]
     if args.spectra:
         planned += [out / spectra_csv_name(q) for q in SPECTRA_QUANTITIES]
     if args.report:
@@ -194,97 +172,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                      "choose another --out folder or pass --overwrite to replace them.")
 
     summaries, failed = [], []
-    analyzed: list[_Analyzed] = []
+    analyzed: list[ImageResult] = []
+    items = [(p, stems[p]) for p in paths]
     try:
-        for i, path in enumerate(paths, start=1):
-            label = f"[{i}/{len(paths)}] {path.name}"
-            try:
-                image = read_image(path, page=args.page)
-                for note in image.notes:
-                    print(f"cerber: {path}: note: {note}", file=sys.stderr)
-                if args.pixel_size is not None and image.pixel_size_um is not None and not np.isclose(
-                        image.pixel_size_um, args.pixel_size, rtol=1e-6):
-                    print(f"cerber: {path}: note: the file says {image.pixel_size_um:.6g} um per pixel "
-                          f"({image.pixel_size_source}); --pixel-size {args.pixel_size:g} was used", file=sys.stderr)
-                regions, regions_file = roi, str(args.roi or "")
-                if regions is None and (beside := find_regions_beside(path)) is not None:
-                    regions, regions_file = load_regions(beside), str(beside)
-                acquisition = acquisition_for(path) if args.spectra else None
-                with tqdm(desc=label, unit="tile", leave=False, file=sys.stderr, disable=args.quiet) as bar:
-                    def progress(done, total, bar=bar):
-                        bar.total = total
-                        bar.update(done - bar.n)
-
-                    result = analyze(image, bundle, threshold=args.threshold,
-                                     pixel_size_um=args.pixel_size, progress=progress)
-                tracks = result.tracks
-                area_px = float(tracks.image_shape[0] * tracks.image_shape[1])
-                if regions is not None and not regions.is_empty:
-                    area_px = regions.area_px(tracks.image_shape)
-                    if area_px == 0:
-                        raise RegionsError(regions_file, f"leaves no usable pixel in {path.name} "
-                                                         f"({tracks.image_shape[1]} x {tracks.image_shape[0]} px).",
-                                           "Check that its include polygons lie inside the image (row, col).")
-                    tracks = filter_tracks(tracks, regions)
-                stem = stems[path]
-                write_tracks_csv(tracks, out / f"{stem}_tracks.csv")
-                if args.save_probability:
-                    write_probability_tiff(result.probability, out / f"{stem}_probability.tif")
-                thumbnail = None
-                if args.save_overlay or args.report:
-                    rgb = render_overlay(image.data, result.probability, tracks.labels)
-                    if args.save_overlay:
-                        write_overlay_png(rgb, out / f"{stem}_overlay.png")
-                    if args.report:
-                        thumbnail = _thumbnail(rgb)
-                if args.save_rois:
-                    write_imagej_rois(tracks, out / f"{stem}{ROIS_SUFFIX}")
-                if args.save_napari:
-                    write_napari_points(tracks, out / f"{stem}{NAPARI_SUFFIX}")
-            except (ImageReadError, RegionsError, AcquisitionError) as exc:
-                failed.append((path, str(exc)))
-                print(f"cerber: {exc}", file=sys.stderr)
+        for index, outcome in enumerate(_analyzed_images(items, settings, bundle, roi, args), start=1):
+            path = outcome.item[0]
+            label = f"[{index}/{len(paths)}] {path.name}"
+            if outcome.error is not None:
+                failed.append((path, str(outcome.error)))
+                print(f"cerber: {_failure_message(path, outcome.error, out)}", file=sys.stderr)
                 continue
-            except NotEnoughMemory as exc:
-                failed.append((path, str(exc)))
-                print(f"cerber: {path}: {exc}", file=sys.stderr)
-                continue
-            except MemoryError:
-                failed.append((path, "out of memory"))
-                print(f"cerber: {path}: not enough memory to analyze it; close other programs, or crop or bin "
-                      "the image.", file=sys.stderr)
-                continue
-            except OSError as exc:
-                failed.append((path, str(exc)))
-                print(f"cerber: {path}: could not be analyzed or its results saved ({exc.strerror or exc}); "
-                      f"check that {out} is writable and has free space.", file=sys.stderr)
-                continue
-            except Exception as exc:  # anything unforeseen: one line here, the traceback in the log
-                failed.append((path, str(exc)))
-                log = _log_traceback(out, path)
-                print(f"cerber: {path}: could not be analyzed ({type(exc).__name__}: {exc}); the details are in "
-                      f"{log}. Please send that file with a problem report.", file=sys.stderr)
-                continue
-            fluence = image_fluence(tracks.count, area_px, tracks.pixel_size_um, resolving)
-            source = "--pixel-size" if result.pixel_size_source == "given" else result.pixel_size_source
-            summaries.append(summary_row(str(path), tracks, bundle.name, fluence=fluence, pixel_size_source=source,
-                                         regions=regions_file, resolving_distance_px=resolving))
-            # What the folder's pooled row, spectra and report need, without the image's label image.
-            analyzed.append(_Analyzed(path, stem, fluence, replace(tracks, labels=np.zeros((0, 0), np.int32))
-                                      if args.spectra else None, acquisition, thumbnail))
-            if fluence.saturated:
-                print(f"cerber: {path}: note: {tracks.count} tracks on {area_px:.0f} px is too dense for the overlap "
-                      f"correction (resolving distance {resolving:g} px); corrected_count is left empty",
-                      file=sys.stderr)
+            result = outcome.value
+            assert result is not None
+            for note in result.notes:
+                print(f"cerber: {path}: note: {note}", file=sys.stderr)
+            summaries.append(result.summary)
+            analyzed.append(result)
             if not args.quiet:
-                where = (f" in the usable area ({area_px / (tracks.image_shape[0] * tracks.image_shape[1]):.0%} "
-                         "of the image)") if regions_file else ""
-                extra = f", {fluence.describe()}" if fluence.fluence_per_cm2 is not None else ""
-                print(f"{label}: {tracks.count} tracks{where}{extra}")
+                print(f"{label}: {result.line}")
     except KeyboardInterrupt:
         print("cerber: interrupted; files already written are complete, nothing half-written was kept.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ClusterUnavailable as exc:
+        return _fail(str(exc))
     # Written even when every image failed, so an old summary never lists other images.
     pooled = _pooled_rows(analyzed, summaries, args.quiet)
     write_summary_csv(summaries + pooled, out / "summary.csv")
@@ -301,32 +212,52 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@dataclass
-class _Analyzed:
-    """What ``cerber analyze`` keeps of an analyzed image for its folder's rows, spectra and report:
-    the tracks (without their label image) only for spectra, a small overlay only for the report."""
+def _analyzed_images(items: list[tuple[Path, str]], settings: BatchSettings, bundle, roi,
+                     args: argparse.Namespace) -> Iterator[Outcome]:
+    """The images analyzed here (stages overlapped) or on the Dask cluster at ``--scheduler``."""
+    from tqdm import tqdm
 
-    path: Path
-    stem: str
-    fluence: Fluence
-    tracks: Tracks | None
-    acquisition: Acquisition | None
-    thumbnail: np.ndarray | None
+    if args.scheduler:
+        from .cluster import analyze_on_cluster
+
+        bar, progress = _bar("images", args.quiet)
+        with bar:
+            yield from analyze_on_cluster(items, settings, args.model if args.model != "default" else None,
+                                          args.scheduler, progress=progress)
+        return
+    from .runtime.batch import analyze_files
+
+    with tqdm(desc="network", unit="tile", leave=False, file=sys.stderr, disable=args.quiet) as bar:
+        def progress(done, total):
+            if done < bar.n:  # the next image
+                bar.reset()
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield from analyze_files(items, settings, bundle, regions=roi,
+                                 tile_progress=progress)
 
 
-def _thumbnail(rgb):
-    """The overlay shrunk for the report (the full-size overlay is not kept for every image)."""
-    import numpy as np
-    from PIL import Image as PILImage
+def _failure_message(path: Path, error: BaseException, out: Path) -> str:
+    """What to tell the user when ``path`` could not be analyzed: the cause and what to do."""
+    from .runtime.analysis import NotEnoughMemory
+    from .runtime.files import FileProblem
 
-    from .runtime.report import THUMBNAIL_PX
+    if isinstance(error, FileProblem):  # the message names the file, the problem and the fix
+        return str(error)
+    if isinstance(error, NotEnoughMemory):
+        return f"{path}: {error}"
+    if isinstance(error, MemoryError):
+        return f"{path}: not enough memory to analyze it; close other programs, or crop or bin the image."
+    if isinstance(error, OSError):
+        return (f"{path}: could not be analyzed or its results saved ({error.strerror or error}); "
+                f"check that {out} is writable and has free space.")
+    log = _log_traceback(out, path, error)
+    return (f"{path}: could not be analyzed ({type(error).__name__}: {error}); the details are in {log}. "
+            "Please send that file with a problem report.")
 
-    picture = PILImage.fromarray(rgb)
-    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), PILImage.Resampling.LANCZOS)
-    return np.asarray(picture)
 
-
-def _pooled_rows(analyzed: list[_Analyzed], summaries: list[dict], quiet: bool) -> list[dict]:
+def _pooled_rows(analyzed: list[ImageResult], summaries: list[dict], quiet: bool) -> list[dict]:
     """One pooled summary row per folder of images (``ALL``, or ``ALL <folder>`` for several folders)
     with the test of its counts against Poisson; says what it finds."""
     from .runtime.dosimetry import dispersion_test, pooled_fluence
@@ -359,7 +290,7 @@ def _pooled_rows(analyzed: list[_Analyzed], summaries: list[dict], quiet: bool) 
     return rows
 
 
-def _write_spectra(analyzed: list[_Analyzed], out: Path) -> dict:
+def _write_spectra(analyzed: list[ImageResult], out: Path) -> dict:
     """``spectrum_<quantity>.csv`` for the images' tracks (pooled as ``all``); returns the spectra by quantity.
     Spectra that cannot be made are said and left out."""
     from .runtime.spectra import track_spectra, write_spectra_csv
@@ -383,7 +314,7 @@ def _write_spectra(analyzed: list[_Analyzed], out: Path) -> dict:
     return made
 
 
-def _write_folder_report(path: Path, rows: list[dict], analyzed: list[_Analyzed], spectra: dict, bundle,
+def _write_folder_report(path: Path, rows: list[dict], analyzed: list[ImageResult], spectra: dict, bundle,
                          args: argparse.Namespace, resolving: float) -> None:
     from .runtime.dosimetry import linearity_note
     from .runtime.report import write_report
@@ -401,17 +332,18 @@ def _write_folder_report(path: Path, rows: list[dict], analyzed: list[_Analyzed]
                  linearity_note=linearity_note(resolving))
 
 
-def _log_traceback(out: Path, path: Path) -> Path:
-    """Append the current exception's traceback to ``out/cerber.log``; returns the log's path."""
+def _log_traceback(out: Path, path: Path, error: BaseException) -> Path:
+    """Append ``error``'s traceback to ``out/cerber.log``; returns the log's path."""
     import datetime
     import traceback
 
+    text = "".join(traceback.format_exception(error))
     log = out / "cerber.log"
     try:
         with open(log, "a", encoding="utf-8") as fh:
-            fh.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} {path}\n{traceback.format_exc()}\n")
+            fh.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} {path}\n{text}\n")
     except OSError:
-        traceback.print_exc()
+        print(text, file=sys.stderr)
         return Path("(the console: the log could not be written)")
     return log
 
@@ -714,6 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "per image and pooled")
     a.add_argument("--report", action="store_true", help="also write report.html (counts, fluences, spectra, "
                                                            "overlays in one page)")
+    a.add_argument("--scheduler", metavar="ADDRESS",
+                   help="send one task per image to the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786); workers read the inputs and write the results on shared storage "
+                        "(needs: pip install 'cerber[cluster]')")
     a.add_argument("--overwrite", action="store_true", help="replace existing result files")
     a.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
     a.set_defaults(func=cmd_analyze)

@@ -127,20 +127,32 @@ def analyze(
     """
     if not isinstance(image, Image):
         image = Image(np.asarray(image))
-    if pixel_size_um is not None:
-        source = "given"
-    elif image.pixel_size_um is not None:
-        pixel_size_um, source = image.pixel_size_um, f"file: {image.pixel_size_source}"
-    else:
-        source = ""
+    pixel_size_um, source = image_pixel_size(image, pixel_size_um)
     check_memory(image.data.shape)
     probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel)
-    tracks = extract_tracks(
+    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um)
+    return AnalysisResult(image, probability, tracks, bundle.name, source)
+
+
+def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | None, str]:
+    """The pixel size (µm) to use for ``image`` and where it came from: ``given`` ("given") wins
+    over the file's (``"file: <where>"``); ``(None, "")`` when neither is known."""
+    if given is not None:
+        return given, "given"
+    if image.pixel_size_um is not None:
+        return image.pixel_size_um, f"file: {image.pixel_size_source}"
+    return None, ""
+
+
+def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundle, threshold: float | None = None,
+                            pixel_size_um: float | None = None) -> Tracks:
+    """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
+    ``threshold`` is given) and smallest track area: the second half of :func:`analyze`."""
+    return extract_tracks(
         probability,
         image.data,
         bundle.config.threshold if threshold is None else threshold,
         bundle.config.min_area_px,
         pixel_size_um,
     )
-    return AnalysisResult(image, probability, tracks, bundle.name, source)

@@ -170,12 +170,12 @@ def test_a_run_where_every_input_fails_leaves_no_stale_summary(inputs, model, tm
 
 
 def test_an_unexpected_failure_is_one_line_and_a_log(inputs, model, tmp_path, capsys, monkeypatch):
-    import cerber_model.runtime.analysis as analysis
+    import cerber_model.runtime.batch as batch
 
     def broken(*args, **kwargs):
         raise RuntimeError("something unforeseen")
 
-    monkeypatch.setattr(analysis, "analyze", broken)
+    monkeypatch.setattr(batch, "tracks_from_probability", broken)
     out = tmp_path / "out"
     assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--quiet"]) == 1
     err = capsys.readouterr().err
