@@ -155,7 +155,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     resolving = DEFAULT_RESOLVING_DISTANCE_PX if resolving is None else resolving
     settings = BatchSettings(out, args.threshold, args.pixel_size, args.page, str(args.roi or ""),
                              args.save_probability, args.save_overlay, args.save_rois, args.save_napari,
-                             keep_tracks=args.spectra, thumbnail=args.report, resolving_distance_px=resolving)
+                             keep_tracks=args.spectra, thumbnail=args.report, resolving_distance_px=resolving,
+                             engine=args.engine)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -617,6 +618,7 @@ def cmd_gui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runtime.engine import ENGINES
     from .training.config import TrainingConfig
 
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
@@ -646,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "per image and pooled")
     a.add_argument("--report", action="store_true", help="also write report.html (counts, fluences, spectra, "
                                                            "overlays in one page)")
+    a.add_argument("--engine", choices=ENGINES,
+                   help="inference engine (default: $CERBER_ENGINE, else onnxruntime); one that does not give "
+                        "ONNX Runtime's output on the model's test input is replaced by ONNX Runtime, with a warning")
     a.add_argument("--scheduler", metavar="ADDRESS",
                    help="send one task per image to the Dask cluster whose scheduler is at ADDRESS "
                         "(tcp://host:8786); workers read the inputs and write the results on shared storage "

@@ -65,6 +65,7 @@ class BatchSettings:
     keep_tracks: bool = False
     thumbnail: bool = False
     resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX
+    engine: str | None = None  # "onnxruntime" or "openvino"; None: $CERBER_ENGINE, else ONNX Runtime
 
     def outputs(self, stem: str) -> list[Path]:
         """The files written for the image called ``stem``."""
@@ -188,7 +189,7 @@ def analyze_file(path: Path, stem: str, settings: BatchSettings, bundle: Bundle,
                  regions: Regions | None = None) -> ImageResult:
     """The three stages one after another: what a cluster worker runs for one image."""
     prepared = read_input(path, stem, settings, regions)
-    return finish(prepared, predict(prepared, bundle, engine), bundle, settings)
+    return finish(prepared, predict(prepared, bundle, engine or bundle.engine(settings.engine)), bundle, settings)
 
 
 def analyze_files(
@@ -205,7 +206,7 @@ def analyze_files(
     :mod:`.pipeline`): one :class:`~.pipeline.Outcome` per image, in order, holding its
     :class:`ImageResult` or the error that stopped it. ``tile_progress(done, total)`` follows
     the network's tiles of the image being predicted."""
-    engine = engine or bundle.engine()
+    engine = engine or bundle.engine(settings.engine)
     return pipelined(
         items,
         lambda item: read_input(item[0], item[1], settings, regions),

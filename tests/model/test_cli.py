@@ -361,3 +361,17 @@ def test_a_model_with_its_own_resolving_distance_corrects_with_it(inputs, tmp_pa
     assert row["resolving_distance_px"] == "1.5"
     assert float(row["corrected_count"]) == pytest.approx(
         overlap_corrected_count(int(row["track_count"]), 96 * 80, 1.5), rel=1e-5)
+
+
+def test_engine_is_chosen_on_the_command_line(inputs, model, tmp_path):
+    pytest.importorskip("openvino")
+    rows = {}
+    for engine in ("onnxruntime", "openvino"):
+        out = tmp_path / engine
+        assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--engine", engine,
+                     "--quiet"]) == 0
+        rows[engine] = _read_csv(out / "a_tracks.csv")
+    assert len(rows["openvino"]) == len(rows["onnxruntime"]) > 0
+    for a, b in zip(rows["openvino"], rows["onnxruntime"], strict=True):
+        assert abs(float(a["max_probability"]) - float(b["max_probability"])) < 1e-4
+        assert (a["row"], a["col"], a["area_px"]) == (b["row"], b["col"], b["area_px"])
