@@ -374,4 +374,6 @@ def test_engine_is_chosen_on_the_command_line(inputs, model, tmp_path):
     assert len(rows["openvino"]) == len(rows["onnxruntime"]) > 0
     for a, b in zip(rows["openvino"], rows["onnxruntime"], strict=True):
         assert abs(float(a["max_probability"]) - float(b["max_probability"])) < 1e-4
-        assert (a["row"], a["col"], a["area_px"]) == (b["row"], b["col"], b["area_px"])
+        # A pixel whose probability sits within 1e-4 of the threshold may fall either side.
+        assert abs(float(a["row"]) - float(b["row"])) < 0.1 and abs(float(a["col"]) - float(b["col"])) < 0.1
+        assert abs(int(a["area_px"]) - int(b["area_px"])) <= 1
