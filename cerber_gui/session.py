@@ -7,6 +7,13 @@ annotations while the user annotates (:class:`~cerber_gui.annotations.Annotation
 through its methods and tells observers through the callbacks in :attr:`Session.events`.
 The main window draws it and runs its jobs; tests drive it without a window.
 
+Each image has its regions (:class:`~cerber_model.runtime.regions.Regions`: the usable area of the
+detector), read from ``<stem>_regions.json`` beside it when it is opened and drawn by the user in
+regions mode (:class:`~cerber_gui.region_editor.RegionEditor`), which saves every finished change
+there. Counts, areas and fluences are over the usable area (:meth:`Session.dose`), and pooled over
+the analyzed images (:meth:`Session.pooled_dose`). The pixel size of an image is the user's setting,
+else what its file says (:meth:`Session.pixel_size_for`).
+
 Paths are resolved; images keep the order they were opened in. A TIFF stack is open at one page
 at a time (the first when opened; :meth:`Session.set_page` reads another). Opening is a job like the others:
 :meth:`Session.start_open` says which files to read, :func:`read_images` reads them (on a worker
@@ -16,18 +23,36 @@ thread in the app), and each image joins the session as it arrives (:meth:`Sessi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from cerber_model.runtime.analysis import AnalysisResult
 from cerber_model.runtime.bundle import Bundle
+from cerber_model.runtime.dosimetry import (
+    DEFAULT_RESOLVING_DISTANCE_PX,
+    Fluence,
+    dispersion_test,
+    image_fluence,
+    pooled_fluence,
+)
 from cerber_model.runtime.images import Image, count_pages, list_images, read_image
 from cerber_model.runtime.progress import CancelToken, ProgressFn
+from cerber_model.runtime.regions import Regions, RegionsError, filter_tracks, find_regions_beside, load_regions
+from cerber_model.runtime.spectra import (
+    Acquisition,
+    AcquisitionError,
+    Spectrum,
+    acquisition_for,
+    quantity_label,
+    track_spectra,
+)
 from cerber_model.runtime.tracks import Tracks, extract_tracks
 
 from .annotations import AnnotationError, Annotations
+from .dose import USER_SETTING, ImageDose, PooledDose, unique_names
+from .region_editor import HIT_RADIUS_PX, KINDS, RegionEditor, RegionsRefused
 
 
 class Event:
@@ -77,6 +102,17 @@ class SessionEvents:
     points_changed: Event = field(default_factory=Event)
     #: str, str: an image cannot be annotated: what and what to do, details (annotation is off)
     annotation_refused: Event = field(default_factory=Event)
+    #: Path: an image's regions changed (drawn, deleted, undone): its usable area and counts too
+    regions_changed: Event = field(default_factory=Event)
+    #: Path: the polygon being drawn, or the region selected, changed (the regions did not)
+    region_draft_changed: Event = field(default_factory=Event)
+    #: bool: regions mode started (True) or ended (False); while on, :attr:`Session.region_editor`
+    #: edits the selected image's regions
+    drawing_regions_changed: Event = field(default_factory=Event)
+    #: Path: the regions of the image were saved to this file
+    regions_saved: Event = field(default_factory=Event)
+    #: str, str: regions cannot be drawn or saved: what and what to do, details
+    regions_refused: Event = field(default_factory=Event)
 
 
 @dataclass(frozen=True)
@@ -115,6 +151,19 @@ class AnnotationState:
     can_redo: bool
 
 
+@dataclass(frozen=True)
+class RegionsState:
+    """What the regions controls offer now."""
+
+    can_draw: bool  # an image is selected
+    drawing: bool  # regions mode is on
+    exclude: bool  # new polygons are exclusions
+    can_close: bool  # a polygon of 3 or more vertices is being drawn
+    can_delete: bool  # a region is selected
+    can_undo: bool
+    can_redo: bool
+
+
 @dataclass
 class OpenReport:
     """What an Open did with the paths it was given (filled as its files are read)."""
@@ -122,6 +171,7 @@ class OpenReport:
     added: list[Path] = field(default_factory=list)  # images newly open
     unreadable: list[str] = field(default_factory=list)  # per file: what was wrong and the fix
     empty_folders: list[Path] = field(default_factory=list)  # folders holding no images
+    problems: list[str] = field(default_factory=list)  # regions or acquisition files beside images that were not read
     opened: list[Path] = field(default_factory=list)  # folders with images and files now open (the recent list)
     folder: Path | None = None  # the folder of the first file found (where the next file dialog starts)
 
@@ -146,6 +196,28 @@ class ImageRead:
     error: str = ""
     page: int = 0  # of a stack (0-based)
     pages: int = 1  # how many images the file holds
+    regions: Regions | None = None  # read from regions_file beside the image (None: none, or not read)
+    regions_file: Path | None = None
+    acquisition: Acquisition | None = None  # read from its sidecar (None: none, or not read)
+    problems: tuple[str, ...] = ()  # regions or acquisition files that could not be read: what and the fix
+
+
+def read_beside(path: Path) -> tuple[Regions | None, Path | None, Acquisition | None, tuple[str, ...]]:
+    """What lies beside an image: its regions (and their file) and its acquisition, and what was
+    wrong with those that could not be read (the image then counts whole, or unnormalised)."""
+    regions, problems = None, []
+    regions_file = find_regions_beside(path)
+    if regions_file is not None:
+        try:
+            regions = load_regions(regions_file)
+        except RegionsError as exc:
+            problems.append(f"{exc} The whole image is counted until it is fixed.")
+    try:
+        acquisition = acquisition_for(path)
+    except AcquisitionError as exc:
+        acquisition = None
+        problems.append(f"{exc} Intensities are not normalised until it is fixed.")
+    return regions, regions_file, acquisition, tuple(problems)
 
 
 def read_images(files: Iterable[Path], pages: dict[Path, int] | None = None, *, progress: ProgressFn | None = None,
@@ -160,9 +232,13 @@ def read_images(files: Iterable[Path], pages: dict[Path, int] | None = None, *, 
         count = count_pages(path)
         page = (pages or {}).get(path, 0)
         try:
-            yield ImageRead(path, read_image(path, page=page if count > 1 else None), page=page, pages=count)
+            image = read_image(path, page=page if count > 1 else None)
         except Exception as exc:  # ImageReadError names the file and the fix
             yield ImageRead(path, error=str(exc))
+        else:
+            regions, regions_file, acquisition, problems = read_beside(path)
+            yield ImageRead(path, image, page=page, pages=count, regions=regions, regions_file=regions_file,
+                            acquisition=acquisition, problems=problems)
         if progress is not None:
             progress(done, len(files))
 
@@ -189,6 +265,15 @@ class Session:
         # bundle was loaded again (its threshold went back to the model's).
         self.model_loads = 0
         self.annotations: Annotations | None = None  # the selected image's points, while annotating
+        # Regions of each open image (empty: the whole image is usable) and the file they were
+        # read from or saved to; refused: why an image's regions cannot be drawn (its file is not ours).
+        self.regions: dict[Path, Regions] = {}
+        self.regions_files: dict[Path, Path | None] = {}
+        self.region_editors: dict[Path, RegionEditor] = {}  # images whose regions were drawn on, with their history
+        self.region_editor: RegionEditor | None = None  # the selected image's, in regions mode
+        self.region_kind = "include"  # what a new polygon is
+        self.acquisitions: dict[Path, Acquisition] = {}
+        self._doses: dict[Path, tuple[tuple, ImageDose]] = {}  # the last dose made, and what it was made from
 
     # -- reading the state --------------------------------------------------------
     @property
@@ -267,6 +352,12 @@ class Session:
             return True
         if read.pages > 1:
             self.pages[read.path] = (read.page, read.pages)
+        job.report.problems += [p for p in read.problems if p not in job.report.problems]
+        if read.acquisition is not None:
+            self.acquisitions[read.path] = read.acquisition
+        if read.path not in self.regions:  # another page of a stack keeps the regions drawn
+            self.regions[read.path] = read.regions if read.regions is not None else Regions()
+            self.regions_files[read.path] = read.regions_file if read.regions is not None else None
         if read.path in self.images:  # another page
             self.images[read.path] = read.image
             self.results.pop(read.path, None)
@@ -314,12 +405,17 @@ class Session:
             self._check_saved()
             self.annotations = None
             self.events.annotating_changed.emit(False)
+        if self.selected in closing and self.region_editor is not None:
+            self.region_editor = None
+            self.events.drawing_regions_changed.emit(False)
         order = list(self.images)
         for path in closing:
             del self.images[path]
             self.results.pop(path, None)
             self.pages.pop(path, None)
             self.reading.pop(path, None)
+            for kept in (self.regions, self.regions_files, self.region_editors, self.acquisitions, self._doses):
+                kept.pop(path, None)
         self.queue = [p for p in self.queue if p in self.images]
         self.events.images_closed.emit(closing)
         if self.selected in closing:
@@ -349,6 +445,11 @@ class Session:
             self.annotations = None
             self.events.selected.emit(path)
             self.annotate(True)
+            return
+        if self.region_editor is not None:
+            self.region_editor = None
+            self.events.selected.emit(path)
+            self.draw_regions(True)
             return
         self.events.selected.emit(path)
 
@@ -400,8 +501,94 @@ class Session:
         tracks = result.tracks
         if tracks.threshold != self.threshold:  # re-tracking at the slider's value has not ended yet
             tracks = extract_tracks(result.probability, result.image.data, self.threshold,
-                                    self.bundle.config.min_area_px, self.pixel_size_um)
+                                    self.bundle.config.min_area_px, self.pixel_size_for(self.selected)[0])
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
+
+    # -- regions --------------------------------------------------------------------
+    @property
+    def drawing_regions(self) -> bool:
+        return self.region_editor is not None
+
+    def regions_state(self) -> RegionsState:
+        e = self.region_editor
+        return RegionsState(can_draw=self.selected is not None, drawing=e is not None,
+                            exclude=self.region_kind == "exclude", can_close=e is not None and e.can_close,
+                            can_delete=e is not None and e.selected is not None and not e.drawing,
+                            can_undo=e is not None and e.can_undo, can_redo=e is not None and e.can_redo)
+
+    def draw_regions(self, on: bool) -> bool:
+        """Start or end regions mode for the selected image; whether it is now on. Annotation must be
+        off (the window ends it first). Starting is refused, with
+        :attr:`SessionEvents.regions_refused`, when a file that is not Cerber's has the name the
+        regions are saved under."""
+        if not on:
+            if self.region_editor is not None:
+                self.region_editor.discard_polygon()
+                self.region_editor = None
+                self.events.drawing_regions_changed.emit(False)
+            return False
+        if self.region_editor is not None:
+            return True
+        if self.selected is None or self.annotations is not None:
+            return False
+        path = self.selected
+        try:
+            RegionEditor.check_file(path)
+        except RegionsRefused as exc:
+            self.events.drawing_regions_changed.emit(False)
+            self.events.regions_refused.emit(exc.message, exc.details)
+            return False
+        editor = self.region_editors.get(path)
+        if editor is None:
+            editor = RegionEditor(path, self.images[path].shape, self.regions.get(path), self.regions_files.get(path),
+                                  on_change=lambda what: self._regions_edited(path, what))
+            self.region_editors[path] = editor
+        self.region_editor = editor
+        self.events.drawing_regions_changed.emit(True)
+        return True
+
+    def set_region_kind(self, kind: str) -> None:
+        """What the next polygon drawn is: "include" or "exclude"."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.region_kind = kind
+        if self.selected is not None:
+            self.events.region_draft_changed.emit(self.selected)
+
+    def region_click(self, row: float, col: float, radius: float = HIT_RADIUS_PX, *, other_kind: bool = False) -> str:
+        """A click in regions mode (see :meth:`RegionEditor.click`); ``other_kind`` starts a polygon of the
+        kind not set (a modifier key held). "" when not in regions mode."""
+        if self.region_editor is None:
+            return ""
+        kind = self.region_kind
+        if other_kind:
+            kind = KINDS[1 - KINDS.index(kind)]
+        return self.region_editor.click(row, col, kind, radius)
+
+    def _regions_edited(self, path: Path, what: str) -> None:
+        editor = self.region_editors.get(path)
+        if editor is None:  # closed meanwhile
+            return
+        if what == "saved":
+            self.regions_files[path] = editor.file
+            self.events.regions_saved.emit(editor.file)
+            return
+        if what == "draft":
+            self.events.region_draft_changed.emit(path)
+            return
+        self.regions[path] = editor.regions
+        if editor.needs_saving:
+            try:
+                editor.save()
+            except RegionsRefused as exc:
+                self.events.regions_refused.emit(exc.message + " The regions are used here but not saved.",
+                                                 exc.details)
+            except OSError as exc:
+                self.events.regions_refused.emit(
+                    f"{editor.file} could not be written ({exc.strerror or exc}); the regions are used here but "
+                    "not saved.", "Check that the folder is writable and has free space; the next change saves "
+                    "them again.")
+        self.events.regions_changed.emit(path)
 
     # -- model and settings ---------------------------------------------------------
     def set_bundle(self, bundle: Bundle) -> None:
@@ -417,9 +604,30 @@ class Session:
         self.events.threshold_changed.emit(self.threshold)
 
     def set_pixel_size(self, pixel_size_um: float | None) -> None:
-        """µm per pixel; 0 or None for unknown (then tracks have no density)."""
+        """µm per pixel for every image; 0 or None for unknown (then each image's file says, where it
+        does; see :meth:`pixel_size_for`)."""
         self.pixel_size_um = pixel_size_um or None
         self.events.pixel_size_changed.emit(self.pixel_size_um)
+
+    def file_pixel_size(self, path: Path) -> tuple[float | None, str]:
+        """The pixel size (µm) an open image's file gives, and where in the file; (None, "") if it says nothing."""
+        image = self.images[path]
+        return (image.pixel_size_um, image.pixel_size_source) if image.pixel_size_um else (None, "")
+
+    def pixel_size_for(self, path: Path) -> tuple[float | None, str]:
+        """The pixel size (µm) of an open image and where it comes from: the user's setting
+        (:data:`~cerber_gui.dose.USER_SETTING`) wins, as ``cerber analyze --pixel-size`` does; else the
+        file's (``"file: <where>"``); else (None, "")."""
+        if self.pixel_size_um:
+            return self.pixel_size_um, USER_SETTING
+        size, where = self.file_pixel_size(path)
+        return (size, f"file: {where}") if size else (None, "")
+
+    @property
+    def resolving_distance_px(self) -> float:
+        """The overlap correction's resolving distance: the model's own, else the default model's."""
+        own = self.bundle.config.resolving_distance_px if self.bundle is not None else None
+        return DEFAULT_RESOLVING_DISTANCE_PX if own is None else float(own)
 
     # -- the analysis queue ---------------------------------------------------------
     def queue_selected(self) -> bool:
@@ -449,7 +657,7 @@ class Session:
             self.events.busy_changed.emit(False)
             return None
         path = self.queue.pop(0)
-        self.job = AnalysisJob(path, self.images[path], self.bundle, self.threshold, self.pixel_size_um,
+        self.job = AnalysisJob(path, self.images[path], self.bundle, self.threshold, self.pixel_size_for(path)[0],
                                waiting=len(self.queue), model_load=self.model_loads)
         self.events.busy_changed.emit(True)
         return self.job
@@ -469,16 +677,21 @@ class Session:
         keeps the settings it started with, and only the selected image is re-tracked at once)."""
         result = self.results.get(path)
         return result is not None and (result.tracks.threshold, result.tracks.pixel_size_um) == (
-            self.threshold, self.pixel_size_um)
+            self.threshold, self.pixel_size_for(path)[0])
 
     def retrack_job(self) -> RetrackJob | None:
-        """Tracks of the selected image at the current settings, from its cached probability map;
-        None if it has no result or its tracks are at these settings already."""
-        result = self.selected_result()
-        if result is None or self.bundle is None or self.tracks_current(self.selected):
+        """Tracks at the current settings, from a cached probability map, of the selected image first,
+        then of the other analyzed images (the pooled figures cover them all); None when every
+        result's tracks are at these settings already."""
+        if self.bundle is None:
             return None
-        return RetrackJob(self.selected, result, self.threshold, self.bundle.config.min_area_px,
-                          self.pixel_size_um)
+        order = ([self.selected] if self.selected in self.results else []) + [
+            p for p in self.results if p != self.selected]
+        for path in order:
+            if not self.tracks_current(path):
+                return RetrackJob(path, self.results[path], self.threshold, self.bundle.config.min_area_px,
+                                  self.pixel_size_for(path)[0])
+        return None
 
     def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:
         """Store tracks that ``job`` found; False, and nothing stored, if the result they came from is
@@ -489,3 +702,76 @@ class Session:
         result.tracks = tracks
         self.events.tracks_changed.emit(job.path)
         return True
+
+    # -- counts, fluence and spectra ------------------------------------------------------
+    def dose(self, path: Path) -> ImageDose | None:
+        """An analyzed image's tracks inside its regions, its usable area and fluence at the pixel size
+        now in use (None: not analyzed). Kept until its tracks, regions or pixel size change."""
+        result = self.results.get(path)
+        if result is None:
+            return None
+        regions = self.regions.get(path, Regions())
+        pixel_size, source = self.pixel_size_for(path)
+        resolving = self.resolving_distance_px
+        key = (id(result.tracks), id(regions), pixel_size, source, resolving, self.name(path),
+               self.regions_files.get(path), self.tracks_current(path))
+        kept = self._doses.get(path)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        tracks = result.tracks
+        shape = tracks.image_shape
+        inside = replace(filter_tracks(tracks, regions), pixel_size_um=pixel_size)
+        area = regions.area_px(shape)
+        if area > 0:
+            fluence = image_fluence(inside.count, area, pixel_size, resolving)
+        else:  # no usable pixel: nothing to count on
+            fluence = Fluence(0, 0.0, 0.0 if pixel_size else None, None, None, None, 0.0, None)
+        dose = ImageDose(path, self.name(path), inside, tracks.count, area, shape[0] * shape[1], pixel_size, source,
+                         self.file_pixel_size(path)[0], self.regions_files.get(path), not regions.is_empty, fluence,
+                         self.tracks_current(path))
+        self._doses[path] = (key, dose)
+        return dose
+
+    def doses(self) -> list[ImageDose]:
+        """The dose of every analyzed image, in the order they were opened."""
+        return [d for d in (self.dose(p) for p in self.images if p in self.results) if d is not None]
+
+    def pooled_dose(self) -> PooledDose | None:
+        """The analyzed images with a usable area as one: pooled fluence, and the dispersion test of
+        their counts (areas in cm² where every pixel size is known, else in px); None when none is."""
+        doses = [d for d in self.doses() if d.area_px > 0]
+        if not doses:
+            return None
+        parts = [d.fluence for d in doses]
+        cm2 = [p.area_cm2 for p in parts if p.area_cm2 is not None]
+        areas = cm2 if len(cm2) == len(parts) else [p.area_px for p in parts]
+        dispersion = dispersion_test([p.track_count for p in parts], areas)
+        worst = doses[dispersion.worst].name if dispersion is not None else ""
+        return PooledDose(pooled_fluence(parts), dispersion, worst, sum(not d.current for d in doses))
+
+    def spectrum_names(self) -> dict[Path, str]:
+        """What the analyzed images are called in spectra and tables (unique, never "all")."""
+        paths = [p for p in self.images if p in self.results]
+        names = unique_names([self.name(p) for p in paths], [p.parent.name for p in paths])
+        return dict(zip(paths, names, strict=True))
+
+    def spectra(self, quantity: str, pooled: bool = False) -> dict[str, Spectrum]:
+        """Spectra of ``quantity`` (a key of :data:`~cerber_model.runtime.spectra.QUANTITIES`) of the
+        tracks inside the regions: of the selected image (``pooled`` False) or of every analyzed image
+        on common edges, the pooled one last under "all" (see
+        :func:`~cerber_model.runtime.spectra.track_spectra`). Intensities are divided by each image's
+        acquisition (laser power x dwell) where its sidecar gives one. Raises ValueError when they
+        cannot be made (diameters in µm without a pixel size, images normalised differently)."""
+        names = self.spectrum_names()
+        paths = list(names) if pooled else [p for p in names if p == self.selected]
+        doses = {names[p]: self.dose(p) for p in paths}
+        tracks = {name: d.tracks for name, d in doses.items() if d is not None}
+        if not tracks:
+            return {}
+        acquisitions = {names[p]: self.acquisitions[p] for p in paths if p in self.acquisitions}
+        return track_spectra(tracks, quantity, acquisitions=acquisitions)
+
+    def spectrum_label(self, quantity: str) -> str:
+        """The axis label of ``quantity``, with the intensity unit of the analyzed images' acquisitions."""
+        units = {a.intensity_unit: a for p, a in self.acquisitions.items() if p in self.results}
+        return quantity_label(quantity, next(iter(units.values())) if len(units) == 1 else None)

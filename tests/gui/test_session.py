@@ -32,7 +32,8 @@ def record(session):
 
 
 def test_the_session_and_exports_import_no_qt():
-    code = ("import sys, cerber_gui.session, cerber_gui.annotations, cerber_gui.exports; "
+    code = ("import sys, cerber_gui.session, cerber_gui.annotations, cerber_gui.exports, cerber_gui.dose, "
+            "cerber_gui.region_editor; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -143,7 +144,8 @@ def test_exports_name_their_files_after_the_image_and_summarise_every_result(tmp
     write_export(ExportKind.SUMMARY, session, tmp_path / "summary.csv", opacity=0.6)
     lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert [line.split(",")[:4] for line in lines[1:]] == [[str(paths[0]), "96", "96", "1"],
-                                                            [str(paths[1]), "96", "96", "3"]]
+                                                            [str(paths[1]), "96", "96", "3"],
+                                                            ["ALL", "", "", "4"]]  # pooled, as cerber analyze
 
 
 def test_a_result_that_arrives_after_a_new_model_is_dropped(tmp_path, bundle):
