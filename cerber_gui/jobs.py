@@ -4,7 +4,9 @@ session; the window only observes it.
 
 The tracks on screen follow the settings: the selected image is re-tracked from its probability
 map whenever its tracks are not those of the current threshold and pixel size: when they change,
-when its analysis (started with the settings of that moment) ends, and when it is selected.
+when its analysis (started with the settings of that moment) ends, and when it is selected. The
+other analyzed images follow, one after the other, so that the figures pooled over them are at
+the same settings. The folder report, which draws an overlay per image, is written here too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cerber_model.runtime.analysis import AnalysisResult, analyze
 from cerber_model.runtime.tracks import Tracks, extract_tracks
 
 from . import workers
+from .exports import ReportJob, write_prepared_report
 from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_images
 
 
@@ -37,6 +40,8 @@ class JobRunner(QObject):
     failed = Signal(str, str)
     #: an Open's files are read (or it was cancelled): its OpenReport
     opened = Signal(object)
+    #: an export written on a worker (the folder report): its path
+    exported = Signal(str)
 
     def __init__(self, session: Session, parent: QObject | None = None):
         super().__init__(parent)
@@ -44,12 +49,14 @@ class JobRunner(QObject):
         self.worker: workers.Worker | None = None  # the running analysis; its tag is its AnalysisJob
         self.retrack_worker: workers.Worker | None = None  # tag: its RetrackJob
         self.readers: list[workers.Worker] = []  # reading images for an Open each; tag: its OpenJob
+        self.report_workers: list[workers.Worker] = []  # folder reports being written; tag: the path
+        self.retrack_failed = False  # the last re-tracking failed: the others wait for new settings
         # Moving the threshold slider asks many times a second; the newest setting wins.
         self.retrack_timer = QTimer(self, singleShot=True, interval=150)
         self.retrack_timer.timeout.connect(self._retrack)
         events = session.events
-        events.threshold_changed.connect(lambda _threshold: self.retrack_soon())
-        events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon())
+        events.threshold_changed.connect(lambda _threshold: self.retrack_soon(new_settings=True))
+        events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon(new_settings=True))
         events.result_added.connect(lambda _path: self._retrack())
         events.selected.connect(lambda _path: self._retrack())
         events.images_closed.connect(self._closed)
@@ -165,8 +172,11 @@ class JobRunner(QObject):
         self._start_next()
 
     # -- re-tracking ------------------------------------------------------------
-    def retrack_soon(self) -> None:
-        """Re-extract the selected image's tracks at the session's settings, once they rest for a moment."""
+    def retrack_soon(self, new_settings: bool = False) -> None:
+        """Re-extract the tracks at the session's settings (the selected image's first), once they rest for
+        a moment."""
+        if new_settings:
+            self.retrack_failed = False
         self.retrack_timer.start()
 
     def _retrack(self) -> None:
@@ -188,7 +198,22 @@ class JobRunner(QObject):
         self.session.set_tracks(self.retrack_worker.tag, tracks)
 
     def _retrack_failed(self, message: str, details: str) -> None:
+        self.retrack_failed = True
         self.failed.emit(f"Tracks could not be updated: {message}", details)
 
     def _retrack_finished(self) -> None:
         self.retrack_worker = None
+        if not self.retrack_failed:  # the next image whose tracks are not at the settings yet
+            self._retrack()
+
+    # -- exports ----------------------------------------------------------------
+    def write_report(self, job: ReportJob, path: Path) -> None:
+        """Write the folder report on a worker; :attr:`exported` when written, :attr:`failed` if not."""
+        worker = workers.Worker(write_prepared_report, job, path)
+        worker.tag = path
+        worker.signals.result.connect(lambda written: self.exported.emit(str(written)))
+        worker.signals.error.connect(lambda message, details: self.failed.emit(
+            f"{path} could not be written: {message}", details))
+        worker.signals.finished.connect(lambda: self.report_workers.remove(worker))
+        self.report_workers.append(worker)
+        workers.start(worker, workers.Pool.EXPORT)

@@ -1,4 +1,5 @@
-"""Cerber's main window: open images, Analyze, look at the result, export, annotate points.
+"""Cerber's main window: open images, Analyze, look at the result and its fluence, draw regions,
+look at spectra, export, annotate points.
 
 The window is wiring. The state is the :class:`~cerber_gui.session.Session` (plain Python), which
 the window observes and draws; :class:`~cerber_gui.jobs.JobRunner` runs the session's analyses
@@ -27,11 +28,13 @@ from cerber_model.runtime.bundle import Bundle, BundleError, load_bundle, load_d
 from cerber_model.runtime.images import IMAGE_SUFFIXES
 
 from . import dialogs, exports, workers
+from .dose import describe_image, describe_pooled
 from .exports import ExportKind
 from .jobs import JobRunner
 from .menu_bar import MenuBar
 from .session import AnalysisJob, Session
 from .settings import Key, Settings
+from .spectra_panel import SpectraPanel
 from .toolbar import ToolBar
 from .track_panel import TrackPanel
 from .viewer import SideBySideViewer
@@ -45,6 +48,8 @@ class MainWindow(QMainWindow):
     tracks_updated = Signal(int)
     #: an Open has read its files (the images are in the list, errors shown): its OpenReport
     images_opened = Signal(object)
+    #: an export was written: its path (the folder report is written on a worker)
+    exported = Signal(str)
 
     def __init__(self, bundle: Bundle | None = None, settings: Settings | QSettings | None = None):
         super().__init__()
@@ -62,10 +67,15 @@ class MainWindow(QMainWindow):
         images_dock = self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
         self.track_panel = TrackPanel()
         tracks_dock = self._dock("Tracks", self.track_panel, Qt.RightDockWidgetArea)
+        self.spectra_panel = SpectraPanel()
+        self.spectra_dock = self._dock("Spectra", self.spectra_panel, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(tracks_dock, self.spectra_dock)
+        tracks_dock.raise_()
         self.levels_dock = self._dock("Levels", self.viewer.levels_widget(), Qt.LeftDockWidgetArea)
         self.menu_bar = MenuBar()
         self.setMenuBar(self.menu_bar)
-        self.menu_bar.add_panel_toggles([d.toggleViewAction() for d in (images_dock, tracks_dock, self.levels_dock)])
+        self.menu_bar.add_panel_toggles([d.toggleViewAction() for d in (images_dock, tracks_dock, self.spectra_dock,
+                                                                         self.levels_dock)])
         self.toolbar = ToolBar()
         self.addToolBar(self.toolbar)
         self.toolbar.set_pixel_size(self.session.pixel_size_um)
@@ -102,6 +112,9 @@ class MainWindow(QMainWindow):
         self.points_label = QLabel("")  # while annotating: how many points, and whether they are saved
         self.points_label.setVisible(False)
         self.statusBar().addPermanentWidget(self.points_label)
+        self.regions_label = QLabel("")  # in regions mode: how to draw, and the file they are saved in
+        self.regions_label.setVisible(False)
+        self.statusBar().addPermanentWidget(self.regions_label)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(260)
         self.progress.setVisible(False)
@@ -135,6 +148,17 @@ class MainWindow(QMainWindow):
         menu.undo_requested.connect(self.undo)
         menu.redo_requested.connect(self.redo)
         self.viewer.point_clicked.connect(self._point_clicked)
+        for widget in (menu, bar):
+            widget.regions_toggled.connect(self.draw_regions)
+            widget.exclude_toggled.connect(
+                lambda on: self.session.set_region_kind("exclude" if on else "include"))
+        menu.finish_polygon_requested.connect(self.finish_polygon)
+        menu.delete_region_requested.connect(self.delete_region)
+        self.viewer.region_clicked.connect(self._region_clicked)
+        self.viewer.region_double_clicked.connect(self.finish_polygon)
+        self.viewer.region_discard_requested.connect(self._discard_polygon)
+        self.spectra_panel.quantity_changed.connect(lambda _q: self._show_spectra())
+        self.spectra_panel.pooled_changed.connect(lambda _p: self._show_spectra())
         bar.page_changed.connect(self._page_chosen)
         bar.threshold_changed.connect(self.session.set_threshold)
         bar.pixel_size_changed.connect(self.session.set_pixel_size)
@@ -159,6 +183,11 @@ class MainWindow(QMainWindow):
         events.annotating_changed.connect(self._annotating_changed)
         events.points_changed.connect(self._points_changed)
         events.annotation_refused.connect(self.show_error)
+        events.regions_changed.connect(self._regions_changed)
+        events.region_draft_changed.connect(lambda _path: self._show_regions())
+        events.drawing_regions_changed.connect(self._drawing_regions_changed)
+        events.regions_saved.connect(lambda path: self.statusBar().showMessage(f"Regions saved to {path}", 5000))
+        events.regions_refused.connect(self.show_error)
 
     def _observe_jobs(self) -> None:
         self.jobs.job_started.connect(self._job_started)
@@ -166,6 +195,7 @@ class MainWindow(QMainWindow):
         self.jobs.message.connect(self.statusBar().showMessage)
         self.jobs.failed.connect(self.show_error)
         self.jobs.opened.connect(self._opened)
+        self.jobs.exported.connect(self._exported)
 
     # -- showing the session ------------------------------------------------------------
     def _update_controls(self, _busy: bool = False) -> None:
@@ -230,6 +260,7 @@ class MainWindow(QMainWindow):
             self.viewer.clear()
             self._show_result()
             self._show_annotation()
+            self._show_regions()
             return
         item = self.image_list.currentItem()
         if item is None or item.data(Qt.UserRole) != str(path):
@@ -237,30 +268,85 @@ class MainWindow(QMainWindow):
         self.viewer.set_image(self.session.images[path].data)
         self._show_result()
         self._show_annotation()
+        self._show_regions()
+
+    def _centres(self):
+        """Centres (row, col) of the selected image's tracks inside its regions and of those outside."""
+        result, dose = self.session.selected_result(), self.session.dose(self.session.selected)
+        inside = np.c_[dose.tracks.columns["row"], dose.tracks.columns["col"]]
+        every = result.tracks.columns
+        outside = np.ones(len(every["track_id"]), dtype=bool)
+        outside[np.isin(every["track_id"], dose.tracks.columns["track_id"])] = False
+        return inside, np.c_[every["row"][outside], every["col"][outside]]
 
     def _show_result(self) -> None:
         """The selected image's result in the viewer and the table (or an empty table)."""
         result = self.session.selected_result()
         if result is None:
             self.track_panel.set_tracks(None)
+            self._show_dose()
             return
-        path, tracks = self.session.selected, result.tracks
-        self.viewer.set_result(result.probability, tracks.labels, np.c_[tracks.columns["row"], tracks.columns["col"]])
-        self.track_panel.set_tracks(tracks, path.name, result.model_name)
-        self.analysis_shown.emit(str(path))
+        inside, outside = self._centres()
+        self.viewer.set_result(result.probability, result.tracks.labels, inside, outside)
+        self._show_dose()
+        self.analysis_shown.emit(str(self.session.selected))
+
+    def _show_dose(self) -> None:
+        """The table and summary of the selected image's tracks inside its regions, the line pooled over
+        the analyzed images, and the spectrum."""
+        path = self.session.selected
+        dose = self.session.dose(path) if path is not None else None
+        if dose is not None:
+            result = self.session.results[path]
+            self.track_panel.set_tracks(dose.tracks, describe_image(dose, result.tracks.threshold, result.model_name))
+        pooled = self.session.pooled_dose() if len(self.session.results) > 1 else None
+        self.track_panel.set_pooled(describe_pooled(pooled) if pooled is not None else "")
+        self._show_spectra()
+
+    def _show_spectra(self) -> None:
+        panel = self.spectra_panel
+        quantity = panel.quantity()
+        label = self.session.spectrum_label(quantity)
+        try:
+            spectra = self.session.spectra(quantity, pooled=panel.pooled())
+        except ValueError as exc:  # diameters in µm without a pixel size, intensities normalised differently
+            panel.set_spectrum(None, label, str(exc).capitalize() + ".")
+            return
+        if not spectra:
+            panel.set_spectrum(None, label, "Analyze some images first." if panel.pooled() else
+                               "Analyze the image first.")
+            return
+        images = len(spectra) - 1
+        panel.set_spectrum(spectra["all"], label)
+        if panel.pooled():
+            panel.caption.setText(panel.caption.text() + f" in {images} image{'s' if images != 1 else ''}")
 
     def _result_added(self, path: Path) -> None:
         if path == self.session.selected:
             self._show_result()
             self._show_annotation()  # its detections can be accepted now
+        else:
+            self._show_dose()
 
     def _tracks_changed(self, path: Path) -> None:
-        result = self.session.results[path]
-        tracks = result.tracks
         if path == self.session.selected:
-            self.viewer.set_tracks(tracks.labels, np.c_[tracks.columns["row"], tracks.columns["col"]])
-            self.track_panel.set_tracks(tracks, path.name, result.model_name)
-        self.tracks_updated.emit(tracks.count)
+            result = self.session.results[path]
+            inside, outside = self._centres()
+            self.viewer.set_tracks(result.tracks.labels, inside, outside)
+            self._show_dose()
+            self.tracks_updated.emit(len(inside))
+        else:  # another image re-tracked at the settings: the pooled figures change
+            self._show_dose()
+
+    def _regions_changed(self, path: Path) -> None:
+        if path != self.session.selected:
+            self._show_dose()
+            return
+        self._show_regions()
+        if self.session.selected_result() is not None:
+            inside, outside = self._centres()
+            self.viewer.set_tracks(self.session.selected_result().tracks.labels, inside, outside)
+        self._show_dose()
 
     def _model_changed(self, bundle: Bundle | None) -> None:
         if bundle is None:
@@ -279,6 +365,7 @@ class MainWindow(QMainWindow):
 
     def _pixel_size_changed(self, pixel_size_um: float | None) -> None:
         self.settings.set_value(Key.PIXEL_SIZE, pixel_size_um or 0.0)
+        self._show_dose()  # areas and fluences at once; the tracks follow when re-tracked
 
     def _annotating_changed(self, on: bool) -> None:
         self.viewer.set_annotating(on)
@@ -299,6 +386,40 @@ class MainWindow(QMainWindow):
         state = self.session.annotation_state()
         self.menu_bar.update_annotation(state)
         self.toolbar.update_annotation(state)
+        self._update_regions_controls()
+
+    def _drawing_regions_changed(self, on: bool) -> None:
+        self.viewer.set_drawing_regions(on)
+        self._show_regions()
+
+    def _show_regions(self) -> None:
+        """The selected image's regions as outlines (and the polygon being drawn), and what the controls offer."""
+        path = self.session.selected
+        editor = self.session.region_editor
+        if path is None:
+            self.viewer.set_regions([], [])
+        elif editor is not None:
+            selected = getattr(editor.regions, editor.selected[0])[editor.selected[1]] if editor.selected else None
+            self.viewer.set_regions(editor.regions.include, editor.regions.exclude, selected, editor.draft,
+                                    editor.draft_kind if editor.drawing else self.session.region_kind)
+        else:
+            regions = self.session.regions.get(path)
+            self.viewer.set_regions(regions.include if regions else [], regions.exclude if regions else [])
+        self.regions_label.setVisible(editor is not None)
+        if editor is not None:
+            kind = "exclusion" if self.session.region_kind == "exclude" else "inclusion"
+            self.regions_label.setText(
+                f"Regions ({kind}s; Shift+click for the other): click corners, double-click or Enter to close, "
+                f"click an outline to select, Delete removes. Saved in {editor.file.name}")
+        self._update_regions_controls()
+
+    def _update_regions_controls(self) -> None:
+        state = self.session.regions_state()
+        self.menu_bar.update_regions(state)
+        self.toolbar.update_regions(state)
+        if not state.drawing:  # Undo and Redo are the points' again
+            points = self.session.annotation_state()
+            self.menu_bar.set_undo(points.can_undo, points.can_redo)
 
     def _job_started(self, job: AnalysisJob) -> None:
         self.progress.setFormat(f"{job.path.name}: %v/%m tiles" + (f" ({job.waiting} more)" if job.waiting else ""))
@@ -339,6 +460,10 @@ class MainWindow(QMainWindow):
             self.show_error(f"{folder} holds no BMP, PNG or TIFF images.", "Choose a folder with images.")
         if report.unreadable:
             self.show_error(f"{len(report.unreadable)} file(s) could not be opened.", "\n".join(report.unreadable))
+        elif report.problems:
+            self.show_error(f"{len(report.problems)} regions or acquisition file(s) beside the images could not be "
+                            "read; those images are counted whole or unnormalised until the files are fixed.",
+                            "\n".join(report.problems))
         if report.folder is not None:
             self.settings.set_value(Key.LAST_FOLDER, str(report.folder))
         if report.opened:
@@ -431,6 +556,8 @@ class MainWindow(QMainWindow):
     # -- annotation ----------------------------------------------------------------------
     def annotate(self, on: bool) -> None:
         """Start or end annotating the selected image (ending asks about unsaved points first)."""
+        if on and self.session.drawing_regions:
+            self.session.draw_regions(False)
         if on or self._points_settled():
             self.session.annotate(on)
         self._show_annotation()  # also when refused or cancelled: the buttons show what is so
@@ -440,12 +567,44 @@ class MainWindow(QMainWindow):
             self.session.annotations.click(row, col)
 
     def undo(self) -> None:
-        if self.session.annotations is not None:
+        if self.session.region_editor is not None:
+            self.session.region_editor.undo()
+        elif self.session.annotations is not None:
             self.session.annotations.undo()
 
     def redo(self) -> None:
-        if self.session.annotations is not None:
+        if self.session.region_editor is not None:
+            self.session.region_editor.redo()
+        elif self.session.annotations is not None:
             self.session.annotations.redo()
+
+    # -- regions --------------------------------------------------------------------------
+    def draw_regions(self, on: bool) -> None:
+        """Start or end regions mode for the selected image (annotation ends first, unsaved points asked about)."""
+        if on and self.session.annotating:
+            if not self._points_settled():
+                self._update_regions_controls()
+                return
+            self.session.annotate(False)
+            self._show_annotation()
+        self.session.draw_regions(on)
+        self._update_regions_controls()  # also when refused: the buttons show what is so
+
+    def _region_clicked(self, row: float, col: float, reach: float, other_kind: bool) -> None:
+        self.session.region_click(row, col, reach, other_kind=other_kind)
+
+    def finish_polygon(self) -> None:
+        editor = self.session.region_editor
+        if editor is not None and editor.drawing and not editor.close_polygon():
+            self.statusBar().showMessage("A region needs at least 3 corners.", 4000)
+
+    def delete_region(self) -> None:
+        if self.session.region_editor is not None:
+            self.session.region_editor.delete_selected()
+
+    def _discard_polygon(self) -> None:
+        if self.session.region_editor is not None:
+            self.session.region_editor.discard_polygon()
 
     def accept_detections(self) -> None:
         added = self.session.accept_detections()
@@ -486,17 +645,29 @@ class MainWindow(QMainWindow):
         if missing:
             self.show_error(missing, "There is nothing to export yet.")
             return
-        start = exports.suggested_path(kind, self.session, self.settings.last_folder())
+        quantity = self.spectra_panel.quantity()
+        start = exports.suggested_path(kind, self.session, self.settings.last_folder(), quantity)
         path, _ = QFileDialog.getSaveFileName(self, kind.title, str(start), kind.file_filter)
         if not path:
             return
         try:
-            exports.write_export(kind, self.session, Path(path), self.toolbar.opacity())
+            if kind is ExportKind.REPORT:  # overlays of every image: drawn on a worker
+                self.jobs.write_report(exports.prepare_report(self.session, self.toolbar.opacity()), Path(path))
+                self.statusBar().showMessage(f"Writing {path}…")
+                return
+            exports.write_export(kind, self.session, Path(path), self.toolbar.opacity(), quantity)
         except OSError as exc:
             self.show_error(f"{path} could not be written ({exc.strerror or exc}).",
                             "Check that the folder exists, is writable and has free space.")
             return
+        except ValueError as exc:
+            self.show_error(f"{Path(path).name} was not written: {exc}.", "")
+            return
+        self._exported(path)
+
+    def _exported(self, path: str) -> None:
         self.statusBar().showMessage(f"Saved {path}", 5000)
+        self.exported.emit(path)
 
     # -- errors and closing ---------------------------------------------------------------
     def show_error(self, message: str, details: str = "") -> None:
@@ -521,6 +692,7 @@ class MainWindow(QMainWindow):
                 return
             self.wizard.clean_up()
         self.jobs.stop_reading()
+        workers.wait_all(kinds=(workers.Pool.EXPORT,))  # a folder report being written is finished
         self.settings.set_value(Key.GEOMETRY, self.saveGeometry())
         self.settings.set_value(Key.WINDOW_STATE, self.saveState())
         event.accept()

@@ -7,9 +7,10 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
 
 from .exports import ExportKind
-from .session import AnnotationState
+from .session import AnnotationState, RegionsState
 
 ANNOTATE_SHORTCUT = "Ctrl+Shift+A"
+REGIONS_SHORTCUT = "Ctrl+Shift+G"
 
 
 class MenuBar(QMenuBar):
@@ -34,6 +35,10 @@ class MenuBar(QMenuBar):
     save_points_requested = Signal()
     undo_requested = Signal()
     redo_requested = Signal()
+    regions_toggled = Signal(bool)  # regions mode on or off
+    exclude_toggled = Signal(bool)  # new polygons are exclusions (True) or inclusions
+    finish_polygon_requested = Signal()
+    delete_region_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -47,7 +52,11 @@ class MenuBar(QMenuBar):
         for text, kind, shortcut in [("Export &tracks CSV…", ExportKind.TRACKS, "Ctrl+E"),
                                      ("Export &summary CSV (all analyzed)…", ExportKind.SUMMARY, None),
                                      ("Export &overlay PNG…", ExportKind.OVERLAY, None),
-                                     ("Export &probability TIFF…", ExportKind.PROBABILITY, None)]:
+                                     ("Export &probability TIFF…", ExportKind.PROBABILITY, None),
+                                     ("Export ImageJ &ROI set…", ExportKind.ROIS, None),
+                                     ("Export &napari points CSV…", ExportKind.NAPARI, None),
+                                     ("Export sp&ectra CSV (all analyzed)…", ExportKind.SPECTRA, None),
+                                     ("Export folder report &HTML (all analyzed)…", ExportKind.REPORT, None)]:
             action = self._action(files, text, None, shortcut)
             action.triggered.connect(lambda _=False, k=kind: self.export_requested.emit(k))
         files.addSeparator()
@@ -71,12 +80,23 @@ class MenuBar(QMenuBar):
         self.annotate_action.triggered.connect(self.annotate_toggled)  # triggered: the user, not setChecked
         self.accept_action = self._action(points, "Accept &detections", self.accept_detections_requested)
         self.save_points_action = self._action(points, "&Save points", self.save_points_requested, QKeySequence.Save)
+        regions = self.addMenu("&Regions")
+        self.regions_action = self._action(regions, "&Draw regions", None, REGIONS_SHORTCUT)
+        self.regions_action.setCheckable(True)
+        self.regions_action.triggered.connect(self.regions_toggled)
+        self.exclude_action = self._action(regions, "E&xclude (new polygons)", None)
+        self.exclude_action.setCheckable(True)
+        self.exclude_action.triggered.connect(self.exclude_toggled)
+        self.finish_polygon_action = self._action(regions, "&Finish polygon", self.finish_polygon_requested, "Return")
+        self.delete_region_action = self._action(regions, "D&elete region", self.delete_region_requested,
+                                                 QKeySequence.Delete)
         self.view_menu = self.addMenu("&View")
         self._action(self.view_menu, "&Auto levels", self.auto_levels_requested, "Ctrl+L")
         self.view_menu.addSeparator()
         self.set_recent([])
         self.set_can_close(False)
         self.update_annotation(AnnotationState(False, False, False, False, False, False))
+        self.update_regions(RegionsState(False, False, False, False, False, False, False))
 
     def _action(self, menu: QMenu, text: str, signal, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -115,5 +135,20 @@ class MenuBar(QMenuBar):
         self.annotate_action.setChecked(state.annotating)
         self.accept_action.setEnabled(state.can_accept)
         self.save_points_action.setEnabled(state.unsaved)
-        self.undo_action.setEnabled(state.can_undo)
-        self.redo_action.setEnabled(state.can_redo)
+        self.set_undo(state.can_undo, state.can_redo)
+
+    def update_regions(self, state: RegionsState) -> None:
+        """The Regions menu as ``state`` says; while drawing, Undo and Redo are the regions'."""
+        self.regions_action.setEnabled(state.can_draw or state.drawing)
+        self.regions_action.setChecked(state.drawing)
+        self.exclude_action.setChecked(state.exclude)
+        # Return and Delete are shortcuts only while they have something to do, so that they reach
+        # the other widgets otherwise.
+        self.finish_polygon_action.setEnabled(state.can_close)
+        self.delete_region_action.setEnabled(state.can_delete)
+        if state.drawing:
+            self.set_undo(state.can_undo, state.can_redo)
+
+    def set_undo(self, can_undo: bool, can_redo: bool) -> None:
+        self.undo_action.setEnabled(can_undo)
+        self.redo_action.setEnabled(can_redo)

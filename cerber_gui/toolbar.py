@@ -1,5 +1,5 @@
 """The main window's toolbar: open, analyze and cancel, the page of a TIFF stack, the threshold,
-how the result is shown, the pixel size, and annotation. It says what the user set through its
+how the result is shown, the pixel size, annotation and regions. It says what the user set through its
 signals and does none of it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QSpinBox, QToolBar, QWidget
 
-from .session import AnnotationState
+from .session import AnnotationState, RegionsState
 from .viewer import MODES
 
 
@@ -25,6 +25,8 @@ class ToolBar(QToolBar):
     annotate_toggled = Signal(bool)  # annotation mode on or off
     accept_detections_requested = Signal()
     save_points_requested = Signal()
+    regions_toggled = Signal(bool)  # regions mode on or off
+    exclude_toggled = Signal(bool)  # new polygons are exclusions
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Main", parent)
@@ -72,7 +74,10 @@ class ToolBar(QToolBar):
         self.pixel_size.setRange(0, 1000)
         self.pixel_size.setDecimals(4)
         self.pixel_size.setSuffix(" µm/px")
-        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setSpecialValueText("from file")
+        self.pixel_size.setToolTip("Micrometres per pixel, for every image. At 0 (\"from file\") each image "
+                                   "uses the pixel size its file gives (OME-XML, ImageJ or TIFF resolution), "
+                                   "where it gives one.")
         self.pixel_size.valueChanged.connect(self.pixel_size_changed)
         self.addWidget(self.pixel_size)
         self.addSeparator()
@@ -86,7 +91,23 @@ class ToolBar(QToolBar):
         self.accept_button.setToolTip("Add the tracks found at the threshold as points (Undo takes them back)")
         self.save_points_button = self._button("Save points", self.save_points_requested)
         self.save_points_button.setToolTip("Save the points beside the image (Ctrl+S)")
+        self.addSeparator()
+        self.regions_button = QPushButton("Regions")
+        self.regions_button.setCheckable(True)
+        self.regions_button.setToolTip("Draw the usable area (Ctrl+Shift+G): click the corners of a polygon, "
+                                       "double-click or Enter to close it; Shift+click starts an exclusion. Click "
+                                       "an outline to select it, Delete removes it. Saved beside the image as "
+                                       "<name>_regions.json; counts and fluence are over the usable area.")
+        self.regions_button.clicked.connect(self.regions_toggled)
+        self.addWidget(self.regions_button)
+        self.exclude_button = QPushButton("Exclude")
+        self.exclude_button.setCheckable(True)
+        self.exclude_button.setToolTip("New polygons take an area out (scratches, dust, edges) instead of "
+                                       "adding one")
+        self.exclude_button.clicked.connect(self.exclude_toggled)
+        self.addWidget(self.exclude_button)
         self.update_annotation(AnnotationState(False, False, False, False, False, False))
+        self.update_regions(RegionsState(False, False, False, False, False, False, False))
 
     def _button(self, text: str, signal) -> QPushButton:
         button = QPushButton(text)
@@ -134,3 +155,9 @@ class ToolBar(QToolBar):
         self.annotate_button.setChecked(state.annotating)
         self.accept_button.setEnabled(state.can_accept)
         self.save_points_button.setEnabled(state.unsaved)
+
+    def update_regions(self, state: RegionsState) -> None:
+        self.regions_button.setEnabled(state.can_draw or state.drawing)
+        self.regions_button.setChecked(state.drawing)
+        self.exclude_button.setEnabled(state.drawing)
+        self.exclude_button.setChecked(state.exclude)

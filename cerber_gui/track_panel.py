@@ -1,4 +1,5 @@
-"""The track table, the per-image summary and histograms of track area and intensity."""
+"""The track table, the per-image summary (count, usable area, fluence), the line pooled over the
+analyzed images, and histograms of track area and intensity."""
 
 from __future__ import annotations
 
@@ -60,7 +61,13 @@ class TrackPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.summary = QLabel("No image analyzed yet.")
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
+        self.pooled = QLabel("")  # all analyzed images as one: fluence and the dispersion test
+        self.pooled.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.pooled.setWordWrap(True)
+        self.pooled.setVisible(False)
+        layout.addWidget(self.pooled)
         self.model = TrackTableModel()
         self.proxy = QSortFilterProxyModel()
         self.proxy.setSourceModel(self.model)
@@ -88,21 +95,22 @@ class TrackPanel(QWidget):
         self.intensity_plot.addItem(self.intensity_hist)
         layout.addLayout(plots, stretch=2)
 
-    def set_tracks(self, tracks: Tracks | None, image_name: str = "", model: str = "") -> None:
+    def set_tracks(self, tracks: Tracks | None, summary: str = "") -> None:
+        """The tracks in the table and histograms (None: none analyzed), and the summary above them (HTML)."""
         self.model.set_tracks(tracks)
         if tracks is None:
             self.summary.setText("No image analyzed yet.")
             for hist in (self.area_hist, self.intensity_hist):
                 hist.setOpts(x=[], height=[], width=1)
             return
-        density = tracks.density_per_mm2
-        text = f"<b>{image_name}</b>: <b>{tracks.count}</b> tracks"
-        if density is not None:
-            text += f", <b>{density:,.1f}</b> per mm² ({tracks.pixel_size_um:g} µm/px)"
-        text += f" — threshold {tracks.threshold:.2f}, model {model}"
-        self.summary.setText(text)
+        self.summary.setText(summary)
         self._histogram(self.area_hist, tracks.columns["area_px"])
         self._histogram(self.intensity_hist, tracks.columns["integrated_intensity"])
+
+    def set_pooled(self, text: str) -> None:
+        """The line about all analyzed images (HTML); hidden when empty."""
+        self.pooled.setText(text)
+        self.pooled.setVisible(bool(text))
 
     @staticmethod
     def _histogram(item: pg.BarGraphItem, values: np.ndarray) -> None:

@@ -83,6 +83,7 @@ class Pool(enum.Enum):
     ANALYSIS = ("analysis", 1)  # the analysis queue, one image at a time
     READING = ("reading", 1)  # opening images, one file at a time, in the order they were asked for
     TRAINING = ("training", 1)  # the training wizard's work: generating and checking data, training
+    EXPORT = ("export", 1)  # exports that draw every image (the folder report), one at a time
 
     def __init__(self, _name: str, threads: int):
         self.threads = threads

@@ -2,7 +2,7 @@
 does (open files and wait until they are read, click Analyze, find a menu entry)."""
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
 #: Size of the test images (rows, columns).
 SHAPE = (200, 220)
@@ -35,3 +35,18 @@ def analyze_clicked(qtbot, window):
 def menu_action(window, menu: str, text: str):
     top = next(a for a in window.menuBar().actions() if a.text() == menu)
     return next(a for a in top.menu().actions() if a.text() == text)
+
+
+def click_image(qtbot, window, row: float, col: float, pane: str = "left", modifier=Qt.NoModifier,
+                double: bool = False) -> float:
+    """Click the view at image coordinates (row, col), mapped through the view's transform as a
+    user's pointer would be (``double``: a double click, which Qt delivers as a click, then a double
+    click and a release); returns how far apart (image px) two screen pixels there are."""
+    viewer = window.viewer
+    view, box = (viewer.left, viewer.left_box) if pane == "left" else (viewer.right, viewer.right_box)
+    pos = view.mapFromScene(box.mapViewToScene(QPointF(col, row)))
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, modifier, pos)
+    if double:
+        qtbot.mouseDClick(view.viewport(), Qt.LeftButton, modifier, pos)
+        qtbot.mouseRelease(view.viewport(), Qt.LeftButton, modifier, pos)
+    return float(max(box.viewPixelSize()))

@@ -8,14 +8,14 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from cerber_gui import annotations  # noqa: E402
 from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.points import read_points  # noqa: E402
-from tests.gui.helpers import SHAPE, open_and_wait  # noqa: E402
+from tests.gui.helpers import SHAPE, click_image, open_and_wait  # noqa: E402
 from tests.gui.helpers import analyze_clicked as _analyze  # noqa: E402
 from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
 
@@ -39,16 +39,6 @@ def questions(monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a, **k:
                         asked.append(text) or (answers.pop(0) if answers else QMessageBox.Cancel))
     return asked, answers
-
-
-def click_image(qtbot, window, row: float, col: float, pane: str = "left") -> float:
-    """Click the view at image coordinates (row, col), mapped through the view's transform as a
-    user's pointer would be; returns how far apart (image px) two screen pixels there are."""
-    viewer = window.viewer
-    view, box = (viewer.left, viewer.left_box) if pane == "left" else (viewer.right, viewer.right_box)
-    pos = view.mapFromScene(box.mapViewToScene(QPointF(col, row)))
-    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=pos)
-    return float(max(box.viewPixelSize()))
 
 
 def shown_points(window, pane: int = 0) -> np.ndarray:
