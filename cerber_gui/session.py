@@ -273,7 +273,9 @@ class Session:
         self.region_editor: RegionEditor | None = None  # the selected image's, in regions mode
         self.region_kind = "include"  # what a new polygon is
         self.acquisitions: dict[Path, Acquisition] = {}
-        self._doses: dict[Path, tuple[tuple, ImageDose]] = {}  # the last dose made, and what it was made from
+        # The last dose made of each image, and what it was made from: its tracks and regions (the
+        # objects themselves, which are replaced, never changed) and the settings.
+        self._doses: dict[Path, tuple[Tracks, Regions, tuple, ImageDose]] = {}
 
     # -- reading the state --------------------------------------------------------
     @property
@@ -361,6 +363,7 @@ class Session:
         if read.path in self.images:  # another page
             self.images[read.path] = read.image
             self.results.pop(read.path, None)
+            self._doses.pop(read.path, None)
             self.queue = [p for p in self.queue if p != read.path]
             self.events.image_replaced.emit(read.path)
             return True
@@ -597,6 +600,7 @@ class Session:
         self.model_loads += 1
         self.threshold = _step(bundle.config.threshold)
         self.results.clear()
+        self._doses.clear()
         self.events.model_changed.emit(bundle)
 
     def set_threshold(self, threshold: float) -> None:
@@ -713,11 +717,11 @@ class Session:
         regions = self.regions.get(path, Regions())
         pixel_size, source = self.pixel_size_for(path)
         resolving = self.resolving_distance_px
-        key = (id(result.tracks), id(regions), pixel_size, source, resolving, self.name(path),
-               self.regions_files.get(path), self.tracks_current(path))
+        settings = (pixel_size, source, resolving, self.name(path), self.regions_files.get(path),
+                    self.tracks_current(path))
         kept = self._doses.get(path)
-        if kept is not None and kept[0] == key:
-            return kept[1]
+        if kept is not None and kept[0] is result.tracks and kept[1] is regions and kept[2] == settings:
+            return kept[3]
         tracks = result.tracks
         shape = tracks.image_shape
         inside = replace(filter_tracks(tracks, regions), pixel_size_um=pixel_size)
@@ -729,7 +733,7 @@ class Session:
         dose = ImageDose(path, self.name(path), inside, tracks.count, area, shape[0] * shape[1], pixel_size, source,
                          self.file_pixel_size(path)[0], self.regions_files.get(path), not regions.is_empty, fluence,
                          self.tracks_current(path))
-        self._doses[path] = (key, dose)
+        self._doses[path] = (result.tracks, regions, settings, dose)
         return dose
 
     def doses(self) -> list[ImageDose]:
