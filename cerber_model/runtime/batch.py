@@ -203,7 +203,8 @@ def analyze_files(
     cancel: CancelToken | None = None,
 ) -> Iterator[Outcome[tuple[Path, str], ImageResult]]:
     """:func:`analyze_file` for every ``(path, stem)``, the stages overlapped (see
-    :mod:`.pipeline`): one :class:`~.pipeline.Outcome` per image, in order, holding its
+    :mod:`.pipeline`; one image read ahead, one in the network, one being finished, so memory
+    stays within about twice one image's analysis): one :class:`~.pipeline.Outcome` per image, in order, holding its
     :class:`ImageResult` or the error that stopped it. ``tile_progress(done, total)`` follows
     the network's tiles of the image being predicted."""
     engine = engine or bundle.engine(settings.engine)
@@ -212,6 +213,7 @@ def analyze_files(
         lambda item: read_input(item[0], item[1], settings, regions),
         lambda item, prepared: (prepared, predict(prepared, bundle, engine, tile_progress, cancel)),
         lambda item, done: finish(done[0], done[1], bundle, settings),
+        depth=0,  # one image read ahead: raw data are small beside the network's and the tracks' arrays
         cancel=cancel,
     )
 
