@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,gui,dev,package,cluster]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,gui,dev,package,cluster,openvino]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -90,7 +90,7 @@ bench: setup
 
 # Re-pin every dependency after changing pyproject.toml.
 constraints: setup
-	( echo "# Exact versions for reproducible installs: pip install -c constraints.txt -e '.[train,gui,dev,package,cluster]'"; \
+	( echo "# Exact versions for reproducible installs: pip install -c constraints.txt -e '.[train,gui,dev,package,cluster,openvino]'"; \
 	  echo "# Regenerate after changing dependencies: make constraints"; \
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 

@@ -151,6 +151,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         bundle = _load_model(args.model)
     except BundleError as exc:
         return _fail(str(exc))
+    engine = None
+    if not args.scheduler:  # workers make their own
+        try:
+            engine = _engine_with_notes(bundle, args.engine)
+        except ValueError as exc:  # an unknown $CERBER_ENGINE
+            return _fail(str(exc))
     resolving = bundle.config.resolving_distance_px
     resolving = DEFAULT_RESOLVING_DISTANCE_PX if resolving is None else resolving
     settings = BatchSettings(out, args.threshold, args.pixel_size, args.page, str(args.roi or ""),
@@ -176,7 +182,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analyzed: list[ImageResult] = []
     items = [(p, stems[p]) for p in paths]
     try:
-        for index, outcome in enumerate(_analyzed_images(items, settings, bundle, roi, args), start=1):
+        for index, outcome in enumerate(_analyzed_images(items, settings, bundle, engine, roi, args), start=1):
             path = outcome.item[0]
             label = f"[{index}/{len(paths)}] {path.name}"
             if outcome.error is not None:
@@ -213,7 +219,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _analyzed_images(items: list[tuple[Path, str]], settings: BatchSettings, bundle, roi,
+def _engine_with_notes(bundle, kind: str | None):
+    """The bundle's engine of ``kind``; a fallback to ONNX Runtime is said in one line."""
+    import warnings
+
+    from .runtime.engine import EngineFallbackWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EngineFallbackWarning)
+        engine = bundle.engine(kind)
+    for warning in caught:
+        if issubclass(warning.category, EngineFallbackWarning):
+            print(f"cerber: note: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return engine
+
+
+def _analyzed_images(items: list[tuple[Path, str]], settings: BatchSettings, bundle, engine, roi,
                      args: argparse.Namespace) -> Iterator[Outcome]:
     """The images analyzed here (stages overlapped) or on the Dask cluster at ``--scheduler``."""
     from tqdm import tqdm
@@ -235,7 +258,7 @@ def _analyzed_images(items: list[tuple[Path, str]], settings: BatchSettings, bun
             bar.total = total
             bar.update(done - bar.n)
 
-        yield from analyze_files(items, settings, bundle, regions=roi,
+        yield from analyze_files(items, settings, bundle, engine=engine, regions=roi,
                                  tile_progress=progress)
 
 

@@ -98,7 +98,7 @@ class OpenVinoEngine:
     name = "openvino"
 
     def __init__(self, model: bytes, threads: int | None = None, precision: str | None = "f32"):
-        import openvino as ov  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import openvino as ov
 
         core = ov.Core()
         graph = core.read_model(model=model)
@@ -148,7 +148,7 @@ def fold_channel_gathers(model) -> int:
     gather stays for its other consumers, if any. Returns the number of
     convolutions changed.
     """
-    import openvino as ov  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    import openvino as ov
 
     folded = 0
     for op in model.get_ordered_ops():

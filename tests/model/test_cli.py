@@ -377,3 +377,22 @@ def test_engine_is_chosen_on_the_command_line(inputs, model, tmp_path):
         # A pixel whose probability sits within 1e-4 of the threshold may fall either side.
         assert abs(float(a["row"]) - float(b["row"])) < 0.1 and abs(float(a["col"]) - float(b["col"])) < 0.1
         assert abs(int(a["area_px"]) - int(b["area_px"])) <= 1
+
+
+def test_an_engine_that_cannot_run_is_replaced_with_a_one_line_note(inputs, model, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    out = tmp_path / "out"
+    assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--engine", "openvino",
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "cerber: note: the OpenVINO engine needs the openvino package" in err and "Warning" not in err
+    assert (out / "a_tracks.csv").is_file()
