@@ -95,7 +95,7 @@ def main() -> None:
         print(json.dumps(child(args.child, paths, args.model, args.engine)))
         return
 
-    paths = [str(p) for p in make_folder(args.data / f"{args.size}px", args.count, args.size)]
+    paths = [str(p) for p in make_folder(args.data / f"{args.size}px-{args.count}", args.count, args.size)]
     rows = {}
     for kind in ("keras", "sequential", "pipeline"):
         command = [sys.executable, __file__, "--child", kind, "--model", args.model]
