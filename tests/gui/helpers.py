@@ -20,6 +20,19 @@ def spot_grid(rows: int, cols: int, rng) -> np.ndarray:
     return np.c_[r.ravel(), c.ravel()] + rng.uniform(-3, 3, (rows * cols, 2))
 
 
+def new_window(qtbot, bundle, tmp_path):
+    """A main window with its own settings file under ``tmp_path``, shown and exposed: what a
+    user gets on starting the app (again, with the same settings, when called twice)."""
+    from cerber_gui.main_window import MainWindow
+    from cerber_gui.settings import Settings
+
+    window = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
 def open_and_wait(qtbot, window, paths):
     """Open images as File > Open does, and wait until they are read; the Open's report."""
     with qtbot.waitSignal(window.images_opened, timeout=30000) as blocker:

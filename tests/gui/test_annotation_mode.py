@@ -12,24 +12,14 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from cerber_gui import annotations  # noqa: E402
-from cerber_gui.main_window import MainWindow  # noqa: E402
-from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.points import read_points  # noqa: E402
-from tests.gui.helpers import SHAPE, click_image, open_and_wait  # noqa: E402
+from tests.gui.helpers import SHAPE, click_image, new_window, open_and_wait  # noqa: E402
 from tests.gui.helpers import analyze_clicked as _analyze  # noqa: E402
 from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
 
 # Places with no spot near them (the spots sit on a grid at rows 30, 75, 120 and columns 30,
 # 78, 126, 174, give or take 3 px).
 EMPTY = [(52.3, 54.6), (97.7, 150.25), (160.4, 100.1)]
-
-
-def new_window(qtbot, bundle, tmp_path):
-    window = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
 
 
 @pytest.fixture

@@ -14,25 +14,15 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 
 from cerber_gui.dose import number  # noqa: E402
-from cerber_gui.main_window import MainWindow  # noqa: E402
-from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.analysis import analyze  # noqa: E402
 from cerber_model.runtime.dosimetry import image_fluence  # noqa: E402
 from cerber_model.runtime.images import read_image  # noqa: E402
 from cerber_model.runtime.regions import filter_tracks, load_regions  # noqa: E402
-from tests.gui.helpers import SHAPE, analyze_clicked, click_image, menu_action, open_and_wait  # noqa: E402
+from tests.gui.helpers import SHAPE, analyze_clicked, click_image, menu_action, new_window, open_and_wait  # noqa: E402
 
 # The spots sit on a grid at rows 30, 75, 120 and columns 30, 78, 126, 174, give or take 3 px.
 LEFT_HALF = [(5, 5), (5, 100), (195, 100), (195, 5)]  # the 6 spots of the first two columns
 AROUND_ONE = [(60, 62), (60, 94), (90, 94), (90, 62)]  # the spot near (75, 78)
-
-
-def new_window(qtbot, bundle, tmp_path):
-    window = MainWindow(bundle, Settings.in_file(tmp_path / "settings.ini"))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
 
 
 def draw_polygon(qtbot, window, vertices, close: str = "enter", modifier=Qt.NoModifier) -> float:
