@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--fit-from", type=int, default=200,
                         help="fit d on the densities from this many spots per image up (default %(default)s)")
     parser.add_argument("--radius", type=float, default=3.0, help="matching radius in px for true/false detections")
+    parser.add_argument("--plot", type=Path, metavar="FILE.svg",
+                        help="also draw counted and corrected (the fitted d) against the true count as an SVG")
     parser.add_argument("--write", action="store_true",
                         help="store the fitted d in the model's config.json as resolving_distance_px")
     args = parser.parse_args()
@@ -121,17 +123,72 @@ def main() -> None:
               f"corrected d={d:.2f}", f"corrected d={shipped:.2f}")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
+    points = []  # (true, counted, corrected) per image, means over the repeats
     for density in args.densities:
         part = table[table[:, 0] == density]
         true, counted = part[:, 1].sum(), part[:, 2].sum()
         fitted = sum(overlap_corrected_count(n, area, d) for n in part[:, 2])
         own = sum(overlap_corrected_count(n, area, shipped) for n in part[:, 2])
+        points.append((true / len(part), counted / len(part), fitted / len(part)))
         print(f"{true / len(part):.0f} | {counted / len(part):.1f} | {counted / true:.3f} | "
               f"{part[:, 3].sum() / true:.3f} | {part[:, 4].mean():.1f} | {fitted / true:.3f} | {own / true:.3f}")
+    if args.plot:
+        args.plot.write_text(linearity_svg(points, f"{bundle.name}: d = {d:.2f} px"))
+        print(f"plot: {args.plot}")
     if args.write:
         if bundle.path is None or not math.isfinite(d):
             sys.exit("nothing written: no model folder or no fitted d")
         write_resolving_distance(Path(bundle.path), d)
+
+
+def linearity_svg(points: list[tuple[float, float, float]], title: str, size: int = 380) -> str:
+    """Counted / true and corrected / true against the true count (log axis), with the +-5% band."""
+    lo, hi = 0.8 * min(p[0] for p in points), 1.25 * max(p[0] for p in points)
+    ratios = [v / t for t, c, k in points for v in (c, k)]
+    bottom = min(0.8, math.floor(min(ratios) * 10) / 10)
+    top = max(1.2, math.ceil(max(ratios) * 10) / 10)
+    margin, colours = 50, {"counted": "#d62728", "corrected": "#1f77b4"}
+
+    def xy(true: float, ratio: float) -> tuple[float, float]:
+        x = margin + (math.log10(true) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (size - 1.5 * margin)
+        y = size - margin - (ratio - bottom) / (top - bottom) * (size - 1.5 * margin)
+        return x, y
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" '
+           f'font-size="11"><rect width="{size}" height="{size}" fill="white"/>',
+           f'<text x="{margin}" y="16">{title}</text>']
+    band = [xy(lo, 1.05), xy(hi, 1.05), xy(hi, 0.95), xy(lo, 0.95)]
+    out.append('<polygon points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in band) + '" fill="#e8e8e8"/>')
+    (x0, y1), (x1, _) = xy(lo, 1.0), xy(hi, 1.0)
+    out.append(f'<line x1="{x0:.1f}" y1="{y1:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="#888" stroke-dasharray="4 3"/>')
+    for index, name in ((1, "counted"), (2, "corrected")):
+        coords = [xy(p[0], p[index] / p[0]) for p in points]
+        out.append('<polyline points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+                   + f'" fill="none" stroke="{colours[name]}" stroke-width="2"/>')
+        for (x, y), p in zip(coords, points, strict=True):
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colours[name]}"><title>{name}: '
+                       f"{p[index]:.1f} of {p[0]:.0f}</title></circle>")
+    decade = 10 ** math.floor(math.log10(lo))
+    while decade <= hi:
+        for tick in (decade, 2 * decade, 5 * decade):
+            if lo <= tick <= hi:
+                x, _ = xy(tick, bottom)
+                out.append(f'<text x="{x:.1f}" y="{size - margin + 16}" text-anchor="middle">{tick:g}</text>')
+        decade *= 10
+    ratio = bottom
+    while ratio <= top + 1e-9:
+        _, y = xy(lo, ratio)
+        out.append(f'<text x="{margin - 6}" y="{y + 4:.1f}" text-anchor="end">{ratio:.1f}</text>')
+        ratio += 0.1
+    out.append(f'<text x="{size / 2}" y="{size - 12}" text-anchor="middle">true spots per image</text>')
+    out.append(f'<text x="14" y="{size / 2}" transform="rotate(-90 14 {size / 2})" text-anchor="middle">'
+               "count / true count</text>")
+    legend = [("counted", colours["counted"]), ("corrected", colours["corrected"]), ("within ±5%", "#cccccc")]
+    for i, (label, colour) in enumerate(legend):
+        out.append(f'<rect x="{margin + 8}" y="{28 + 16 * i}" width="12" height="6" fill="{colour}"/>'
+                   f'<text x="{margin + 26}" y="{35 + 16 * i}">{label}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def write_resolving_distance(model: Path, d: float) -> None:
