@@ -484,7 +484,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
                           patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                           seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,
-                          normalization=normalization)
+                          normalization=normalization, focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -723,6 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", "--batch", type=int, default=d.batch_size,
                    help="patches per training step (default %(default)s)")
     t.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (default %(default)s)")
+    t.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
+                   help="focusing of the focal loss: 0 is plain cross-entropy; higher values squash the "
+                        "probabilities of easy pixels (default %(default)s)")
+    t.add_argument("--focal-alpha", type=float, default=d.focal_alpha,
+                   help="weight of the track class in the focal loss, 0-1; 0.5 weighs both classes alike "
+                        "(default %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the initial weights, the patches and the validation split (default %(default)s)")
     t.add_argument("--patience", "--early-stopping", type=int, default=d.patience,

@@ -66,6 +66,9 @@ def test_cerber_train_without_flags_trains_the_config_defaults():
     assert training_config(build_parser().parse_args(["train", "data", "--out", "m"])) == TrainingConfig()
     no_xla = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--no-xla"]))
     assert no_xla == TrainingConfig(xla=False)
+    focal = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--focal-gamma", "1",
+                                                       "--focal-alpha", "0.5"]))
+    assert focal == TrainingConfig(focal_gamma=1.0, focal_alpha=0.5)
 
 
 def test_cost_estimate_follows_width_patch_size_and_xla():
