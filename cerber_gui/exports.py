@@ -29,7 +29,7 @@ from cerber_model.runtime.export import (
 )
 from cerber_model.runtime.interop import NAPARI_SUFFIX, ROIS_SUFFIX, write_imagej_rois, write_napari_points
 from cerber_model.runtime.progress import CancelToken, ProgressFn
-from cerber_model.runtime.report import REPORT_NAME, THUMBNAIL_PX, write_report
+from cerber_model.runtime.report import REPORT_NAME, shrink, write_report
 from cerber_model.runtime.spectra import Spectrum, spectra_csv_name, write_spectra_csv
 
 from .dose import USER_SETTING
@@ -179,15 +179,11 @@ def write_prepared_report(job: ReportJob, path: Path, *, progress: ProgressFn | 
                           cancel: CancelToken | None = None) -> Path:
     """Draw each image's overlay (shrunk to a thumbnail) and write the report to ``path`` atomically.
     ``progress(images drawn, images)``; ``cancel`` is checked between images."""
-    from PIL import Image as PILImage
-
     thumbnails = []
     for done, (name, data, probability, labels) in enumerate(job.overlays, 1):
         if cancel is not None:
             cancel.check()
-        picture = PILImage.fromarray(render_overlay(data, probability, labels, job.opacity))
-        picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), PILImage.Resampling.LANCZOS)
-        thumbnails.append((name, np.asarray(picture)))
+        thumbnails.append((name, shrink(render_overlay(data, probability, labels, job.opacity))))
         if progress is not None:
             progress(done, len(job.overlays))
     return write_report(path, job.rows, settings=job.settings, model_name=job.model_name, thumbnails=thumbnails,

@@ -39,7 +39,7 @@ from .interop import NAPARI_SUFFIX, ROIS_SUFFIX, write_imagej_rois, write_napari
 from .pipeline import Outcome, pipelined
 from .progress import CancelToken, ProgressFn
 from .regions import Regions, RegionsError, filter_tracks, find_regions_beside, load_regions
-from .report import THUMBNAIL_PX
+from .report import shrink
 from .spectra import Acquisition, acquisition_for
 from .tracks import Tracks
 
@@ -162,7 +162,7 @@ def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings
         if settings.save_overlay:
             write_overlay_png(rgb, out / f"{stem}_overlay.png")
         if settings.thumbnail:
-            thumbnail = _thumbnail(rgb)
+            thumbnail = shrink(rgb)
     if settings.save_rois:
         write_imagej_rois(tracks, out / f"{stem}{ROIS_SUFFIX}")
     if settings.save_napari:
@@ -216,12 +216,3 @@ def analyze_files(
         depth=0,  # one image read ahead: raw data are small beside the network's and the tracks' arrays
         cancel=cancel,
     )
-
-
-def _thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """The overlay shrunk for a report (the full-size overlay is not kept for every image)."""
-    from PIL import Image as PILImage
-
-    picture = PILImage.fromarray(rgb)
-    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), PILImage.Resampling.LANCZOS)
-    return np.asarray(picture)

@@ -144,6 +144,16 @@ def render_report(rows: Sequence[Mapping[str, Any]], *, settings: Mapping[str, A
     return "\n".join(parts)
 
 
+def shrink(image: np.ndarray, max_side: int = THUMBNAIL_PX) -> np.ndarray:
+    """``image`` (uint8 gray or RGB) shrunk to at most ``max_side`` px on its longer side (never
+    enlarged): the thumbnail a report shows of an overlay."""
+    from PIL import Image as PILImage
+
+    picture = PILImage.fromarray(np.asarray(image))
+    picture.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    return np.asarray(picture)
+
+
 def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_PX) -> bytes:
     """A PNG of ``image`` (uint8, gray [row, col] or RGB [row, col, 3]) shrunk to at most
     ``max_side`` px on its longer side (never enlarged)."""
@@ -152,8 +162,7 @@ def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_PX) -> bytes:
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"a thumbnail needs a uint8 gray or RGB image, got {array.dtype} {array.shape}")
-    picture = PILImage.fromarray(array)
-    picture.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    picture = PILImage.fromarray(shrink(array, max_side))
     out = io.BytesIO()
     picture.save(out, format="PNG", optimize=True)
     return out.getvalue()
