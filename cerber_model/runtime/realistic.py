@@ -6,13 +6,15 @@ rims and texture. This recipe draws, per image:
 
 * spots: elliptic Gaussians of SD 0.6-5 px per axis (log-uniform, any orientation,
   sub-pixel centres, integrated over the pixel area), peak = SNR x the local noise
-  SD with SNR log-uniform over a wide range; some in touching clusters, a few
+  SD with SNR log-uniform over a wide range, but never below what a matched
+  filter could tell from noise (``min_detectability``: an invisible spot labelled
+  a track teaches the network to mark noise); some in touching clusters, a few
   saturated;
 * a background of photons: a level, vignetting, a gradient and broad
   inhomogeneities (together from 0 to tens of times a spot's amplitude);
 * clutter, labelled as background (never in the mask, never in the centres):
   blobs of SD 6-40 px, nuclear rims and rings (optionally filled), ridges and
-  filaments, textured autofluorescence, dust shadows and scratches;
+  filaments, textured autofluorescence (a grain coarser than most spots), dust shadows and scratches;
 * a camera: shot noise, read noise, offset and gain, hot pixels, quantised to 8,
   12 or 16 bits (12 and 16 bit stored as 16-bit PNG); the noise SD is 0.4-4 grey
   levels (8 bit) or 16 times that, so faint 8-bit spots span only a few grey levels.
@@ -57,6 +59,9 @@ class RealisticRecipe:
     width: int = 512
     tracks: tuple[int, int] = (0, 40)  # spots per image (inclusive)
     snr: tuple[float, float] = (0.7, 30.0)  # peak / local noise SD, log-uniform
+    # Matched-filter SNR, snr x sqrt(pi sd_u sd_v), below which no detector can tell a spot from
+    # noise: each spot's SNR is drawn from above the larger of snr[0] and what reaches it.
+    min_detectability: float = 2.5
     track_sd: tuple[float, float] = (0.6, 5.0)  # per axis, px, log-uniform
     cluster_fraction: float = 0.25  # share of spots placed touching another
     saturated_fraction: float = 0.03  # share of spots driven past full scale
@@ -73,6 +78,9 @@ class RealisticRecipe:
     ring_radius: tuple[float, float] = (12.0, 90.0)
     filaments: tuple[int, int] = (0, 4)
     texture_probability: float = 0.4
+    # Grain (SD of the smoothing, px) of the autofluorescence texture: coarser than most spots, for
+    # a grain of spot size is a field of faint spots labelled background.
+    texture_grain: tuple[float, float] = (3.0, 8.0)
     dust: tuple[int, int] = (0, 2)
     scratch_probability: float = 0.15
     hot_pixels: tuple[float, float] = (0.0, 2e-4)  # share of pixels
@@ -91,6 +99,8 @@ class RealisticRecipe:
                 raise ValueError(f"recipe range {f.name} has low > high: {value}")
         if min(self.track_sd) <= 0 or min(self.snr) <= 0 or min(self.background_photons) <= 0:
             raise ValueError("track_sd, snr and background_photons must be positive")
+        if min(self.texture_grain) <= 0 or self.min_detectability < 0:
+            raise ValueError("texture_grain must be positive and min_detectability not negative")
         if not self.bit_depths or set(self.bit_depths) - set(FULL_SCALE):
             raise ValueError(f"bit_depths must be drawn from 8, 12, 16, got {self.bit_depths}")
 
@@ -111,6 +121,14 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size=Non
 
 
 # -- drawing ---------------------------------------------------------------------
+
+
+def _spot_snrs(recipe: RealisticRecipe, rng: np.random.Generator, sds: np.ndarray) -> np.ndarray:
+    """Peak SNRs, log-uniform from each spot's lowest detectable SNR (``min_detectability`` over
+    the square root of its area, pi sd_u sd_v) or ``snr[0]``, whichever is higher, to ``snr[1]``."""
+    low = np.maximum(recipe.snr[0], recipe.min_detectability / np.sqrt(math.pi * sds[:, 0] * sds[:, 1]))
+    low = np.minimum(low, recipe.snr[1])
+    return np.exp(rng.uniform(np.log(low), math.log(recipe.snr[1])))
 
 
 def _background(recipe: RealisticRecipe, rng: np.random.Generator, level: float) -> np.ndarray:
@@ -237,7 +255,7 @@ def _clutter(recipe: RealisticRecipe, rng: np.random.Generator, unit: float) -> 
         _add_curve(clutter, points, rng.uniform(0.5, 1.2), amplitude())
     if rng.random() < recipe.texture_probability:
         # Autofluorescence: smooth random texture, only in some regions (cells).
-        grain = rng.uniform(1.5, 6.0)
+        grain = rng.uniform(*recipe.texture_grain)
         texture = ndimage.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), grain)
         texture *= np.float32(1.0 / max(float(texture.std()), 1e-6))
         region = ndimage.gaussian_filter(rng.standard_normal((h // 8 + 1, w // 8 + 1), dtype=np.float32), 3)
@@ -331,7 +349,7 @@ def make_realistic_sample(recipe: RealisticRecipe, rng: np.random.Generator) -> 
     n = int(rng.integers(recipe.tracks[0], recipe.tracks[1] + 1))
     sds = _log_uniform(rng, recipe.track_sd, (n, 2))
     angles = rng.uniform(0, math.pi, n)
-    snrs = _log_uniform(rng, recipe.snr, n)
+    snrs = _spot_snrs(recipe, rng, sds)
     saturated = rng.random(n) < recipe.saturated_fraction
     centres = _spot_positions(recipe, rng, sds)
     n = len(centres)

@@ -180,3 +180,26 @@ def test_cerber_generate_realistic_with_lab_backgrounds(tmp_path):
     assert read_image(out / "train" / "images" / "synth_00000.png").data.dtype == np.uint16
     assert main(["generate", str(tmp_path / "no"), "--count", "1", "--seed", "1", "--backgrounds",
                  str(tmp_path / "lab"), "--quiet"]) == 2  # the prototype's recipe has no backgrounds
+
+
+def test_no_spot_is_too_faint_to_be_found():
+    """Every spot's matched-filter SNR (peak SNR x sqrt(pi sd_u sd_v)) reaches min_detectability, while
+    SNRs still start at the recipe's low end for spots large enough to be seen that faint."""
+    recipe = replace(SMALL, snr=(0.7, 30.0), track_sd=(0.6, 5.0), tracks=(40, 40), saturated_fraction=0.0)
+    snr, sds = [], []
+    for index in range(8):
+        sample = make_sample(recipe, 5, index)
+        snr.append(sample.snr)
+        sds.append(sample.sds)
+    snr, sds = np.concatenate(snr), np.concatenate(sds)
+    detectability = snr * np.sqrt(np.pi * sds[:, 0] * sds[:, 1])
+    assert detectability.min() >= 0.98 * recipe.min_detectability
+    assert snr.min() < 1.0 and snr.max() > 10.0
+    # Without the floor, small faint spots are drawn: the floor is what keeps them out.
+    loose = [make_sample(replace(recipe, min_detectability=0.0), 5, i) for i in range(8)]
+    loose = np.concatenate([s.snr * np.sqrt(np.pi * s.sds[:, 0] * s.sds[:, 1]) for s in loose])
+    assert (loose < 0.8 * recipe.min_detectability).sum() > 10
+    with pytest.raises(ValueError, match="min_detectability"):
+        RealisticRecipe(min_detectability=-1.0)
+    with pytest.raises(ValueError, match="texture_grain"):
+        RealisticRecipe(texture_grain=(0.0, 2.0))
