@@ -14,7 +14,8 @@ rims and texture. This recipe draws, per image:
   inhomogeneities (together from 0 to tens of times a spot's amplitude);
 * clutter, labelled as background (never in the mask, never in the centres):
   blobs of SD 6-40 px, nuclear rims and rings (optionally filled), ridges and
-  filaments, textured autofluorescence (a grain coarser than most spots), dust shadows and scratches;
+  filaments, textured autofluorescence (a grain coarser than most spots), dust
+  shadows and scratches;
 * a camera: shot noise, read noise, offset and gain, hot pixels, quantised to 8,
   12 or 16 bits (12 and 16 bit stored as 16-bit PNG); the noise SD is 0.4-4 grey
   levels (8 bit) or 16 times that, so faint 8-bit spots span only a few grey levels.
@@ -107,9 +108,14 @@ class RealisticRecipe:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
 
+    #: Settings added since the first recipe files were written, with the values those files
+    #: were drawn with: a recipe JSON without them makes the same images as when it was written.
+    _ADDED_LATER: ClassVar[dict[str, Any]] = {"min_detectability": 0.0, "texture_grain": (1.5, 6.0)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RealisticRecipe:
-        return cls(**recipe_settings(cls, {k: v for k, v in data.items() if k != "kind"}))
+        settings = {**cls._ADDED_LATER, **{k: v for k, v in data.items() if k != "kind"}}
+        return cls(**recipe_settings(cls, settings))
 
     def make_sample(self, seed: int, index: int) -> Sample:
         """Synthetic image number ``index`` of the data set with ``seed``."""

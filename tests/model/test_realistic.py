@@ -203,3 +203,17 @@ def test_no_spot_is_too_faint_to_be_found():
         RealisticRecipe(min_detectability=-1.0)
     with pytest.raises(ValueError, match="texture_grain"):
         RealisticRecipe(texture_grain=(0.0, 2.0))
+
+
+def test_recipe_files_written_before_the_detectability_floor_make_the_same_images():
+    """A recipe JSON without min_detectability and texture_grain was drawn without the floor and with
+    the finer texture: it still is, while a current recipe's JSON round-trips its own values."""
+    current = replace(SMALL, tracks=(30, 30))
+    old = current.to_dict()
+    del old["min_detectability"], old["texture_grain"]
+    loaded = recipe_from_dict(json.loads(json.dumps(old)))
+    assert (loaded.min_detectability, loaded.texture_grain) == (0.0, (1.5, 6.0))
+    assert recipe_from_dict(json.loads(json.dumps(current.to_dict()))) == current
+    faint = [make_sample(loaded, 2, i) for i in range(4)]
+    detectability = np.concatenate([s.snr * np.sqrt(np.pi * s.sds[:, 0] * s.sds[:, 1]) for s in faint])
+    assert detectability.min() < current.min_detectability
