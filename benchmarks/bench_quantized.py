@@ -37,15 +37,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from compare_real_images import SAMPLES, camera_sets  # noqa: E402
 from eval_snr import sets as snr_sets  # noqa: E402
 
-from cerber_model.runtime.analysis import predict_probability  # noqa: E402
+from cerber_model.runtime.analysis import analyze  # noqa: E402
 from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
 from cerber_model.runtime.datasets import Pair, find_pairs, pair_mask  # noqa: E402
 from cerber_model.runtime.engine import OnnxEngine  # noqa: E402
 from cerber_model.runtime.evaluation import Match, match_points, truth_centres  # noqa: E402
 from cerber_model.runtime.images import normalize, read_image  # noqa: E402
 from cerber_model.runtime.points import points_beside  # noqa: E402
-from cerber_model.runtime.synthesis import generate_dataset, named_recipe  # noqa: E402
-from cerber_model.runtime.tracks import extract_tracks  # noqa: E402
+from cerber_model.runtime.synthesis import make_sample, named_recipe  # noqa: E402
 
 WINDOW = 1024
 
@@ -58,16 +57,11 @@ def float_graph(bundle, out: Path) -> Path:
     return out
 
 
-def calibration_inputs(bundle, folder: Path, count: int = 6, size: int = 256) -> list[np.ndarray]:
-    """Normalised crops of freshly generated images of the training recipe (seed 4242)."""
-    generate_dataset(folder, count, seed=4242, recipe=named_recipe("training"), val_fraction=0.0)
-    pairs, problems, _ = find_pairs(folder / "train" / "images", folder / "train" / "masks")
-    assert not problems, problems
-    crops = []
-    for pair in pairs:
-        x = normalize(read_image(pair.image).data, bundle.config.normalization)
-        crops.append(np.ascontiguousarray(x[:size, :size], np.float32)[None, None])
-    return crops
+def calibration_inputs(bundle, count: int = 6, size: int = 256) -> list[np.ndarray]:
+    """Normalised crops of images of the training recipe (seed 4242, never scored here)."""
+    recipe = named_recipe("training")
+    return [np.ascontiguousarray(normalize(make_sample(recipe, 4242, i).image, bundle.config.normalization)
+                                 [:size, :size], np.float32)[None, None] for i in range(count)]
 
 
 def quantize(source: Path, out: Path, inputs: list[np.ndarray], reduce_range: bool) -> Path:
@@ -109,11 +103,9 @@ def score(pairs: list[Pair], engines: dict[str, OnnxEngine], bundle) -> dict[str
     total = {k: Match(0, 0, 0) for k in engines}
     for pair in pairs:
         image = read_image(pair.image)
-        mask = pair_mask(pair, image.shape) if pair.mask is not None else None
-        truth = truth_centres(pair, mask)
+        truth = truth_centres(pair, pair_mask(pair, image.shape) if pair.mask is not None else None)
         for k, engine in engines.items():
-            prob = predict_probability(image.data, engine, bundle.config.normalization)
-            t = extract_tracks(prob, image.data, bundle.config.threshold, bundle.config.min_area_px)
+            t = analyze(image, bundle, engine=engine).tracks
             total[k] = total[k] + match_points(np.c_[t.columns["row"], t.columns["col"]], truth, 3.0)
     return total
 
@@ -133,7 +125,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         f32 = float_graph(bundle, folder / "float.onnx")
-        int8 = quantize(f32, folder / "int8.onnx", calibration_inputs(bundle, Path(tmp) / "calibration"),
+        int8 = quantize(f32, folder / "int8.onnx", calibration_inputs(bundle),
                         args.reduce_range)
         print(f"quantised in {time.perf_counter() - t:.0f} s (reduce_range={args.reduce_range})")
         engines = {"float": OnnxEngine(f32.read_bytes()), "int8": OnnxEngine(int8.read_bytes())}
