@@ -16,6 +16,12 @@ rims and texture. This recipe draws, per image:
   blobs of SD 6-40 px, nuclear rims and rings (optionally filled), ridges and
   filaments, textured autofluorescence (a grain coarser than most spots), dust
   shadows and scratches;
+* spots where real ones are: a share of them (``in_structure_fraction``) lies on
+  that clutter (in nuclei, on tissue and texture), drawn uniformly over its
+  area, and a spot's SNR counts the clutter's own fine structure
+  around it as noise (``snr_over_clutter``), so a spot in texture stands out from
+  the texture as a spot on a flat background stands out from the noise (the
+  texture is correlated at spot scale, so a matched filter gains nothing on it);
 * a camera: shot noise, read noise, offset and gain, hot pixels, quantised to 8,
   12 or 16 bits (12 and 16 bit stored as 16-bit PNG); the noise SD is 0.4-4 grey
   levels (8 bit) or 16 times that, so faint 8-bit spots span only a few grey levels.
@@ -82,6 +88,13 @@ class RealisticRecipe:
     # Grain (SD of the smoothing, px) of the autofluorescence texture: coarser than most spots, for
     # a grain of spot size is a field of faint spots labelled background.
     texture_grain: tuple[float, float] = (3.0, 8.0)
+    # Share of spots placed on the clutter (cells, tissue, texture) rather than anywhere: real
+    # spots sit mostly on such structures, and a network that never sees one there learns to
+    # call everything on a bright textured region background.
+    in_structure_fraction: float = 0.5
+    # Count the clutter's fine structure (its variation at spot scales, times the square root of
+    # the spot's area) as noise in the SNR, so spots on texture are as detectable as elsewhere.
+    snr_over_clutter: bool = True
     dust: tuple[int, int] = (0, 2)
     scratch_probability: float = 0.15
     hot_pixels: tuple[float, float] = (0.0, 2e-4)  # share of pixels
@@ -102,6 +115,8 @@ class RealisticRecipe:
             raise ValueError("track_sd, snr and background_photons must be positive")
         if min(self.texture_grain) <= 0 or self.min_detectability < 0:
             raise ValueError("texture_grain must be positive and min_detectability not negative")
+        if not 0 <= self.in_structure_fraction <= 1:
+            raise ValueError(f"in_structure_fraction must be between 0 and 1, got {self.in_structure_fraction}")
         if not self.bit_depths or set(self.bit_depths) - set(FULL_SCALE):
             raise ValueError(f"bit_depths must be drawn from 8, 12, 16, got {self.bit_depths}")
 
@@ -110,7 +125,8 @@ class RealisticRecipe:
 
     #: Settings added since the first recipe files were written, with the values those files
     #: were drawn with: a recipe JSON without them makes the same images as when it was written.
-    _ADDED_LATER: ClassVar[dict[str, Any]] = {"min_detectability": 0.0, "texture_grain": (1.5, 6.0)}
+    _ADDED_LATER: ClassVar[dict[str, Any]] = {"min_detectability": 0.0, "texture_grain": (1.5, 6.0),
+                                              "in_structure_fraction": 0.0, "snr_over_clutter": False}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RealisticRecipe:
@@ -306,6 +322,43 @@ def _spot_positions(recipe: RealisticRecipe, rng: np.random.Generator, sds: np.n
     return np.array(placed, np.float64).reshape(-1, 2)
 
 
+def _onto_structures(recipe: RealisticRecipe, rng: np.random.Generator, centres: np.ndarray,
+                     clutter: np.ndarray, unit: float) -> np.ndarray:
+    """``centres`` with each spot, at chance ``in_structure_fraction``, moved onto the clutter:
+    to a point drawn uniformly from where the clutter, smoothed over 4 px, exceeds one noise
+    SD (so a nucleus or a patch of tissue draws by its area, a thin bright filament little),
+    at least MIN_SEPARATION from every other spot (left where it was if 20 draws find no room)."""
+    from scipy import ndimage
+
+    move = rng.random(len(centres)) < recipe.in_structure_fraction
+    weight = (ndimage.gaussian_filter(clutter, 4.0) > np.float32(unit)).ravel().astype(np.float64)
+    total = weight.sum()
+    if not move.any() or total <= 0:
+        return centres
+    tries = 20
+    picks = rng.choice(weight.size, size=(int(move.sum()), tries), p=weight / total)
+    candidates = np.stack([picks // recipe.width, picks % recipe.width], axis=-1).astype(np.float64)
+    candidates += rng.uniform(-0.5, 0.5, (*picks.shape, 2))
+    candidates = np.clip(candidates, 0, [recipe.height - 1, recipe.width - 1])
+    out = centres.copy()
+    for k, i in enumerate(np.flatnonzero(move)):
+        others = np.delete(out, i, axis=0)
+        for r, c in candidates[k]:
+            if not len(others) or np.min((others[:, 0] - r) ** 2 + (others[:, 1] - c) ** 2) >= MIN_SEPARATION**2:
+                out[i] = (r, c)
+                break
+    return out
+
+
+def clutter_variance(clutter: np.ndarray) -> np.ndarray:
+    """The local variance of the clutter's fine structure: the clutter minus its 8 px
+    Gaussian blur, squared, averaged over 8 px (what a spot there must stand out from)."""
+    from scipy import ndimage
+
+    fine = clutter - ndimage.gaussian_filter(clutter, 8.0)
+    return ndimage.gaussian_filter(fine * fine, 8.0)
+
+
 def mark_spots(shape: tuple[int, int], spots: np.ndarray, mask_sigmas: float, min_radius: float) -> np.ndarray:
     """The mask (bool) of spots (rows: row, col, sd along, sd across, angle, ...).
 
@@ -369,13 +422,22 @@ def make_realistic_sample(recipe: RealisticRecipe, rng: np.random.Generator) -> 
     read = rng.uniform(*recipe.read_noise)
     unit = math.sqrt(level + read**2)
     signal = _background(recipe, rng, level)
-    signal += _clutter(recipe, rng, unit)
+    clutter = _clutter(recipe, rng, unit)
+    if recipe.in_structure_fraction > 0 and n:
+        centres = _onto_structures(recipe, rng, centres, clutter, unit)
+    signal += clutter
     transmission = _dust(recipe, rng)
     if transmission is not None:
         signal *= transmission
     np.maximum(signal, 0, out=signal)
-    # Spots: peak = SNR x the noise SD where they sit.
-    local = np.sqrt(signal[np.rint(centres[:, 0]).astype(int), np.rint(centres[:, 1]).astype(int)] + read**2)
+    # Spots: peak = SNR x the noise SD where they sit (with the clutter's fine structure, which a
+    # matched filter cannot average away, weighted by the spot's area).
+    at = (np.rint(centres[:, 0]).astype(int), np.rint(centres[:, 1]).astype(int))
+    variance = signal[at] + read**2
+    if recipe.snr_over_clutter and n:
+        shade = clutter if transmission is None else clutter * transmission
+        variance = variance + clutter_variance(shade)[at] * (math.pi * effective[:, 0] * effective[:, 1])
+    local = np.sqrt(variance)
     amplitudes = snrs * local
     # The camera: gain such that the noise at the level is a few grey levels (16 times that for 12
     # and 16 bits), lowered if the brightest unsaturated signal would clip.

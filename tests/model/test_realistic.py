@@ -8,7 +8,7 @@ import pytest
 from PIL import Image as PILImage
 from scipy import ndimage
 
-from cerber_model.runtime.images import read_image
+from cerber_model.runtime.images import noise_sd, read_image
 from cerber_model.runtime.realistic import RealisticRecipe, remove_spots
 from cerber_model.runtime.synthesis import generate_dataset, make_sample, named_recipe, recipe_from_dict
 
@@ -210,10 +210,66 @@ def test_recipe_files_written_before_the_detectability_floor_make_the_same_image
     the finer texture: it still is, while a current recipe's JSON round-trips its own values."""
     current = replace(SMALL, tracks=(30, 30))
     old = current.to_dict()
-    del old["min_detectability"], old["texture_grain"]
+    del old["min_detectability"], old["texture_grain"], old["in_structure_fraction"], old["snr_over_clutter"]
     loaded = recipe_from_dict(json.loads(json.dumps(old)))
     assert (loaded.min_detectability, loaded.texture_grain) == (0.0, (1.5, 6.0))
+    assert (loaded.in_structure_fraction, loaded.snr_over_clutter) == (0.0, False)
     assert recipe_from_dict(json.loads(json.dumps(current.to_dict()))) == current
     faint = [make_sample(loaded, 2, i) for i in range(4)]
     detectability = np.concatenate([s.snr * np.sqrt(np.pi * s.sds[:, 0] * s.sds[:, 1]) for s in faint])
     assert detectability.min() < current.min_detectability
+
+
+#: Big bright blobs, no other clutter, a flat dim background: where a spot sits is easy to tell.
+_BLOBS = replace(SMALL, height=256, width=256, tracks=(30, 30), blobs=(3, 3), blob_sd=(15.0, 20.0), rings=(0, 0),
+                 filaments=(0, 0), texture_probability=0.0, dust=(0, 0), scratch_probability=0.0,
+                 clutter_snr=(30.0, 40.0), inhomogeneities=(0, 0), vignetting=(0.0, 0.0), gradient=(0.0, 0.0),
+                 hot_pixels=(0.0, 0.0), saturated_fraction=0.0, background_photons=(100.0, 100.0))
+
+
+def _share_on_structure(recipe, seed):
+    """Share of spots whose surroundings (a ring of 6-9 px) are brighter than the image's
+    background by at least 5 noise SDs."""
+    on = total = 0
+    for index in range(6):
+        sample = make_sample(recipe, seed, index)
+        x = ndimage.median_filter(sample.image.astype(np.float64), 5)
+        level = np.median(x)
+        noise = noise_sd(sample.image)
+        rr, cc = np.mgrid[-9:10, -9:10]
+        ring = (np.hypot(rr, cc) >= 6) & (np.hypot(rr, cc) <= 9)
+        for r, c in np.rint(sample.centres).astype(int):
+            rows, cols = np.clip(r + rr[ring], 0, x.shape[0] - 1), np.clip(c + cc[ring], 0, x.shape[1] - 1)
+            on += np.median(x[rows, cols]) > level + noise
+            total += 1
+    return on / total
+
+
+def test_spots_are_placed_on_structures_at_the_share_asked():
+    """Real spots sit in nuclei and on tissue: with in_structure_fraction 1 nearly every spot lies on
+    a blob, with 0 only those that land there by chance."""
+    anywhere = _share_on_structure(replace(_BLOBS, in_structure_fraction=0.0), 7)
+    on_blobs = _share_on_structure(replace(_BLOBS, in_structure_fraction=1.0), 7)
+    assert anywhere < 0.5 and on_blobs > 0.85, (anywhere, on_blobs)
+    with pytest.raises(ValueError, match="in_structure_fraction"):
+        RealisticRecipe(in_structure_fraction=1.5)
+
+
+def test_spots_on_texture_stand_out_from_it():
+    """With snr_over_clutter a spot's SNR counts the texture around it as noise, so spots on a strong
+    texture are brighter than the same SNRs on shot noise alone would make them."""
+    textured = replace(_BLOBS, blobs=(0, 0), texture_probability=1.0, texture_grain=(3.0, 3.0), clutter_snr=(1.0, 1.0),
+                       in_structure_fraction=1.0, snr=(5.0, 5.0), min_detectability=0.0, track_sd=(2.0, 2.0))
+
+    def contrast(recipe):
+        peaks = []
+        for index in range(4):
+            sample = make_sample(recipe, 8, index)
+            x = sample.image.astype(np.float64)
+            surround = ndimage.median_filter(x, 15)
+            c = np.rint(sample.centres).astype(int)
+            peaks.append(ndimage.maximum_filter(x, 3)[c[:, 0], c[:, 1]] - surround[c[:, 0], c[:, 1]])
+        return np.median(np.concatenate(peaks))
+
+    plain, counted = contrast(replace(textured, snr_over_clutter=False)), contrast(textured)
+    assert counted > 1.5 * plain, (plain, counted)
