@@ -13,7 +13,8 @@ rims and texture. This recipe draws, per image:
 * a background of photons: a level, vignetting, a gradient and broad
   inhomogeneities (together from 0 to tens of times a spot's amplitude);
 * clutter, labelled as background (never in the mask, never in the centres):
-  blobs of SD 6-40 px, nuclear rims and rings (optionally filled), ridges and
+  blobs of SD 6-40 px, nuclear rims and rings (optionally filled), cells (bright
+  flat-topped ellipses with sharp edges, half of them textured inside), ridges and
   filaments, textured autofluorescence (a grain coarser than most spots), dust
   shadows and scratches;
 * spots where real ones are: a share of them (``in_structure_fraction``) lies on
@@ -84,6 +85,10 @@ class RealisticRecipe:
     rings: tuple[int, int] = (0, 3)
     ring_radius: tuple[float, float] = (12.0, 90.0)
     filaments: tuple[int, int] = (0, 4)
+    # Cells or nuclei: flat-topped ellipses with sharp edges, as bright as other clutter, textured
+    # inside half the time; their edges defeat the background estimate, as real nuclei's do.
+    cells: tuple[int, int] = (0, 4)
+    cell_radius: tuple[float, float] = (20.0, 120.0)
     texture_probability: float = 0.4
     # Grain (SD of the smoothing, px) of the autofluorescence texture: coarser than most spots, for
     # a grain of spot size is a field of faint spots labelled background.
@@ -115,6 +120,8 @@ class RealisticRecipe:
             raise ValueError("track_sd, snr and background_photons must be positive")
         if min(self.texture_grain) <= 0 or self.min_detectability < 0:
             raise ValueError("texture_grain must be positive and min_detectability not negative")
+        if min(self.cell_radius) <= 0:
+            raise ValueError(f"cell_radius must be positive, got {self.cell_radius}")
         if not 0 <= self.in_structure_fraction <= 1:
             raise ValueError(f"in_structure_fraction must be between 0 and 1, got {self.in_structure_fraction}")
         if not self.bit_depths or set(self.bit_depths) - set(FULL_SCALE):
@@ -126,7 +133,8 @@ class RealisticRecipe:
     #: Settings added since the first recipe files were written, with the values those files
     #: were drawn with: a recipe JSON without them makes the same images as when it was written.
     _ADDED_LATER: ClassVar[dict[str, Any]] = {"min_detectability": 0.0, "texture_grain": (1.5, 6.0),
-                                              "in_structure_fraction": 0.0, "snr_over_clutter": False}
+                                              "in_structure_fraction": 0.0, "snr_over_clutter": False,
+                                              "cells": (0, 0)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RealisticRecipe:
@@ -285,7 +293,27 @@ def _clutter(recipe: RealisticRecipe, rng: np.random.Generator, unit: float) -> 
         strength = np.float32(rng.uniform(0.3, 1.5) * unit)
         clutter += np.maximum(texture + np.float32(1.5), 0) * strength * ndimage.gaussian_filter(
             region.astype(np.float32), 8)
+    if recipe.cells[1] > 0:  # drawn last, so recipes without cells keep their random stream
+        _cells(recipe, rng, clutter, amplitude)
     return clutter
+
+
+def _cells(recipe: RealisticRecipe, rng: np.random.Generator, clutter: np.ndarray, amplitude) -> None:
+    """Add flat-topped bright ellipses with sharp soft edges (cells, nuclei), half of them with
+    a coarse texture inside, to ``clutter`` in place."""
+    from scipy import ndimage
+
+    h, w = clutter.shape
+    for _ in range(int(rng.integers(recipe.cells[0], recipe.cells[1] + 1))):
+        body = np.zeros((h, w), np.float32)
+        _filled_ellipse(body, (rng.uniform(0, h), rng.uniform(0, w)), rng.uniform(*recipe.cell_radius),
+                        rng.uniform(0.6, 1.0), rng.uniform(0, math.pi), 1.0, rng.uniform(1.0, 5.0))
+        if rng.random() < 0.5:
+            grain = rng.uniform(*recipe.texture_grain)
+            texture = ndimage.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), grain)
+            texture *= np.float32(rng.uniform(0.1, 0.4) / max(float(texture.std()), 1e-6))
+            body *= np.maximum(np.float32(1) + texture, 0)
+        clutter += np.float32(amplitude()) * body
 
 
 def _dust(recipe: RealisticRecipe, rng: np.random.Generator) -> np.ndarray | None:

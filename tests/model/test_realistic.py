@@ -36,12 +36,14 @@ def test_each_spot_is_one_mask_component_holding_its_centre():
 def test_clutter_is_never_in_the_mask():
     """An image with every kind of clutter and no spots: strong structure, an empty mask, no centres."""
     recipe = replace(SMALL, tracks=(0, 0), blobs=(4, 4), rings=(2, 2), filaments=(2, 2), texture_probability=1.0,
-                     dust=(1, 1), scratch_probability=1.0, hot_pixels=(1e-3, 1e-3), clutter_snr=(10, 20))
+                     dust=(1, 1), scratch_probability=1.0, hot_pixels=(1e-3, 1e-3), clutter_snr=(10, 20),
+                     cells=(2, 2), cell_radius=(20, 40))
     for index in range(3):
         sample = make_sample(recipe, 2, index)
         assert sample.mask.max() == 0 and len(sample.centres) == 0
         x = sample.image.astype(np.float64)
-        assert ndimage.gaussian_filter(x, 3).std() > 5 * np.std(x - ndimage.median_filter(x, 3)) / 10
+        pixel_noise = 1.4826 * np.median(np.abs(x - ndimage.median_filter(x, 3)))
+        assert ndimage.gaussian_filter(x, 3).std() > 5 * pixel_noise
 
 
 def test_mask_pixels_lie_only_around_spots():
@@ -76,7 +78,7 @@ def test_bit_depths_and_16_bit_png(tmp_path):
     path = out / "train" / "images" / "synth_00000.png"
     assert PILImage.open(path).mode == "I;16"
     assert np.array_equal(read_image(path).data, make_sample(replace(recipe, bit_depths=(16,)), 5, 0).image)
-    eight = make_sample(replace(recipe, bit_depths=(8,), noise_grey_levels=(0.4, 0.6)), 5, 1).image
+    eight = make_sample(replace(recipe, bit_depths=(8,), noise_grey_levels=(0.4, 0.6), cells=(0, 0)), 5, 1).image
     assert len(np.unique(eight)) < 40  # only a few grey levels for faint spots on an 8-bit camera
 
 
@@ -206,14 +208,16 @@ def test_no_spot_is_too_faint_to_be_found():
 
 
 def test_recipe_files_written_before_the_detectability_floor_make_the_same_images():
-    """A recipe JSON without min_detectability and texture_grain was drawn without the floor and with
-    the finer texture: it still is, while a current recipe's JSON round-trips its own values."""
+    """A recipe JSON without the settings added later (the detectability floor, the coarser texture,
+    spots on structures, the SNR over clutter, cells) was drawn without them: it still is, while a
+    current recipe's JSON round-trips its own values."""
     current = replace(SMALL, tracks=(30, 30))
     old = current.to_dict()
-    del old["min_detectability"], old["texture_grain"], old["in_structure_fraction"], old["snr_over_clutter"]
+    for added in ("min_detectability", "texture_grain", "in_structure_fraction", "snr_over_clutter", "cells"):
+        del old[added]
     loaded = recipe_from_dict(json.loads(json.dumps(old)))
     assert (loaded.min_detectability, loaded.texture_grain) == (0.0, (1.5, 6.0))
-    assert (loaded.in_structure_fraction, loaded.snr_over_clutter) == (0.0, False)
+    assert (loaded.in_structure_fraction, loaded.snr_over_clutter, loaded.cells) == (0.0, False, (0, 0))
     assert recipe_from_dict(json.loads(json.dumps(current.to_dict()))) == current
     faint = [make_sample(loaded, 2, i) for i in range(4)]
     detectability = np.concatenate([s.snr * np.sqrt(np.pi * s.sds[:, 0] * s.sds[:, 1]) for s in faint])
@@ -222,7 +226,7 @@ def test_recipe_files_written_before_the_detectability_floor_make_the_same_image
 
 #: Big bright blobs, no other clutter, a flat dim background: where a spot sits is easy to tell.
 _BLOBS = replace(SMALL, height=256, width=256, tracks=(30, 30), blobs=(3, 3), blob_sd=(15.0, 20.0), rings=(0, 0),
-                 filaments=(0, 0), texture_probability=0.0, dust=(0, 0), scratch_probability=0.0,
+                 cells=(0, 0), filaments=(0, 0), texture_probability=0.0, dust=(0, 0), scratch_probability=0.0,
                  clutter_snr=(30.0, 40.0), inhomogeneities=(0, 0), vignetting=(0.0, 0.0), gradient=(0.0, 0.0),
                  hot_pixels=(0.0, 0.0), saturated_fraction=0.0, background_photons=(100.0, 100.0))
 
@@ -253,6 +257,8 @@ def test_spots_are_placed_on_structures_at_the_share_asked():
     assert anywhere < 0.5 and on_blobs > 0.85, (anywhere, on_blobs)
     with pytest.raises(ValueError, match="in_structure_fraction"):
         RealisticRecipe(in_structure_fraction=1.5)
+    with pytest.raises(ValueError, match="cell_radius"):
+        RealisticRecipe(cell_radius=(0.0, 10.0))
 
 
 def test_spots_on_texture_stand_out_from_it():
