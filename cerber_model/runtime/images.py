@@ -441,13 +441,17 @@ class Normalization:
     blocks of ``block`` x ``block`` px (see :func:`background_levels`): spots come
     out in units of their local noise SD wherever they sit, and an image of plain
     noise stays plain noise of SD 1 (the percentiles stretch it to full range).
+    Blocks of 16 px follow the edge of a bright nucleus closely enough that spots
+    just inside it are not left on a residual step (with 32 px, spots 12-20 px
+    inside the edge of a plateau 30 noise SDs high got probabilities of 0.1-0.3
+    instead of 0.94); bundles store their block, so older ones keep 32.
     """
 
     method: str = "percentile"
     low: float = 1.0
     high: float = 99.8
     divisor: float = 255.0
-    block: int = 32
+    block: int = 16
 
     def __post_init__(self) -> None:
         if self.method not in NORMALIZATION_METHODS:
@@ -636,7 +640,7 @@ def noise_sd(x: np.ndarray) -> float:
     return float(_MAD_TO_SD * np.median(np.abs(hp - np.median(hp))) / _HIGH_PASS_SD)
 
 
-def background_levels(data: np.ndarray, block: int = 32) -> BackgroundLevels:
+def background_levels(data: np.ndarray, block: int = 16) -> BackgroundLevels:
     """Local background and noise of a 2-D image, on a grid of ``block`` px blocks.
 
     Per block: the background is the median, the noise SD the MAD of

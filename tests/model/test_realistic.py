@@ -50,7 +50,8 @@ def test_mask_pixels_lie_only_around_spots():
     sample = make_sample(replace(SMALL, clutter_snr=(20, 40), blobs=(6, 8)), 3, 0)
     rr, cc = np.nonzero(sample.mask)
     distance = np.hypot(rr[:, None] - sample.centres[:, 0], cc[:, None] - sample.centres[:, 1]).min(axis=1)
-    assert distance.max() <= 5.0 + 1.5  # the widest mask ellipse (1 SD of 5 px) plus a pixel
+    assert distance.max() <= 2 * 5.0 + 1.5  # the widest mask ellipse (2 SD of 5 px) plus a pixel
+    assert SMALL.mask_sigmas == 2.0
 
 
 def test_spot_sizes_snr_and_saturation_span_their_ranges():
