@@ -470,7 +470,11 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     from .training import TrainingConfig
 
     start_from = _start_from(args.start_from)
-    if args.normalization:
+    if args.background_block is not None and args.normalization != "background":
+        raise ValueError("--background-block goes with --normalization background")
+    if args.normalization == "background" and args.background_block is not None:
+        normalization = Normalization("background", block=args.background_block)
+    elif args.normalization:
         normalization = Normalization(args.normalization)
     elif start_from:  # fine-tuning keeps the inputs the starting model learnt on
         from .runtime.bundle import BundleError, load_bundle
@@ -503,7 +507,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = training_config(args)
         checkpoint = check_output(args.out, overwrite=args.overwrite, resume=args.resume)
-    except TrainingError as exc:
+    except (TrainingError, ValueError) as exc:
         return _fail(str(exc))
     if args.resume and checkpoint is None:
         print(f"cerber: nothing to resume in {work_folder(Path(args.out))}; starting afresh.", file=sys.stderr)
@@ -744,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how images become network input: 'percentile' stretches each image's 1st-99.8th "
                         "percentiles to 0..1; 'background' subtracts the local background and divides by the "
                         "local noise SD (default: the --start-from model's, else percentile)")
+    t.add_argument("--background-block", type=int, metavar="PX",
+                   help="with --normalization background: the side of the blocks in which the background "
+                        "and the noise are estimated (default 16 px)")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")

@@ -172,6 +172,17 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     assert method("--start-from", "default") == "percentile"
     assert method("--start-from", str(tmp_path / "noise-units"), "--normalization", "percentile") == "percentile"
 
+    def normalization(*flags):
+        return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags])).normalization
+
+    assert normalization("--normalization", "background") == Normalization("background", block=16)
+    coarse = normalization("--normalization", "background", "--background-block", "32")
+    assert coarse == Normalization("background", block=32)
+    with pytest.raises(ValueError, match="--background-block goes with --normalization background"):
+        normalization("--background-block", "32")
+    with pytest.raises(ValueError, match="at least 8 px"):
+        normalization("--normalization", "background", "--background-block", "4")
+
 
 @pytest.mark.parametrize("change, problem", [
     ({"patch_size": 130}, "the patch size must be a positive multiple of 4 px (got 130)"),
