@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .datasets import Pair, pair_mask
-from .points import read_points
+from .points import DEFAULT_POINT_RADIUS, read_points
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,61 @@ class Evaluation:
 
 LOG_SIGMAS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 LOG_THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.12, 0.15, 0.18, 0.25, 0.35)
+
+
+#: The decision thresholds tried when one is chosen on validation images.
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.95, 0.05), 2))
+#: A threshold that marks more than this share of pixels as track is no useful
+#: operating point (tracks cover well under 1% of an image); it scores F1 = 0
+#: without the cost of labelling a map-sized blob.
+MAX_FOREGROUND = 0.05
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """Matches summed over images at every threshold of :data:`THRESHOLDS`, and the pixel
+    overlap of the map at 0.5 with the masks."""
+
+    matches: dict[float, Match]
+    intersection: int
+    union: int
+    images: int
+
+    @property
+    def best(self) -> float:
+        """The threshold of the best F1 (of equal ones, the nearest 0.5)."""
+        return max(self.matches, key=lambda t: (self.matches[t].f1, -abs(t - 0.5)))
+
+
+def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
+                     point_radius: float | None = None, window: int = 512, progress=None,
+                     cancel=None) -> ThresholdSweep:
+    """Whole images of ``pairs`` through ``engine`` (inputs normalised with ``normalization``),
+    scored at every threshold: what training validates with and how a threshold is chosen."""
+    from .analysis import predict_probability
+    from .images import read_image
+    from .tracks import track_centres
+
+    matches = dict.fromkeys(THRESHOLDS, Match(0, 0, 0))
+    inter = union = 0
+    for i, pair in enumerate(pairs):
+        if cancel:
+            cancel.check()
+        image = read_image(pair.image)
+        mask = pair_mask(pair, image.shape, DEFAULT_POINT_RADIUS if point_radius is None else point_radius)
+        prob = predict_probability(image.data, engine, normalization, window=window)
+        truth = truth_centres(pair, mask)
+        for t in THRESHOLDS:
+            if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
+                matches[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
+                continue
+            matches[t] += match_points(track_centres(prob, image.data, t, min_area_px), truth, radius)
+        pred = prob >= 0.5
+        inter += int(np.count_nonzero(pred & mask))
+        union += int(np.count_nonzero(pred | mask))
+        if progress:
+            progress(i + 1, len(pairs))
+    return ThresholdSweep(matches, inter, union, len(pairs))
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,

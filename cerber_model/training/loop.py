@@ -43,7 +43,6 @@ from .callbacks import (
 from .config import TrainingConfig, TrainingError
 from .events import EventFn, Inspected, Saved, Stopped
 
-THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
 #: What training adds to a bundle's folder: the metrics of every epoch, and a plot of them.
 HISTORY_FILE, LOSS_PLOT_FILE = "history.csv", "loss.png"
 TRAINING_FILES = (HISTORY_FILE, LOSS_PLOT_FILE)
@@ -193,46 +192,21 @@ def _shipping_engine(model, config: TrainingConfig):
     return OnnxEngine(export_onnx(NetworkConfig(width=config.width, seed=config.seed), get_weights(model)))
 
 
-#: A threshold that marks more than this share of pixels as track is no useful
-#: operating point (tracks cover well under 1% of an image); it scores F1 = 0
-#: without the cost of labelling a map-sized blob.
-MAX_FOREGROUND = 0.05
-
-
 def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> dict[str, Any]:
     """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
-    from ..runtime.analysis import predict_probability
-    from ..runtime.datasets import pair_mask
-    from ..runtime.evaluation import Match, match_points, truth_centres
-    from ..runtime.images import read_image
-    from ..runtime.tracks import track_centres
+    from ..runtime.evaluation import sweep_thresholds
 
     pairs = report.val if not config.val_images else report.val[: config.val_images]
-    engine = _shipping_engine(model, config)
-    matches = dict.fromkeys(THRESHOLDS, Match(0, 0, 0))  # summed over the images
-    inter = union = 0
-    for pair in pairs:
-        image = read_image(pair.image)
-        mask = pair_mask(pair, image.shape, report.point_radius)
-        prob = predict_probability(image.data, engine, config.normalization, window=512)
-        truth = truth_centres(pair, mask)
-        for t in THRESHOLDS:
-            if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
-                matches[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
-                continue
-            found = track_centres(prob, image.data, float(t), config.min_area_px)
-            matches[t] += match_points(found, truth, config.match_radius)
-        pred = prob >= 0.5
-        inter += int(np.count_nonzero(pred & mask))
-        union += int(np.count_nonzero(pred | mask))
-
-    best = max(THRESHOLDS, key=lambda t: (matches[t].f1, -abs(t - 0.5)))
+    sweep = sweep_thresholds(_shipping_engine(model, config), pairs, config.normalization,
+                             min_area_px=config.min_area_px, radius=config.match_radius,
+                             point_radius=report.point_radius)
+    best = sweep.best
     return {
-        "f1": matches[best].f1,
-        "precision": matches[best].precision,
-        "recall": matches[best].recall,
+        "f1": sweep.matches[best].f1,
+        "precision": sweep.matches[best].precision,
+        "recall": sweep.matches[best].recall,
         "threshold": float(best),
-        "pixel_iou": inter / union if union else 0.0,
+        "pixel_iou": sweep.intersection / sweep.union if sweep.union else 0.0,
         "val_images": len(pairs),
     }
 

@@ -39,3 +39,41 @@ def test_evaluate_command_reports_network_and_baseline(tmp_path, capsys):
     assert [line.split()[1] for line in lines] == ["cerber", "LoG"]
     assert float(lines[1].split()[4]) > 0.8  # LoG finds clean, bright spots
     assert "synth_00001" in out and "synth_00002" in out and "LoG tuned" in out
+
+
+def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best(tmp_path, capsys):
+    from dataclasses import replace
+
+    from cerber_model.cli import main
+    from cerber_model.runtime.bundle import load_bundle, save_bundle
+    from cerber_model.runtime.images import Normalization
+    from cerber_model.runtime.synthesis import Recipe, generate_dataset
+    from tests.model.helpers import tiny_bundle
+
+    recipe = Recipe(height=96, width=96, tracks=(4, 6), snr=(6, 8), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
+    data = generate_dataset(tmp_path / "data", 3, seed=3, recipe=recipe, val_fraction=0.67, workers=1)
+    assert main(["threshold", "default", str(data), "--quiet"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [float(r[0]) for r in rows] == [round(0.1 + 0.05 * i, 2) for i in range(17)]
+    best = [r for r in rows if "<-" in r]
+    assert len(best) == 1 and float(best[0][3]) == max(float(r[3]) for r in rows) > 0.8  # clean spots found
+
+    # A model in noise units, saved again with another block and the best threshold; never changed itself.
+    tiny = tiny_bundle(width=1, threshold=0.5)
+    model = save_bundle(replace(tiny, config=replace(tiny.config, normalization=Normalization("background", block=32))),
+                        tmp_path / "model")
+    before = (model / "config.json").read_bytes()
+    assert main(["threshold", str(model), str(data), "--background-block", "16", "--out", str(tmp_path / "new"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    chosen = next(float(line.split()[0]) for line in out.splitlines() if "<- best" in line)
+    saved = load_bundle(tmp_path / "new").config
+    assert saved.threshold == chosen and saved.normalization == Normalization("background", block=16)
+    assert (model / "config.json").read_bytes() == before
+    # Refused: an existing output, a block for a percentile model, a block too small.
+    assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--quiet"]) != 0
+    assert "already exists" in capsys.readouterr().err
+    assert main(["threshold", "default", str(data), "--background-block", "16", "--quiet"]) != 0
+    assert "needs a model with the background normalisation" in capsys.readouterr().err
+    assert main(["threshold", str(model), str(data), "--background-block", "4", "--quiet"]) != 0
+    assert "at least 8 px" in capsys.readouterr().err
