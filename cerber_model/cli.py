@@ -644,8 +644,9 @@ def cmd_threshold(args: argparse.Namespace) -> int:
             return _fail(str(exc))
     if args.out and (problem := replace_problem(Path(args.out))):
         return _fail(problem)
-    if args.out and Path(args.out).exists():
-        return _fail(f"{args.out} already exists; choose a new folder for the model with the chosen threshold.")
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        return _fail(f"{args.out} already exists; choose a new folder for the model with the chosen threshold, "
+                     "or allow replacing the model there (--overwrite).")
     pairs, problems = _scoring_pairs(Path(args.data))
     if problems or not pairs:
         return _fail("the data cannot be scored:\n" + "\n".join(str(p) for p in problems))
@@ -660,7 +661,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
         print(f"{t:9.2f}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}{mark}")
     if args.out:
         config = replace(bundle.config, normalization=normalization, threshold=sweep.best, name=Path(args.out).name)
-        save_bundle(replace(bundle, config=config), args.out)
+        save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite)
         print(f"model with threshold {sweep.best:.2f} saved to {args.out}")
     return EXIT_OK
 
@@ -824,6 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "folder; the model itself is never changed)")
     h.add_argument("--background-block", type=int, metavar="PX",
                    help="models with the background normalisation: score (and save) with blocks of this size")
+    h.add_argument("--overwrite", action="store_true",
+                   help="replace the model at --out (its other files, such as a model card, are kept)")
     h.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")
     h.add_argument("--quiet", action="store_true")
     h.set_defaults(func=cmd_threshold)

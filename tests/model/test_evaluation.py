@@ -73,6 +73,11 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     # Refused: an existing output, a block for a percentile model, a block too small.
     assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--quiet"]) != 0
     assert "already exists" in capsys.readouterr().err
+    (tmp_path / "new" / "MODEL_CARD.md").write_text("mine")
+    assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--overwrite", "--quiet"]) == 0
+    assert load_bundle(tmp_path / "new").config.normalization.block == 32  # as the model's own
+    assert (tmp_path / "new" / "MODEL_CARD.md").read_text() == "mine"
+    capsys.readouterr()
     assert main(["threshold", "default", str(data), "--background-block", "16", "--quiet"]) != 0
     assert "needs a model with the background normalisation" in capsys.readouterr().err
     assert main(["threshold", str(model), str(data), "--background-block", "4", "--quiet"]) != 0
