@@ -442,7 +442,7 @@ class Normalization:
     out in units of their local noise SD wherever they sit, and an image of plain
     noise stays plain noise of SD 1 (the percentiles stretch it to full range).
     Blocks of 16 px follow the edge of a bright nucleus closely enough that spots
-    just inside it are not left on a residual step (with 32 px, spots 12-20 px
+    just inside it are not left on a residual step (with 32 px, spots 8-12 px
     inside the edge of a plateau 30 noise SDs high got probabilities of 0.1-0.3
     instead of 0.94); bundles store their block, so older ones keep 32.
     """
