@@ -822,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("model", help="model bundle folder, or 'default' for the bundled default model")
     h.add_argument("data", help="data folder: DATA/val/{images,masks|points} (or DATA/{images,...})")
     h.add_argument("--out", metavar="NEW_MODEL", help="save a copy of the model with the best threshold here (a new "
-                                                       "folder; the model itself is never changed)")
+                                                       "folder, or an existing model with --overwrite)")
     h.add_argument("--background-block", type=int, metavar="PX",
                    help="models with the background normalisation: score (and save) with blocks of this size")
     h.add_argument("--overwrite", action="store_true",
