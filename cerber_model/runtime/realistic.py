@@ -381,7 +381,7 @@ def _onto_structures(recipe: RealisticRecipe, rng: np.random.Generator, centres:
     return out
 
 
-def clutter_variance(clutter: np.ndarray) -> np.ndarray:
+def _clutter_variance(clutter: np.ndarray) -> np.ndarray:
     """The local variance of the clutter's fine structure: the clutter minus its 8 px
     Gaussian blur, squared, averaged over 8 px (what a spot there must stand out from)."""
     from scipy import ndimage
@@ -467,7 +467,7 @@ def make_realistic_sample(recipe: RealisticRecipe, rng: np.random.Generator) -> 
     variance = signal[at] + read**2
     if recipe.snr_over_clutter and n:
         shade = clutter if transmission is None else clutter * transmission
-        variance = variance + clutter_variance(shade)[at] * (math.pi * effective[:, 0] * effective[:, 1])
+        variance = variance + _clutter_variance(shade)[at] * (math.pi * effective[:, 0] * effective[:, 1])
     local = np.sqrt(variance)
     amplitudes = snrs * local
     # The camera: gain such that the noise at the level is a few grey levels (16 times that for 12
