@@ -164,7 +164,6 @@ class ThresholdSweep:
     matches: dict[float, Match]
     intersection: int
     union: int
-    images: int
 
     @property
     def best(self) -> float:
@@ -173,7 +172,7 @@ class ThresholdSweep:
 
 
 def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
-                     point_radius: float | None = None, window: int = 512, progress=None,
+                     point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512, progress=None,
                      cancel=None) -> ThresholdSweep:
     """Whole images of ``pairs`` through ``engine`` (inputs normalised with ``normalization``),
     scored at every threshold: what training validates with and how a threshold is chosen."""
@@ -187,7 +186,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         if cancel:
             cancel.check()
         image = read_image(pair.image)
-        mask = pair_mask(pair, image.shape, DEFAULT_POINT_RADIUS if point_radius is None else point_radius)
+        mask = pair_mask(pair, image.shape, point_radius)
         prob = predict_probability(image.data, engine, normalization, window=window)
         truth = truth_centres(pair, mask)
         for t in THRESHOLDS:
@@ -200,7 +199,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         union += int(np.count_nonzero(pred | mask))
         if progress:
             progress(i + 1, len(pairs))
-    return ThresholdSweep(matches, inter, union, len(pairs))
+    return ThresholdSweep(matches, inter, union)
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,
