@@ -466,15 +466,13 @@ def _start_from(value: str | None) -> str:
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
     """The TrainingConfig of ``cerber train``'s arguments."""
+    from dataclasses import replace
+
     from .runtime.images import Normalization
     from .training import TrainingConfig
 
     start_from = _start_from(args.start_from)
-    if args.background_block is not None and args.normalization != "background":
-        raise ValueError("--background-block goes with --normalization background")
-    if args.normalization == "background" and args.background_block is not None:
-        normalization = Normalization("background", block=args.background_block)
-    elif args.normalization:
+    if args.normalization:
         normalization = Normalization(args.normalization)
     elif start_from:  # fine-tuning keeps the inputs the starting model learnt on
         from .runtime.bundle import BundleError, load_bundle
@@ -485,6 +483,11 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
             normalization = Normalization()
     else:
         normalization = Normalization()
+    if args.background_block is not None:
+        if normalization.method != "background":
+            raise ValueError("--background-block goes with the background normalisation: add --normalization "
+                             "background (or start from a model that has it)")
+        normalization = replace(normalization, block=args.background_block)
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
                           patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                           seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,
@@ -799,8 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "percentiles to 0..1; 'background' subtracts the local background and divides by the "
                         "local noise SD (default: the --start-from model's, else percentile)")
     t.add_argument("--background-block", type=int, metavar="PX",
-                   help="with --normalization background: the side of the blocks in which the background "
-                        "and the noise are estimated (default 16 px)")
+                   help="with the background normalisation (--normalization background, or a --start-from "
+                        "model that has it): the side of the blocks in which the background and the noise "
+                        "are estimated (default 16 px; a starting model's own otherwise)")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")

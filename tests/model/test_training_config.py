@@ -178,8 +178,14 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     assert normalization("--normalization", "background") == Normalization("background", block=16)
     coarse = normalization("--normalization", "background", "--background-block", "32")
     assert coarse == Normalization("background", block=32)
-    with pytest.raises(ValueError, match="--background-block goes with --normalization background"):
+    with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
         normalization("--background-block", "32")
+    with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
+        normalization("--start-from", "default", "--background-block", "32")  # a percentile model
+    noise_units = str(tmp_path / "noise-units")
+    assert normalization("--start-from", noise_units) == Normalization("background", block=16)  # its own
+    assert normalization("--start-from", noise_units, "--background-block", "24") == Normalization("background",
+                                                                                                    block=24)
     with pytest.raises(ValueError, match="at least 8 px"):
         normalization("--normalization", "background", "--background-block", "4")
 
