@@ -34,6 +34,10 @@ TRACK_COLUMNS = (
 )
 #: SD (px) of the smoothing applied before looking for separate maxima.
 SPLIT_SMOOTHING = 1.0
+#: How far (in probability) a maximum must rise above the saddle to a higher one to count as a
+#: track of its own: ripples on the broad plateau of one bright spot (0.02-0.05 with the default
+#: model) do not split it; two touching spots 8 px apart dip far more between them.
+SPLIT_PROMINENCE = 0.1
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -72,11 +76,13 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
 
     Maxima are found on the map smoothed with a 1-px Gaussian (so noise ripples
     and flat, saturated tops do not count), as connected sets of pixels equal to
-    the maximum of their 5x5 neighbourhood. Work is done component by component
+    the maximum of their 5x5 neighbourhood that rise at least ``SPLIT_PROMINENCE``
+    above the way to any higher maximum (so ripples on a plateau do not count). Work is done component by component
     inside bounding boxes (with a margin for the smoothing), so memory follows
     the tracks, not the image. Returns the new number of labels.
     """
     from scipy import ndimage
+    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     next_label = n + 1
@@ -94,6 +100,9 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
             continue
         smoothed = ndimage.gaussian_filter(prob[box].astype(np.float32), SPLIT_SMOOTHING)
         peaks = (smoothed == ndimage.maximum_filter(smoothed, size=5)) & region
+        if ndimage.label(peaks, structure=_EIGHT)[1] < 2:
+            continue
+        peaks &= h_maxima(np.where(region, smoothed, 0).astype(np.float64), SPLIT_PROMINENCE).astype(bool)
         markers, m = ndimage.label(peaks, structure=_EIGHT)
         if m < 2:
             continue

@@ -58,6 +58,19 @@ def test_touching_tracks_are_split_at_their_maxima():
     assert _match(found, truth).max() < 0.5
 
 
+def test_ripples_on_one_broad_track_do_not_split_it():
+    """A wide plateau of probability 0.85-0.9 with ripples (one bright spot under a model trained on
+    wide masks) is one track; two maxima 0.3 above the saddle between them are two."""
+    rr, cc = np.indices((50, 50))
+    plateau = 0.9 * np.exp(-0.5 * np.maximum(np.hypot(rr - 25, cc - 25) - 4, 0) ** 2 / 2.0**2)
+    ripples = 0.04 * np.sin(rr * 1.3) * np.cos(cc * 1.1)
+    probability = np.clip(plateau + ripples * (plateau > 0.5), 0, 1).astype(np.float32)
+    image = (1000 * plateau).astype(np.uint16)
+    assert len(extract_tracks(probability, image, threshold=0.5)) == 1
+    two = np.maximum(probability, np.roll(probability, 12, axis=1)) * np.where(np.abs(cc - 31) <= 1, 0.6, 1)
+    assert len(extract_tracks(two.astype(np.float32), image, threshold=0.5)) == 2
+
+
 def test_a_flat_saturated_track_is_not_split():
     probability = np.zeros((40, 40), np.float32)
     probability[15:25, 12:28] = 1.0
