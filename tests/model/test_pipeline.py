@@ -86,7 +86,8 @@ def test_images_waiting_for_the_network_stay_bounded():
     for depth in (0, 1, 2):
         most[0] = 0
         assert len(list(pipelined(range(30), read, compute, lambda i, c: c, depth=depth))) == 30
-        assert most[0] <= depth + 1
+        # depth + 1 reads queued behind the image in compute, which counts until compute starts.
+        assert most[0] <= depth + 2
 
 
 def test_cancel_stops_before_the_next_image_and_keeps_finished_ones():
