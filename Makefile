@@ -24,9 +24,10 @@ run: setup
 samples: setup
 	$(BIN)/cerber analyze assets/samples --out results/samples --save-overlay --save-probability --overwrite
 
-# The checks first (seconds), then the suite.
+# The checks first (seconds), then the suite: one worker process per core (at most 4), the
+# slowest tests listed at the end.
 test: lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --durations 15
 
 # Style (ruff), types of cerber_model (mypy) and the import contracts between the packages and tiers.
 lint: setup
