@@ -749,9 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="track amplitude / noise SD range (default: the prototype's amplitudes)")
     g.add_argument("--recipe", metavar="NAME_OR_JSON",
-                   help="recipe to start from: a named one (training: what the default model was trained on, "
+                   help="recipe to start from: a named one (training: what the v1 model was trained on, "
                         "as the wizard generates; prototype: the prototype's defaults; realistic: small, "
-                        "clustered and saturated spots among clutter, 8/12/16-bit cameras; mixed: 7 in 10 "
+                        "clustered and saturated spots among clutter, 8/12/16-bit cameras; clean: the same "
+                        "without clutter; the default model learnt from realistic and clean; mixed: 7 in 10 "
                         "images realistic, 3 in 10 training) or a recipe JSON "
                         "(see recipe.json of a generated set)")
     g.add_argument("--backgrounds", metavar="DIR",

@@ -319,7 +319,7 @@ AnyRecipe = Union[Recipe, "RealisticRecipe", MixedRecipe]
 #: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2; "mixed",
 #: seven in ten images realistic and three in ten "training" (so that a model trained on it
 #: keeps the prototype's kind of image).
-RECIPE_NAMES = ("prototype", "training", "realistic", "mixed")
+RECIPE_NAMES = ("prototype", "training", "realistic", "clean", "mixed")
 
 
 def named_recipe(name: str) -> AnyRecipe:
@@ -332,6 +332,11 @@ def named_recipe(name: str) -> AnyRecipe:
         from .realistic import RealisticRecipe
 
         return RealisticRecipe()
+    if name == "clean":  # the realistic recipe without clutter: spots on backgrounds and cameras alone
+        from .realistic import RealisticRecipe
+
+        return RealisticRecipe(blobs=(0, 0), rings=(0, 0), filaments=(0, 0), cells=(0, 0), texture_probability=0.0,
+                               dust=(0, 0), scratch_probability=0.0)
     if name == "mixed":
         realistic, training = named_recipe("realistic"), named_recipe("training")
         assert not isinstance(realistic, MixedRecipe) and not isinstance(training, MixedRecipe)

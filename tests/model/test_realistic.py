@@ -99,10 +99,28 @@ def test_identical_for_any_number_of_workers_and_recipe_json(tmp_path):
 def test_named_recipes():
     assert named_recipe("prototype").to_dict() == recipe_from_dict(named_recipe("prototype").to_dict()).to_dict()
     assert isinstance(named_recipe("realistic"), RealisticRecipe)
-    with pytest.raises(ValueError, match="prototype, training, realistic, mixed"):
+    with pytest.raises(ValueError, match="prototype, training, realistic, clean, mixed"):
         named_recipe("fancy")
     with pytest.raises(ValueError, match="unknown recipe settings"):
         RealisticRecipe.from_dict({"kind": "realistic", "colour": 1})
+
+
+def test_the_clean_recipe_is_the_realistic_one_without_clutter():
+    """Its spots, backgrounds and cameras are the realistic recipe's; on a flat background with no
+    spots its images are noise alone, where the realistic recipe's often show structure."""
+    clean, realistic = named_recipe("clean"), named_recipe("realistic")
+    # (cells are off in both)
+    clutter = {"blobs", "rings", "filaments", "texture_probability", "dust", "scratch_probability"}
+    assert {k for k, v in clean.to_dict().items() if realistic.to_dict()[k] != v} == clutter
+    flat = dict(height=128, width=128, tracks=(0, 0), vignetting=(0.0, 0.0), gradient=(0.0, 0.0),
+                inhomogeneities=(0, 0), hot_pixels=(0.0, 0.0), background_photons=(500.0, 500.0))
+
+    def structure(recipe, index):  # SD of the smoothed image over the image's: about 0.1 for pure noise
+        x = make_sample(replace(recipe, **flat), 3, index).image.astype(np.float64)
+        return ndimage.gaussian_filter(x, 3).std() / x.std()
+
+    assert max(structure(clean, i) for i in range(6)) < 0.3
+    assert max(structure(realistic, i) for i in range(6)) > 0.6
 
 
 def test_mixed_recipe_draws_each_image_from_one_part():
