@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run samples test lint bench model model-v2 exe exe-full constraints clean
+.PHONY: setup run samples test lint bench model model-v1 model-v2 exe exe-full constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,20 +35,52 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The default model (cerber_model/models/default, package data): fixed seeds, under two hours
-# on a 2-core CPU. 25 epochs from fresh weights, then 10 epochs at a lower learning rate
-# starting from the best of those.
-# Interrupted runs continue where they stopped (--resume); the data are generated once.
-MODEL_DATA := build/model-data
-$(MODEL_DATA)/recipe.json: | $(STAMP)
-	rm -rf $(MODEL_DATA)
-	$(BIN)/cerber generate $(MODEL_DATA) --count 240 --seed 1 --recipe training --quiet
+# The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r33):
+# fixed seeds, about 40 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
+# 10 epochs from fresh weights on the realistic recipe (spots among clutter), then 5 epochs at a
+# lower learning rate on those images and as many again of the clean recipe (the same spots and
+# cameras without clutter) side by side, then the threshold that scores best on the realistic
+# validation images. Interrupted runs continue where they stopped (--resume); data are generated once.
+DEFAULT_DATA  := build/default-data
+DEFAULT_CLEAN := build/default-clean-data
+DEFAULT_BOTH  := build/default-both
+TRAIN_SETTINGS := --width 2 --steps 100 --patch-size 128 --batch-size 8 --focal-gamma 1 --focal-alpha 0.5
+$(DEFAULT_DATA)/recipe.json: | $(STAMP)
+	rm -rf $(DEFAULT_DATA)
+	$(BIN)/cerber generate $(DEFAULT_DATA) --count 400 --seed 21 --recipe realistic --size 512 512 --quiet
 
-MODEL_BASE := build/model-base
-model: setup $(MODEL_DATA)/recipe.json
-	$(BIN)/cerber train $(MODEL_DATA) --out $(MODEL_BASE) --width 2 --epochs 25 --steps 100 \
+$(DEFAULT_CLEAN)/recipe.json: | $(STAMP)
+	rm -rf $(DEFAULT_CLEAN)
+	$(BIN)/cerber generate $(DEFAULT_CLEAN) --count 130 --seed 31 --recipe clean --size 512 512 --quiet
+
+# Both sets in one folder, as links (the file names prefixed by their set).
+$(DEFAULT_BOTH)/.linked: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
+	rm -rf $(DEFAULT_BOTH)
+	for split in train val; do for sub in images masks tracks; do mkdir -p $(DEFAULT_BOTH)/$$split/$$sub; \
+		for set in $(DEFAULT_DATA) $(DEFAULT_CLEAN); do for f in $$set/$$split/$$sub/*; do \
+			ln -s "$(CURDIR)/$$f" "$(DEFAULT_BOTH)/$$split/$$sub/$$(basename $$set)_$$(basename $$f)"; \
+		done; done; done; done
+	touch $@
+
+model: setup $(DEFAULT_BOTH)/.linked
+	$(BIN)/cerber train $(DEFAULT_DATA) --out build/default-base $(TRAIN_SETTINGS) --epochs 10 --seed 781 \
+		--normalization background --background-block 32 --resume
+	$(BIN)/cerber train $(DEFAULT_BOTH) --out build/default-tuned --start-from build/default-base $(TRAIN_SETTINGS) \
+		--epochs 5 --seed 782 --background-block 16 --lr 1e-3 --resume
+	$(BIN)/cerber threshold build/default-tuned $(DEFAULT_DATA) --out cerber_model/models/default --overwrite
+
+# The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the
+# prototype's look; docs/pilot-real-images.md compares it): 25 epochs from fresh weights on the
+# training recipe, then 10 at a lower learning rate from the best of those. Under two hours.
+V1_DATA := build/model-data
+$(V1_DATA)/recipe.json: | $(STAMP)
+	rm -rf $(V1_DATA)
+	$(BIN)/cerber generate $(V1_DATA) --count 240 --seed 1 --recipe training --quiet
+
+model-v1: setup $(V1_DATA)/recipe.json
+	$(BIN)/cerber train $(V1_DATA) --out build/model-base --width 2 --epochs 25 --steps 100 \
 		--patch-size 128 --batch-size 8 --seed 777 --resume
-	$(BIN)/cerber train $(MODEL_DATA) --out cerber_model/models/default --start-from $(MODEL_BASE) --width 2 \
+	$(BIN)/cerber train $(V1_DATA) --out cerber_model/models/v1 --start-from build/model-base --width 2 \
 		--epochs 10 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 --resume
 
 # The candidate for the next default model (the real-images issue; docs/pilot-real-images.md),
@@ -66,7 +98,7 @@ $(PILOT_DATA)/recipe.json: | $(STAMP)
 
 build/pilot/config.json: | $(PILOT_DATA)/recipe.json
 	$(BIN)/cerber train $(PILOT_DATA) --out build/pilot --width 2 --epochs 10 --steps 100 \
-		--patch-size 128 --batch-size 8 --seed 777 --normalization background --resume
+		--patch-size 128 --batch-size 8 --seed 777 --normalization background --background-block 32 --resume
 
 MODEL_V2_DATA := build/model-v2-data
 $(MODEL_V2_DATA)/recipe.json: | $(STAMP)

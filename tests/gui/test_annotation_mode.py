@@ -79,7 +79,8 @@ def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_
     qtbot.mouseClick(bar.accept_button, Qt.LeftButton)
     points = window.session.annotations.centres
     assert len(points) == 14 and nearest_distances(points[2:], centres).max() < 2
-    assert "12 detections at threshold 0.45 added as points" in window.statusBar().currentMessage()
+    own = window.session.threshold
+    assert f"12 detections at threshold {own:.2f} added as points" in window.statusBar().currentMessage()
     # A detection accepted is a point: clicking it removes it.
     click_image(qtbot, window, *points[5])
     assert len(window.session.annotations) == 13

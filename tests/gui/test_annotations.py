@@ -150,13 +150,13 @@ def test_the_session_annotates_the_selected_image_and_guards_unsaved_points(tmp_
 def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     import tifffile
 
-    # Four spots from bright to faint: the default model finds all four at its threshold (0.45),
-    # the brightest three at 0.7.
+    # Four spots from bright to faint (the faintest at SNR 2.7): the default model finds all four at
+    # its threshold (0.55; the faintest peaks at 0.72), the brightest three at 0.85.
     centres = np.array([(20, 20), (20, 70), (70, 20), (70, 70)])
     rng = np.random.default_rng(0)
     rr, cc = np.indices(SHAPE)
     data = 400 + rng.normal(0, 30, SHAPE)
-    for (r, c), amplitude in zip(centres, [3000, 1500, 800, 500], strict=True):
+    for (r, c), amplitude in zip(centres, [3000, 1500, 800, 80], strict=True):
         data += amplitude * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / 2.5**2)
     path = tmp_path / "four.tif"
     tifffile.imwrite(path, data.astype(np.uint16))
@@ -176,7 +176,7 @@ def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     assert np.hypot(*(found[:, None, :] - centres[None]).transpose(2, 0, 1)).min(axis=1).max() < 1.5
     session.annotations.undo()
     session.annotations.undo()
-    # Before re-tracking at the new threshold has run, the stored tracks are still 0.45's.
-    session.set_threshold(0.7)
+    # Before re-tracking at the new threshold has run, the stored tracks are still the model's.
+    session.set_threshold(0.85)
     assert session.accept_detections() == 3
     assert np.hypot(*(session.annotations.centres - (70, 70)).T).min() > 10  # the faintest is left out

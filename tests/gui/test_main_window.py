@@ -148,8 +148,8 @@ def test_model_card_describes_the_model(qtbot, window):
     dialog = ModelCardDialog(window.session.bundle, window)
     qtbot.addWidget(dialog)
     text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
-    # The default model has width 2: 72,588 trainable parameters (README's table).
-    assert "three cross-connected branches" in text and "72,588 trainable" in text and "0.450" in text
+    # The default model has width 2: 72,588 trainable parameters (README's table), threshold 0.55.
+    assert "three cross-connected branches" in text and "72,588 trainable" in text and "0.550" in text
 
 
 def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_path, monkeypatch):
@@ -176,13 +176,14 @@ def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_p
     with open(out / "summary.csv", newline="") as fh:
         (summary,) = csv.DictReader(fh)
     assert summary["file"] == str(image_path.resolve()) and int(summary["track_count"]) == len(found)
-    assert summary["model"] == "default" and float(summary["threshold"]) == pytest.approx(0.45)
+    own = window.session.threshold
+    assert summary["model"] == "default" and float(summary["threshold"]) == pytest.approx(own)
     overlay = np.asarray(PILImage.open(out / "overlay.png"))
     assert overlay.shape == (*SHAPE, 3)
     probability = tifffile.imread(out / "probability.tif")
     assert probability.shape == SHAPE and probability.dtype == np.float32
     r, c = np.rint(centres).astype(int).T
-    assert (probability[r, c] > 0.45).all() and np.median(probability) < 0.1  # high on the spots only
+    assert (probability[r, c] > own).all() and np.median(probability) < 0.1  # high on the spots only
 
 
 def test_recent_files_are_remembered_and_reopen(qtbot, window, image_path, bundle, tmp_path):

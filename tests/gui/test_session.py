@@ -75,16 +75,17 @@ def test_jobs_carry_the_settings_they_were_started_with(tmp_path, bundle):
     session = Session(bundle, pixel_size_um=0.5)
     paths = [spots_image(tmp_path / f"{i}.tif", [(30 + 10 * i, 40)]) for i in range(3)]
     session.open(paths)
-    assert session.threshold == 0.45  # the model's 0.4499999 in the slider's steps of 0.01
+    own = round(bundle.config.threshold, 2)
+    assert session.threshold == own  # the model's threshold in the slider's steps of 0.01
     seen = record(session)
     assert session.queue_unanalyzed() == [p.resolve() for p in paths]
     job = session.next_job()
     assert session.busy and not session.can_analyze and seen == [("busy_changed", (True,))]
-    assert (job.path, job.threshold, job.pixel_size_um, job.waiting) == (paths[0].resolve(), 0.45, 0.5, 2)
+    assert (job.path, job.threshold, job.pixel_size_um, job.waiting) == (paths[0].resolve(), own, 0.5, 2)
     assert job.image is session.images[job.path] and job.bundle is bundle
     session.set_threshold(0.7)
     session.set_pixel_size(0)
-    assert (job.threshold, job.pixel_size_um) == (0.45, 0.5)  # a snapshot: later changes do not reach it
+    assert (job.threshold, job.pixel_size_um) == (own, 0.5)  # a snapshot: later changes do not reach it
     assert session.pixel_size_um is None
     assert session.queue_unanalyzed() == [] and not session.queue_selected()  # not while busy
     result = analyze(job.image, job.bundle, threshold=job.threshold, pixel_size_um=job.pixel_size_um)
@@ -123,7 +124,8 @@ def test_retracking_uses_the_current_settings_and_a_new_model_drops_results(tmp_
     # A new model: results go, the threshold becomes the model's, and late tracks are dropped.
     seen.clear()
     session.set_bundle(bundle)
-    assert session.results == {} and session.threshold == 0.45 and seen == [("model_changed", (bundle,))]
+    assert session.results == {} and session.threshold == round(bundle.config.threshold, 2)
+    assert seen == [("model_changed", (bundle,))]
     assert not session.set_tracks(retrack, other) and session.results == {}
     assert seen == [("model_changed", (bundle,))]
 
@@ -194,12 +196,12 @@ def test_tracks_not_at_the_current_settings_are_re_tracked(tmp_path, bundle):
     paths = [spots_image(tmp_path / f"{n}.tif", [(30, 30), (60, 70)]).resolve() for n in ("a", "b")]
     session.open(paths)
     session.queue_unanalyzed()
-    job = session.next_job()  # started at 0.45...
+    job = session.next_job()  # started at the model's threshold...
     session.set_threshold(0.7)  # ...the slider moves while it runs
     assert session.retrack_job() is None  # nothing to re-track yet
     session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
     assert not session.tracks_current(job.path)
-    retrack = session.retrack_job()  # the result arrived at 0.45: its tracks are re-found at 0.7
+    retrack = session.retrack_job()  # the result arrived at the model's: its tracks are re-found at 0.7
     assert (retrack.path, retrack.threshold) == (job.path, 0.7)
     session.set_tracks(retrack, analyze(job.image, bundle, threshold=0.7).tracks)
     assert session.tracks_current(job.path) and session.retrack_job() is None
@@ -248,12 +250,13 @@ def test_closing_images_drops_them_their_results_queue_places_and_late_work(tmp_
 
 
 class _StubEngine:
-    """The normalised image, clipped, as the probability map: no network, the same work around it."""
+    """The normalised image over its maximum as the probability map (spots near 1, background near 0
+    whether the inputs are in percentiles or in noise units): no network, the same work around it."""
 
     name = "stub"
 
     def predict(self, x):
-        return np.clip(x, 0, 1).astype(np.float32)
+        return np.clip(x / max(float(x.max()), 1e-6), 0, 1).astype(np.float32)
 
 
 def test_soak_open_analyze_close_100_images_keeps_memory_flat(tmp_path, bundle):

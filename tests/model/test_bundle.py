@@ -144,9 +144,9 @@ def test_the_default_model_is_found_in_the_package_from_any_working_folder(tmp_p
 
 
 def test_version_1_bundles_load_and_predict_as_before():
-    """The committed default model (format version 1) loads through the upgrade path and gives
-    the probabilities it gave before version 2 existed (recorded with the version-1 code)."""
-    path = default_bundle_path()
+    """The committed v1 model (format version 1, the first default) loads through the upgrade path
+    and gives the probabilities it gave before version 2 existed (recorded with the version-1 code)."""
+    path = default_bundle_path().parent / "v1"
     assert json.loads((path / "config.json").read_text())["format_version"] == 1
     bundle = load_bundle(path)
     assert bundle.config.normalization == Normalization("percentile", 1.0, 99.8)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from cerber_model.runtime.bundle import default_bundle_path
 from cerber_model.runtime.evaluation import log_detect, match_points
 from tests.model.helpers import gaussian_spots
 
@@ -78,7 +79,8 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     assert load_bundle(tmp_path / "new").config.normalization.block == 32  # as the model's own
     assert (tmp_path / "new" / "MODEL_CARD.md").read_text() == "mine"
     capsys.readouterr()
-    assert main(["threshold", "default", str(data), "--background-block", "16", "--quiet"]) != 0
+    v1 = str(default_bundle_path().parent / "v1")  # inputs in percentiles
+    assert main(["threshold", v1, str(data), "--background-block", "16", "--quiet"]) != 0
     assert "needs a model with the background normalisation" in capsys.readouterr().err
     assert main(["threshold", str(model), str(data), "--background-block", "4", "--quiet"]) != 0
     assert "at least 8 px" in capsys.readouterr().err

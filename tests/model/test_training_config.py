@@ -40,14 +40,16 @@ def test_a_run_started_under_the_old_names_can_be_resumed():
     assert not TrainingConfig(**{**new.__dict__, "batch_size": 4}).continues(TrainingConfig.from_dict(OLD_STATE_CONFIG))
 
 
-def test_the_default_models_provenance_loads():
-    """The bundled model was trained before the renames; its settings (and its first stage's, which
-    predate the fused graph and fine-tuning) still read as a config."""
-    provenance = load_bundle(default_bundle_path()).config.provenance
+def test_the_bundled_models_provenance_loads():
+    """v1 was trained before the renames; its settings (and its first stage's, which predate the
+    fused graph and fine-tuning) still read as a config. The default's are its second stage's."""
+    provenance = load_bundle(default_bundle_path().parent / "v1").config.provenance
     stage2 = TrainingConfig.from_dict(provenance["training"])
     assert (stage2.patch_size, stage2.batch_size, stage2.patience, stage2.seed) == (128, 8, 10, 778)
     stage1 = TrainingConfig.from_dict(provenance["start_model"]["training"])
     assert stage1.epochs == 25 and stage1.fused and stage1.start_from == ""
+    default = TrainingConfig.from_dict(load_bundle(default_bundle_path()).config.provenance["training"])
+    assert (default.epochs, default.seed, default.focal_gamma, default.normalization.block) == (5, 782, 1.0, 16)
 
 
 def test_cli_takes_the_new_flags_and_the_old_ones():
@@ -169,7 +171,8 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     bundle = BundleConfig(normalization=Normalization("background"), name="noise-units")
     save_bundle(make_bundle(bundle, jittered_weights(bundle.network)), tmp_path / "noise-units")
     assert method("--start-from", str(tmp_path / "noise-units")) == "background"
-    assert method("--start-from", "default") == "percentile"
+    assert method("--start-from", "default") == "background"
+    assert method("--start-from", str(default_bundle_path().parent / "v1")) == "percentile"
     assert method("--start-from", str(tmp_path / "noise-units"), "--normalization", "percentile") == "percentile"
 
     def normalization(*flags):
@@ -181,7 +184,7 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
         normalization("--background-block", "32")
     with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
-        normalization("--start-from", "default", "--background-block", "32")  # a percentile model
+        normalization("--start-from", str(default_bundle_path().parent / "v1"), "--background-block", "32")
     noise_units = str(tmp_path / "noise-units")
     assert normalization("--start-from", noise_units) == Normalization("background", block=16)  # its own
     assert normalization("--start-from", noise_units, "--background-block", "24") == Normalization("background",
