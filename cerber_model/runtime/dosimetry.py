@@ -12,9 +12,9 @@ positions, a track is counted when no other lies within the *resolving distance*
 ``d`` px, so ``n = N exp(-N pi d^2 / A)`` tracks are seen out of ``N`` on ``A`` px,
 inverted with the Lambert W function. ``d`` is an effective parameter of a model
 (a merged pair loses one track, not two), measured on synthetic images by
-``benchmarks/bench_linearity.py``; :data:`DEFAULT_RESOLVING_DISTANCE_PX` is the
-default model's, and a bundle may carry its own. Beyond ``n pi d^2 / A = 1/e`` the
-observed count no longer grows with the true one and cannot be corrected.
+``benchmarks/bench_linearity.py``; a bundle carries its own (the default model's is
+5.71 px), and :data:`DEFAULT_RESOLVING_DISTANCE_PX` (v1's) stands for bundles without
+one. Beyond ``n pi d^2 / A = 1/e`` the observed count no longer grows with the true one and cannot be corrected.
 
 False detections (noise or clutter taken for tracks) add to the count; no
 correction can remove them.
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Resolving distance (px) of the overlap correction for the bundled default model: 9.57 px fitted
+#: Resolving distance (px) of the overlap correction for bundles without their own: v1's (the first
+#: default model, ``cerber_model/models/v1``), 9.57 px fitted
 #: by ``python benchmarks/bench_linearity.py --repeats 3`` on 1024 x 1024 16-bit images of spots of
 #: SD 1.2-2.5 px, 200 to 1600 per image (README, "Fluence"). A bundle's own
 #: ``resolving_distance_px`` replaces it.

@@ -57,7 +57,7 @@ def test_regions_drawn_limit_the_count_and_area_and_are_saved_beside_the_image(t
     analyzed(session, [path])
     whole = session.dose(path)
     assert whole.count == whole.found == 5 and whole.area_px == 96 * 96 and not whole.has_regions
-    assert whole.fluence == image_fluence(5, 96 * 96, 0.5)
+    assert whole.fluence == image_fluence(5, 96 * 96, 0.5, session.resolving_distance_px)
     seen = record(session)
     assert session.draw_regions(True) and session.drawing_regions
     draw(session, LEFT_HALF)
@@ -147,7 +147,8 @@ def test_pooled_fluence_and_dispersion_match_the_library(tmp_path, bundle):
     doses = session.doses()
     assert [d.count for d in doses] == [1, 5, 3]
     pooled = session.pooled_dose()
-    assert pooled.fluence == pooled_fluence([image_fluence(n, 96 * 96, 0.8) for n in (1, 5, 3)])
+    d = session.resolving_distance_px
+    assert pooled.fluence == pooled_fluence([image_fluence(n, 96 * 96, 0.8, d) for n in (1, 5, 3)])
     expected = dispersion_test([1, 5, 3], [d.fluence.area_cm2 for d in doses])
     assert pooled.dispersion == expected and pooled.updating == 0
     # The threshold moves: every analyzed image is re-tracked, the selected one first.

@@ -222,7 +222,9 @@ def _ome(folder, name="a.tif", pixel_size_um=0.5):
 
 
 def test_summary_gives_fluences_with_the_pixel_size_of_the_file(tmp_path, capsys):
-    from cerber_model.runtime.dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, overlap_corrected_count
+    from cerber_model.runtime.dosimetry import overlap_corrected_count
+
+    d = load_default_bundle().config.resolving_distance_px  # the default model's own
 
     folder = tmp_path / "in"
     _ome(folder, "a.tif"), _ome(folder, "c.tif")
@@ -239,8 +241,8 @@ def test_summary_gives_fluences_with_the_pixel_size_of_the_file(tmp_path, capsys
     # The exact Poisson interval of 5 counts (Garwood): 1.624 to 11.668.
     assert float(a["fluence_ci95_low"]) == pytest.approx(1.6235 / area, rel=1e-4)
     assert float(a["fluence_ci95_high"]) == pytest.approx(11.6683 / area, rel=1e-4)
-    assert float(a["resolving_distance_px"]) == DEFAULT_RESOLVING_DISTANCE_PX
-    corrected = overlap_corrected_count(5, 7680, DEFAULT_RESOLVING_DISTANCE_PX)
+    assert d is not None and float(a["resolving_distance_px"]) == d
+    corrected = overlap_corrected_count(5, 7680, d)
     assert float(a["corrected_count"]) == pytest.approx(corrected, rel=1e-5) and corrected > 5
     assert float(a["corrected_fluence_per_cm2"]) == pytest.approx(corrected / area, rel=1e-5)
     assert (blank["track_count"], blank["pixel_size_um"], blank["pixel_size_source"], blank["fluence_per_cm2"]) == (
