@@ -77,9 +77,10 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
     Maxima are found on the map smoothed with a 1-px Gaussian (so noise ripples
     and flat, saturated tops do not count), as connected sets of pixels equal to
     the maximum of their 5x5 neighbourhood that rise at least ``SPLIT_PROMINENCE``
-    above the way to any higher maximum (so ripples on a plateau do not count). Work is done component by component
-    inside bounding boxes (with a margin for the smoothing), so memory follows
-    the tracks, not the image. Returns the new number of labels.
+    above the way to any higher maximum (so ripples on a plateau do not count).
+    Work is done component by component inside bounding boxes (with a margin for
+    the smoothing), so memory follows the tracks, not the image. Returns the new
+    number of labels.
     """
     from scipy import ndimage
     from skimage.morphology import h_maxima
