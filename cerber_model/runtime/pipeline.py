@@ -4,8 +4,8 @@ Analyzing a folder has three stages per image: reading and normalising it (file 
 numpy), the network (ONNX Runtime or OpenVINO, which release the GIL and use every core), and
 extracting, measuring and writing the tracks (scipy, scikit-image, file writing). Run one
 after another, the machine idles in the first and the last. :func:`pipelined` overlaps them:
-a reader thread works ahead by ``depth`` images, the calling thread runs the network, a writer
-thread finishes the previous image.
+a reader thread works ahead by ``depth + 1`` images, the calling thread runs the network, a
+writer thread finishes the previous image.
 
 Memory stays bounded: at most ``depth + 1`` read images wait for the network, one image is in
 the network, and one is being finished, whatever the number of images.
@@ -60,7 +60,7 @@ def pipelined(
 ) -> Iterator[Outcome[Item, Result]]:
     """``finish(item, compute(item, read(item)))`` for every item, the three stages overlapped.
 
-    ``read`` runs in a reader thread (up to ``depth`` items ahead), ``compute`` in the calling
+    ``read`` runs in a reader thread (up to ``depth + 1`` items ahead), ``compute`` in the calling
     thread, ``finish`` in a writer thread. Yields one :class:`Outcome` per item, in input order,
     as soon as its ``finish`` is done. An exception in any stage ends up in that item's outcome
     (``Exception`` subclasses; anything else, such as KeyboardInterrupt, propagates).
