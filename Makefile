@@ -36,11 +36,12 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r33):
-# fixed seeds, about 40 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
+# fixed seeds, about 35 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
 # 10 epochs from fresh weights on the realistic recipe (spots among clutter), then 5 epochs at a
-# lower learning rate on those images and as many again of the clean recipe (the same spots and
+# lower learning rate on those images and 130 of the clean recipe (the same spots and
 # cameras without clutter) side by side, then the threshold that scores best on the realistic
-# validation images. Interrupted runs continue where they stopped (--resume); data are generated once.
+# validation images, and the resolving distance of the overlap correction. Interrupted runs
+# continue where they stopped (--resume); data are generated once.
 DEFAULT_DATA  := build/default-data
 DEFAULT_CLEAN := build/default-clean-data
 DEFAULT_BOTH  := build/default-both
@@ -68,6 +69,7 @@ model: setup $(DEFAULT_BOTH)/.linked
 	$(BIN)/cerber train $(DEFAULT_BOTH) --out build/default-tuned --start-from build/default-base $(TRAIN_SETTINGS) \
 		--epochs 5 --seed 782 --background-block 16 --lr 1e-3 --resume
 	$(BIN)/cerber threshold build/default-tuned $(DEFAULT_DATA) --out cerber_model/models/default --overwrite
+	$(BIN)/python benchmarks/bench_linearity.py --repeats 2 --write   # its resolving distance, into config.json
 
 # The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the
 # prototype's look; docs/pilot-real-images.md compares it): 25 epochs from fresh weights on the

@@ -14,7 +14,8 @@ inverted with the Lambert W function. ``d`` is an effective parameter of a model
 (a merged pair loses one track, not two), measured on synthetic images by
 ``benchmarks/bench_linearity.py``; a bundle carries its own (the default model's is
 5.71 px), and :data:`DEFAULT_RESOLVING_DISTANCE_PX` (v1's) stands for bundles without
-one. Beyond ``n pi d^2 / A = 1/e`` the observed count no longer grows with the true one and cannot be corrected.
+one. Beyond ``n pi d^2 / A = 1/e`` the observed count no longer grows with the true one
+and cannot be corrected.
 
 False detections (noise or clutter taken for tracks) add to the count; no
 correction can remove them.

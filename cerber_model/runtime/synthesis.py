@@ -314,9 +314,10 @@ class MixedRecipe:
 #: Any recipe: the prototype's (:class:`Recipe`), the realistic one or a mixture.
 AnyRecipe = Union[Recipe, "RealisticRecipe", MixedRecipe]
 #: The named recipes (``cerber generate --recipe NAME``): "prototype", the prototype's settings;
-#: "training", the prototype's kind of image as the current default model was trained on
-#: (``make model``: 240 images, seed 1) and the wizard's "Generate synthetic data" writes:
-#: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2; "mixed",
+#: "training", the prototype's kind of image as the v1 model was trained on
+#: (``make model-v1``: 240 images, seed 1) and the wizard's "Generate synthetic data" writes:
+#: 512 x 512 px with 10-30 tracks at an SNR of 0.7-5; "realistic", generator v2; "clean", the
+#: realistic recipe without clutter (the default model learnt from both, ``make model``); "mixed",
 #: seven in ten images realistic and three in ten "training" (so that a model trained on it
 #: keeps the prototype's kind of image).
 RECIPE_NAMES = ("prototype", "training", "realistic", "clean", "mixed")
