@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .runtime.batch import BatchSettings, ImageResult
+    from .runtime.images import Normalization
     from .runtime.pipeline import Outcome
     from .runtime.progress import CancelToken
     from .training import TrainingConfig
@@ -464,9 +465,27 @@ def _start_from(value: str | None) -> str:
         return str(path)
 
 
+def background_settings(normalization: Normalization, block: int | None, noise_scale: float | None,
+                        fix: str) -> Normalization:
+    """``normalization`` with ``--background-block`` and ``--noise-scale`` applied where given.
+
+    Raises ValueError naming the option when the normalisation is not "background" (``fix``
+    says what to do) or a value is out of range.
+    """
+    from dataclasses import replace
+
+    for option, value in (("--background-block", block), ("--noise-scale", noise_scale)):
+        if value is not None and normalization.method != "background":
+            raise ValueError(f"{option} goes with the background normalisation: {fix}")
+    if block is not None:
+        normalization = replace(normalization, block=block)
+    if noise_scale is not None:
+        normalization = replace(normalization, noise_scale=noise_scale)
+    return normalization
+
+
 def training_config(args: argparse.Namespace) -> TrainingConfig:
     """The TrainingConfig of ``cerber train``'s arguments."""
-    from dataclasses import replace
 
     from .runtime.images import Normalization
     from .training import TrainingConfig
@@ -483,11 +502,8 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
             normalization = Normalization()
     else:
         normalization = Normalization()
-    if args.background_block is not None:
-        if normalization.method != "background":
-            raise ValueError("--background-block goes with the background normalisation: add --normalization "
-                             "background (or start from a model that has it)")
-        normalization = replace(normalization, block=args.background_block)
+    normalization = background_settings(normalization, args.background_block, args.noise_scale,
+                                        "add --normalization background (or start from a model that has it)")
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
                           patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                           seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,
@@ -636,15 +652,11 @@ def cmd_threshold(args: argparse.Namespace) -> int:
         bundle = _load_model(args.model)
     except BundleError as exc:
         return _fail(str(exc))
-    normalization = bundle.config.normalization
-    if args.background_block is not None:
-        if normalization.method != "background":
-            return _fail(f"--background-block needs a model with the background normalisation; "
-                         f"{args.model} uses {normalization.method!r}")
-        try:
-            normalization = replace(normalization, block=args.background_block)
-        except ValueError as exc:
-            return _fail(str(exc))
+    try:
+        normalization = background_settings(bundle.config.normalization, args.background_block, args.noise_scale,
+                                            f"{args.model} uses {bundle.config.normalization.method!r}")
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.out and (problem := replace_problem(Path(args.out))):
         return _fail(problem)
     if args.out and Path(args.out).exists() and not args.overwrite:
@@ -806,6 +818,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with the background normalisation (--normalization background, or a --start-from "
                         "model that has it): the side of the blocks in which the background and the noise "
                         "are estimated (default 16 px; a starting model's own otherwise)")
+    t.add_argument("--noise-scale", type=float, metavar="PX",
+                   help="with the background normalisation: count the noise as it is at this scale, the "
+                        "size of a spot (its SD), rather than from pixel to pixel, so that noise that is "
+                        "smooth over a few pixels, as in most microscope images, is not taken for spots "
+                        "(0 = pixel noise; default 0, a starting model's own otherwise)")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")
@@ -830,6 +847,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "folder, or an existing model with --overwrite)")
     h.add_argument("--background-block", type=int, metavar="PX",
                    help="models with the background normalisation: score (and save) with blocks of this size")
+    h.add_argument("--noise-scale", type=float, metavar="PX",
+                   help="models with the background normalisation: score (and save) with the noise counted at "
+                        "this scale (see cerber train --noise-scale)")
     h.add_argument("--overwrite", action="store_true",
                    help="replace the model at --out (its other files, such as a model card, are kept)")
     h.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")

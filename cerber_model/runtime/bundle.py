@@ -35,9 +35,9 @@ from .engine import DEFAULT_ENGINE, engine_kind
 from .files import temporary_folder
 from .images import Normalization
 
-#: Version 2 added the "background" normalisation; version 1 configs (percentile or
-#: scale) load unchanged. An older Cerber refuses version 2 instead of misreading it.
-FORMAT_VERSION = 2
+#: Version 2 added the "background" normalisation, version 3 its noise scale; older
+#: configs load unchanged. An older Cerber refuses a newer version instead of misreading it.
+FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
@@ -118,10 +118,11 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ConfigError(f"format version {version} is newer than this Cerber understands "
                           f"({FORMAT_VERSION}); update Cerber to use this model")
-    if version == 1:
+    if version in (1, 2):
         # Version 1 knew the "percentile" and "scale" normalisations only, whose settings
-        # version 2 reads the same way: nothing to convert.
-        return {**data, "format_version": 2}
+        # version 2 reads the same way; version 3 added the background normalisation's
+        # optional noise scale, absent (0) in version 2: nothing to convert.
+        return {**data, "format_version": FORMAT_VERSION}
     raise ConfigError(f"unknown format version {version!r}")
 
 

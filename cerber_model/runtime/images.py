@@ -11,6 +11,7 @@ names the file, says what is wrong and what to do.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -445,6 +446,13 @@ class Normalization:
     just inside it are not left on a residual step (with 32 px, spots 8-12 px
     inside the edge of a plateau 30 noise SDs high got probabilities of 0.1-0.3
     instead of 0.94); bundles store their block, so older ones keep 32.
+
+    ``noise_scale`` (px, "background" only): when above 0, the pixel noise is
+    multiplied by the image's noise correlation at that scale (see
+    :func:`noise_correlation`), so that noise which is smooth over a few pixels,
+    as in most real microscope images, counts in units of what it looks like at
+    the size of a spot rather than of its much smaller pixel-to-pixel part.
+    0 (bundles before format 3) keeps the pixel noise.
     """
 
     method: str = "percentile"
@@ -452,6 +460,7 @@ class Normalization:
     high: float = 99.8
     divisor: float = 255.0
     block: int = 16
+    noise_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in NORMALIZATION_METHODS:
@@ -463,11 +472,17 @@ class Normalization:
             raise ValueError(f"divisor must be positive, got {self.divisor}")
         if self.method == "background" and not (isinstance(self.block, int) and self.block >= 8):
             raise ValueError(f"background block must be an integer of at least 8 px, got {self.block!r}")
+        if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 8):
+            raise ValueError(f"noise scale must be between 0 and 8 px, got {self.noise_scale!r}")
+        if self.noise_scale and self.method != "background":
+            raise ValueError("a noise scale needs the background normalisation")
 
     def to_dict(self) -> dict[str, Any]:
         if self.method == "scale":
             return {"method": "scale", "divisor": self.divisor}
         if self.method == "background":
+            if self.noise_scale:
+                return {"method": "background", "block": self.block, "noise_scale": self.noise_scale}
             return {"method": "background", "block": self.block}
         return {"method": "percentile", "low": self.low, "high": self.high}
 
@@ -640,7 +655,71 @@ def noise_sd(x: np.ndarray) -> float:
     return float(_MAD_TO_SD * np.median(np.abs(hp - np.median(hp))) / _HIGH_PASS_SD)
 
 
-def background_levels(data: np.ndarray, block: int = 16) -> BackgroundLevels:
+#: Windows of this many px (at most _CORRELATION_WINDOWS of them, spread evenly
+#: over the image) measure the noise correlation, so that it costs the same on
+#: every image above a megapixel.
+_CORRELATION_WINDOW = 256
+_CORRELATION_WINDOWS = 16
+
+
+def _block_mad_sd(x: np.ndarray, block: int) -> np.ndarray:
+    """Robust SD (1.4826 x MAD) of every ``block`` x ``block`` block of ``x``, flattened."""
+    h, w = x.shape
+    br, bc = min(block, h), min(block, w)
+    b = _blocks(x, _block_starts(h, br), _block_starts(w, bc), br, bc)
+    return (_MAD_TO_SD * np.median(np.abs(b - np.median(b, axis=-1, keepdims=True)), axis=-1)).ravel()
+
+
+@functools.lru_cache(maxsize=8)
+def _smoothed_high_pass_gain(scale: float) -> float:
+    """SD of :func:`high_pass` smoothed by a Gaussian of SD ``scale`` on white noise of SD 1."""
+    from scipy import ndimage
+
+    half = math.ceil(4 * scale) + 2
+    delta = np.zeros((2 * half + 1,) * 2, np.float64)
+    delta[half, half] = 1
+    return float(np.sqrt((ndimage.gaussian_filter(high_pass(delta), scale) ** 2).sum()))
+
+
+def noise_correlation(data: np.ndarray, scale: float, block: int = 16) -> float:
+    """How much larger a 2-D image's noise is at the scale of a spot than its pixel noise says (>= 1).
+
+    The pixel noise (:func:`high_pass`) is what differs from pixel to pixel. Noise
+    that is smooth over a few pixels (cameras that bin or interpolate, optics,
+    deconvolution, denoising: the neighbours of most real microscope images correlate
+    by 0.5-0.8) has a small pixel part and makes bumps the size of spots. Per block,
+    the robust SD of the high-pass smoothed by a Gaussian of SD ``scale`` px is
+    compared with what white noise of the block's pixel noise would give; the
+    median ratio over the blocks (so that spots and clutter in a minority of
+    blocks do not count) is returned, 1 for white noise and never less.
+    """
+    from scipy import ndimage
+
+    h, w = data.shape
+    margin = math.ceil(3 * scale) + 1
+    size = _CORRELATION_WINDOW + 2 * margin
+    per_axis = math.isqrt(_CORRELATION_WINDOWS)
+    starts_r, starts_c = (np.unique(np.linspace(0, max(n - size, 0), min(per_axis, -(-n // size))).astype(int))
+                          for n in (h, w))
+    gain = _smoothed_high_pass_gain(float(scale)) / _HIGH_PASS_SD
+    ratios = []
+    for r in starts_r:
+        for c in starts_c:
+            window = np.asarray(data[r:r + size, c:c + size], dtype=np.float32)
+            hp = high_pass(window)
+            smooth = ndimage.gaussian_filter(hp, scale)
+            inner = (slice(margin, -margin), slice(margin, -margin))
+            if min(hp[inner].shape) < 3:
+                continue
+            pixel = _block_mad_sd(hp[inner], block)
+            spot = _block_mad_sd(smooth[inner], block)
+            ok = pixel > 0
+            ratios.append(spot[ok] / (pixel[ok] * gain))
+    ratio = np.concatenate(ratios) if ratios else np.zeros(0)
+    return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
+
+
+def background_levels(data: np.ndarray, block: int = 16, noise_scale: float = 0.0) -> BackgroundLevels:
     """Local background and noise of a 2-D image, on a grid of ``block`` px blocks.
 
     Per block: the background is the median, the noise SD the MAD of
@@ -649,7 +728,8 @@ def background_levels(data: np.ndarray, block: int = 16) -> BackgroundLevels:
     3 x 3 blocks, so one block full of spots or a blob does not dent them. The
     noise has a floor of a quarter of the image's median block noise (and, for
     integer images, of a grey level's quantisation noise, 1/sqrt(12)), so flat,
-    clipped or saturated regions are not blown up.
+    clipped or saturated regions are not blown up. With ``noise_scale`` > 0 the
+    noise is multiplied by :func:`noise_correlation` at that scale.
     """
     from scipy import ndimage
 
@@ -664,6 +744,8 @@ def background_levels(data: np.ndarray, block: int = 16) -> BackgroundLevels:
     noise = _MAD_TO_SD / _HIGH_PASS_SD * np.median(np.abs(hp - np.median(hp, axis=-1, keepdims=True)), axis=-1)
     background = ndimage.median_filter(background, size=3, mode="nearest")
     noise = ndimage.median_filter(noise, size=3, mode="nearest")
+    if noise_scale > 0:
+        noise = noise * np.float32(noise_correlation(data, noise_scale, block))
     scale = float(np.abs(data).max()) if data.size else 0.0
     floor = max(0.25 * float(np.median(noise)), 1e-6 * scale, 1e-12)
     if data.dtype.kind in "iu":
@@ -675,7 +757,7 @@ def background_levels(data: np.ndarray, block: int = 16) -> BackgroundLevels:
 def image_levels(data: np.ndarray, norm: Normalization) -> Levels:
     """What normalising ``data`` (a whole 2-D image) with ``norm`` needs, estimated once."""
     if norm.method == "background":
-        return background_levels(data, norm.block)
+        return background_levels(data, norm.block, norm.noise_scale)
     return RangeLevels(*normalization_range(data, norm))
 
 

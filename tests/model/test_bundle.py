@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from cerber_model.nn.bundling import make_bundle
 from cerber_model.runtime import bundle as bundle_module
@@ -55,7 +56,7 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == bundle_module.FORMAT_VERSION == 2
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 3
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
     assert all(len(v) == 64 for v in data["files"].values())
@@ -173,6 +174,28 @@ def test_background_normalisation_round_trip(tmp_path):
         {"method": "background", "block": 24}
     image = np.random.default_rng(5).normal(300, 20, (90, 110)).astype(np.uint16)
     assert np.array_equal(analyze(image, original).probability, analyze(image, loaded).probability)
+
+
+def test_version_2_bundles_load_with_the_pixel_noise(tmp_path):
+    """Version 2 had no noise scale: such a config loads with the pixel noise (noise scale 0) and
+    predicts as a current bundle that says so; a noise scale is saved and read back."""
+    from dataclasses import replace
+
+    base = tiny_bundle(width=1, seed=3)
+    scaled = make_bundle(replace(base.config, normalization=Normalization("background", block=16, noise_scale=1.5)),
+                         base.weights)
+    folder = save_bundle(scaled, tmp_path / "scaled")
+    assert load_bundle(folder).config.normalization.noise_scale == 1.5
+    config = json.loads((folder / "config.json").read_text())
+    config["format_version"] = 2
+    del config["normalization"]["noise_scale"]
+    (folder / "config.json").write_text(json.dumps(config))
+    old = load_bundle(folder)
+    assert old.config.normalization == Normalization("background", block=16)
+    image = ndimage.gaussian_filter(np.random.default_rng(5).normal(300, 20, (90, 110)), 1).astype(np.uint16)
+    plain = make_bundle(replace(base.config, normalization=Normalization("background", block=16)), base.weights)
+    assert np.array_equal(analyze(image, old).probability, analyze(image, plain).probability)
+    assert not np.array_equal(analyze(image, old).probability, analyze(image, scaled).probability)
 
 
 def test_unknown_normalisation_is_named(saved):

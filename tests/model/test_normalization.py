@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cerber_model.runtime.images import Normalization, noise_sd, normalize
+from cerber_model.runtime.images import Normalization, noise_correlation, noise_sd, normalize
 
 BACKGROUND = Normalization("background", block=32)
 
@@ -61,9 +61,55 @@ def test_flat_clipped_and_tiny_images_give_finite_values():
     assert 5 < x[64, 64] < 12
 
 
+def test_noise_correlation_is_one_for_white_noise_and_grows_with_smoothing():
+    """White noise of any bit depth gives 1 (never less); noise smoothed over 0.5, 0.7 and 1 px,
+    whose neighbours correlate by 0.37, 0.6 and 0.78 as in real microscope images, gives more and
+    more; 40 bright spots do not move it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for image in (rng.normal(100, 5, (300, 330)), rng.poisson(3, (256, 256)).astype(np.uint8),
+                  rng.normal(3000, 40, (700, 650)).astype(np.uint16)):
+        assert noise_correlation(image, 1.5) == pytest.approx(1.0, abs=0.05)
+    white = rng.normal(100, 5, (512, 512))
+    factors = [noise_correlation(ndimage.gaussian_filter(white, b), 1.5) for b in (0.5, 0.7, 1.0)]
+    assert 1.4 < factors[0] < factors[1] < factors[2]
+    spots = sum(30 * _spot(white.shape, r, c) for r, c in rng.uniform(10, 500, (40, 2)))
+    assert noise_correlation(white + spots, 1.5) == pytest.approx(1.0, abs=0.05)
+    assert noise_correlation(np.full((64, 64), 7, np.uint8), 1.5) == 1.0  # no noise at all
+
+
+def test_with_a_noise_scale_smoothed_noise_looks_like_white_noise_at_spot_size():
+    """Smoothed noise normalised with a noise scale of 1.5 px gives a Laplacian of Gaussian of that
+    scale (a spot detector) the response that white noise gives (within 10%); with the pixel noise
+    alone it is 5 times higher. White noise and the spots on it read the same with or without the scale."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    white = rng.normal(500, 10, (384, 384))
+    scaled = Normalization("background", block=32, noise_scale=1.5)
+
+    def bumps(x):  # SD of the normalised image's response at spot size
+        return float(ndimage.gaussian_laplace(x, 1.5)[20:-20, 20:-20].std())
+
+    reference = bumps(normalize(white, scaled))
+    smoothed = ndimage.gaussian_filter(white, 0.8)
+    assert bumps(normalize(smoothed, scaled)) == pytest.approx(reference, rel=0.1)
+    assert bumps(normalize(smoothed, BACKGROUND)) > 4 * reference
+    spot = 3 * 10 * _spot(white.shape, 192, 192)
+    assert np.allclose(normalize(white + spot, scaled), normalize(white + spot, BACKGROUND), atol=0.05 * 3)
+
+
 def test_validation():
     with pytest.raises(ValueError, match="block"):
         Normalization("background", block=4)
+    with pytest.raises(ValueError, match="noise scale must be between 0 and 8 px"):
+        Normalization("background", noise_scale=-1)
+    with pytest.raises(ValueError, match="a noise scale needs the background normalisation"):
+        Normalization("percentile", noise_scale=1.5)
+    scaled = Normalization("background", block=24, noise_scale=1.5)
+    assert Normalization.from_dict(scaled.to_dict()) == scaled
+    assert "noise_scale" not in BACKGROUND.to_dict()  # as bundles before it wrote it
     with pytest.raises(ValueError, match="one of percentile, scale, background"):
         Normalization("zscore")
     assert Normalization.from_dict(BACKGROUND.to_dict()) == BACKGROUND

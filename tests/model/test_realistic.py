@@ -232,11 +232,13 @@ def test_recipe_files_written_before_the_detectability_floor_make_the_same_image
     current recipe's JSON round-trips its own values."""
     current = replace(SMALL, tracks=(30, 30))
     old = current.to_dict()
-    for added in ("min_detectability", "texture_grain", "in_structure_fraction", "snr_over_clutter", "cells"):
+    for added in ("min_detectability", "texture_grain", "in_structure_fraction", "snr_over_clutter", "cells",
+                  "smoothed_fraction", "noise_smoothing"):
         del old[added]
     loaded = recipe_from_dict(json.loads(json.dumps(old)))
     assert (loaded.min_detectability, loaded.texture_grain) == (0.0, (1.5, 6.0))
     assert (loaded.in_structure_fraction, loaded.snr_over_clutter, loaded.cells) == (0.0, False, (0, 0))
+    assert loaded.smoothed_fraction == 0.0
     assert recipe_from_dict(json.loads(json.dumps(current.to_dict()))) == current
     faint = [make_sample(loaded, 2, i) for i in range(4)]
     detectability = np.concatenate([s.snr * np.sqrt(np.pi * s.sds[:, 0] * s.sds[:, 1]) for s in faint])
@@ -298,3 +300,26 @@ def test_spots_on_texture_stand_out_from_it():
 
     plain, counted = contrast(replace(textured, snr_over_clutter=False)), contrast(textured)
     assert counted > 1.5 * plain, (plain, counted)
+
+
+def test_a_share_of_images_has_smoothed_noise():
+    """Half of the images (the default) have noise smoothed over 0.4-1.2 px, as processing leaves
+    real ones: their neighbouring pixels correlate; the others' do not. Spots stay where they were."""
+    from cerber_model.runtime.images import noise_correlation
+
+    flat = replace(SMALL, tracks=(0, 0), blobs=(0, 0), rings=(0, 0), filaments=(0, 0), texture_probability=0.0,
+                   dust=(0, 0), scratch_probability=0.0, hot_pixels=(0.0, 0.0), inhomogeneities=(0, 0),
+                   vignetting=(0.0, 0.0), gradient=(0.0, 0.0), background_photons=(200.0, 2000.0),
+                   bit_depths=(16,))
+    factors = [noise_correlation(make_sample(flat, 4, i).image, 1.5) for i in range(24)]
+    smoothed = sum(f > 1.5 for f in factors)
+    assert 6 <= smoothed <= 18 and sum(f < 1.15 for f in factors) == 24 - smoothed
+    assert all(noise_correlation(make_sample(replace(flat, smoothed_fraction=0.0), 4, i).image, 1.5) < 1.15
+               for i in range(6))
+    assert all(noise_correlation(make_sample(replace(flat, smoothed_fraction=1.0), 4, i).image, 1.5) > 1.5
+               for i in range(6))
+    spots = replace(SMALL, smoothed_fraction=1.0)
+    plain = make_sample(replace(spots, smoothed_fraction=0.0), 8, 0)
+    assert np.array_equal(make_sample(spots, 8, 0).centres, plain.centres)
+    with pytest.raises(ValueError, match="smoothed_fraction"):
+        replace(SMALL, smoothed_fraction=1.5)

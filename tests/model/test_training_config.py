@@ -191,6 +191,12 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
                                                                                                     block=24)
     with pytest.raises(ValueError, match="at least 8 px"):
         normalization("--normalization", "background", "--background-block", "4")
+    assert normalization("--start-from", noise_units, "--noise-scale", "1.5") == Normalization("background",
+                                                                                                noise_scale=1.5)
+    with pytest.raises(ValueError, match="--noise-scale goes with the background normalisation"):
+        normalization("--noise-scale", "1.5")
+    with pytest.raises(ValueError, match="noise scale must be between 0 and 8 px"):
+        normalization("--normalization", "background", "--noise-scale", "-1")
 
 
 @pytest.mark.parametrize("change, problem", [
