@@ -662,12 +662,12 @@ _CORRELATION_WINDOW = 256
 _CORRELATION_WINDOWS = 16
 
 
-def _block_mad_sd(x: np.ndarray, block: int) -> np.ndarray:
-    """Robust SD (1.4826 x MAD) of every ``block`` x ``block`` block of ``x``, flattened."""
+def _block_mad(x: np.ndarray, block: int) -> np.ndarray:
+    """Median absolute deviation of every ``block`` x ``block`` block of ``x`` (the grid of blocks)."""
     h, w = x.shape
     br, bc = min(block, h), min(block, w)
     b = _blocks(x, _block_starts(h, br), _block_starts(w, bc), br, bc)
-    return (_MAD_TO_SD * np.median(np.abs(b - np.median(b, axis=-1, keepdims=True)), axis=-1)).ravel()
+    return np.median(np.abs(b - np.median(b, axis=-1, keepdims=True)), axis=-1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -711,8 +711,7 @@ def noise_correlation(data: np.ndarray, scale: float, block: int = 16) -> float:
             inner = (slice(margin, -margin), slice(margin, -margin))
             if min(hp[inner].shape) < 3:
                 continue
-            pixel = _block_mad_sd(hp[inner], block)
-            spot = _block_mad_sd(smooth[inner], block)
+            pixel, spot = _block_mad(hp[inner], block).ravel(), _block_mad(smooth[inner], block).ravel()
             ok = pixel > 0
             ratios.append(spot[ok] / (pixel[ok] * gain))
     ratio = np.concatenate(ratios) if ratios else np.zeros(0)
@@ -740,8 +739,7 @@ def background_levels(data: np.ndarray, block: int = 16, noise_scale: float = 0.
     hp = high_pass(data)
     if min(h, w) >= 3:  # the outermost pixels have no high-pass; use their inner neighbours'
         hp = np.pad(hp[1:-1, 1:-1], 1, mode="edge")
-    hp = _blocks(hp, rows, cols, br, bc)
-    noise = _MAD_TO_SD / _HIGH_PASS_SD * np.median(np.abs(hp - np.median(hp, axis=-1, keepdims=True)), axis=-1)
+    noise = _MAD_TO_SD / _HIGH_PASS_SD * _block_mad(hp, block)
     background = ndimage.median_filter(background, size=3, mode="nearest")
     noise = ndimage.median_filter(noise, size=3, mode="nearest")
     if noise_scale > 0:
