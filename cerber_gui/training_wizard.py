@@ -43,10 +43,17 @@ from PySide6.QtWidgets import (
 
 from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
-from cerber_model.runtime.images import Normalization, list_images
+from cerber_model.runtime.images import list_images
 from cerber_model.runtime.points import points_beside
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
-from cerber_model.training import TRAINING_FILES, TrainingConfig, TrainingError, estimate_cost, train
+from cerber_model.training import (
+    FRESH_NORMALIZATION,
+    TRAINING_FILES,
+    TrainingConfig,
+    TrainingError,
+    estimate_cost,
+    train,
+)
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
@@ -282,7 +289,7 @@ class SettingsPage(QWizardPage):
         self.start = QComboBox()
         self.start.addItem("fresh random weights", "")
         self.start_width = None
-        self.start_normalization = Normalization()
+        self.start_normalization = FRESH_NORMALIZATION
         if start_model is not None and start_model.path is not None:
             self.start_width = start_model.config.network.width
             # Fine-tuning keeps the inputs the model learnt on (as cerber train --start-from does).
@@ -314,7 +321,8 @@ class SettingsPage(QWizardPage):
                               batch_size=self.batch_size.value(), learning_rate=self.lr.value(),
                               patience=self.patience.value(), xla=self.xla.isChecked(),
                               start_from=self.start.currentData(),
-                              normalization=self.start_normalization if self.start.currentData() else Normalization())
+                              normalization=(self.start_normalization if self.start.currentData()
+                                             else FRESH_NORMALIZATION))
 
     def _start_changed(self) -> None:
         fine_tune = bool(self.start.currentData())

@@ -423,6 +423,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             changes["tracks"] = tuple(args.tracks)
         if args.snr:
             changes["snr"] = tuple(args.snr)
+        if args.smoothed_fraction is not None:
+            if isinstance(recipe, Recipe):
+                return _fail("--smoothed-fraction needs the realistic recipe (--recipe realistic or clean)")
+            changes["smoothed_fraction"] = args.smoothed_fraction
         if args.backgrounds:
             if isinstance(recipe, Recipe):
                 return _fail("--backgrounds needs the realistic recipe (--recipe realistic)")
@@ -488,20 +492,20 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     """The TrainingConfig of ``cerber train``'s arguments."""
 
     from .runtime.images import Normalization
-    from .training import TrainingConfig
+    from .training import FRESH_NORMALIZATION, TrainingConfig
 
     start_from = _start_from(args.start_from)
     if args.normalization:
-        normalization = Normalization(args.normalization)
+        normalization = FRESH_NORMALIZATION if args.normalization == "background" else Normalization(args.normalization)
     elif start_from:  # fine-tuning keeps the inputs the starting model learnt on
         from .runtime.bundle import BundleError, load_bundle
 
         try:
             normalization = load_bundle(start_from).config.normalization
         except BundleError:  # training says what is wrong with it
-            normalization = Normalization()
+            normalization = FRESH_NORMALIZATION
     else:
-        normalization = Normalization()
+        normalization = FRESH_NORMALIZATION
     normalization = background_settings(normalization, args.background_block, args.noise_scale,
                                         "add --normalization background (or start from a model that has it)")
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
@@ -767,6 +771,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "without clutter; the default model learnt from realistic and clean; mixed: 7 in 10 "
                         "images realistic, 3 in 10 training) or a recipe JSON "
                         "(see recipe.json of a generated set)")
+    g.add_argument("--smoothed-fraction", type=float, metavar="F",
+                   help="realistic (or clean, or mixed) recipe: share of images whose noise is smoothed over "
+                        "0.4-1.2 px, as processing leaves most microscope images (default 0.5; 0 for a camera "
+                        "whose noise is white)")
     g.add_argument("--backgrounds", metavar="DIR",
                    help="realistic (or mixed) recipe: draw backgrounds from the lab's own images in DIR (their spots "
                         "are found and painted over first, so they never count as background)")
@@ -812,8 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "'default' = the bundled default model); --width must match it")
     t.add_argument("--normalization", choices=("percentile", "background"),
                    help="how images become network input: 'percentile' stretches each image's 1st-99.8th "
-                        "percentiles to 0..1; 'background' subtracts the local background and divides by the "
-                        "local noise SD (default: the --start-from model's, else percentile)")
+                        "percentiles to 0..1 (the v1 model's); 'background' subtracts the local background and "
+                        "divides by the local noise SD, counted at a spot's size (--noise-scale 1.5) "
+                        "(default: the --start-from model's, else background, as the default model's)")
     t.add_argument("--background-block", type=int, metavar="PX",
                    help="with the background normalisation (--normalization background, or a --start-from "
                         "model that has it): the side of the blocks in which the background and the noise "
@@ -822,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with the background normalisation: count the noise as it is at this scale, the "
                         "size of a spot (its SD), rather than from pixel to pixel, so that noise that is "
                         "smooth over a few pixels, as in most microscope images, is not taken for spots "
-                        "(0 = pixel noise; default 0, a starting model's own otherwise)")
+                        "(0 = pixel noise; default 1.5 px, a starting model's own otherwise)")
     t.add_argument("--resume", action="store_true", help="continue the last run into --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     t.add_argument("--quiet", action="store_true")

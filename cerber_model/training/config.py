@@ -14,6 +14,12 @@ from typing import Any
 from ..runtime.datasets import Augmentation
 from ..runtime.images import Normalization
 
+#: The inputs a model trained from fresh weights learns on, unless told otherwise (the CLI
+#: and the wizard): the default model's. Noise units with 16 px blocks and the noise counted
+#: at spot size: on real images and blank noise the percentile normalisation (v1's, still
+#: TrainingConfig's own default for configs written before) did far worse.
+FRESH_NORMALIZATION = Normalization("background", block=16, noise_scale=1.5)
+
 
 class TrainingError(Exception):
     """Training cannot start or continue; the message says why and what to do."""

@@ -299,6 +299,7 @@ def test_fine_tuning_keeps_the_open_models_normalisation(qtbot, tmp_path):
     from cerber_model.runtime.architecture import NetworkConfig
     from cerber_model.runtime.bundle import BundleConfig, save_bundle
     from cerber_model.runtime.images import Normalization
+    from cerber_model.training import FRESH_NORMALIZATION
     from tests.model.helpers import jittered_weights
 
     config = BundleConfig(network=NetworkConfig(width=1), normalization=Normalization("background"), name="bg")
@@ -306,7 +307,7 @@ def test_fine_tuning_keeps_the_open_models_normalisation(qtbot, tmp_path):
     save_bundle(model, tmp_path / "bg")
     page = SettingsPage(model)
     qtbot.addWidget(page)
-    assert page.config().normalization == Normalization()
+    assert page.config().normalization == FRESH_NORMALIZATION == Normalization("background", block=16, noise_scale=1.5)
     page.start.setCurrentIndex(1)
     assert page.config().start_from == str(tmp_path / "bg")
     assert page.config().normalization == Normalization("background")

@@ -87,6 +87,7 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     # The noise scale is saved the same way, and refused where the block is.
     assert main(["threshold", str(model), str(data), "--noise-scale", "1.5", "--out", str(tmp_path / "scaled"),
                  "--quiet"]) == 0
-    assert load_bundle(tmp_path / "scaled").config.normalization == Normalization("background", block=32, noise_scale=1.5)
+    scaled = load_bundle(tmp_path / "scaled").config.normalization
+    assert scaled == Normalization("background", block=32, noise_scale=1.5)
     assert main(["threshold", v1, str(data), "--noise-scale", "1.5", "--quiet"]) != 0
     assert "--noise-scale goes with the background normalisation" in capsys.readouterr().err

@@ -204,6 +204,27 @@ def test_cerber_generate_realistic_with_lab_backgrounds(tmp_path):
                  str(tmp_path / "lab"), "--quiet"]) == 2  # the prototype's recipe has no backgrounds
 
 
+def test_cerber_generate_smoothed_fraction(tmp_path, capsys):
+    """--smoothed-fraction 0 makes the images of a recipe written before smoothing existed."""
+    from cerber_model.cli import main
+
+    for name, fraction in (("white", "0"), ("smooth", "1")):
+        assert main(["generate", str(tmp_path / name), "--count", "1", "--seed", "5", "--recipe", "clean", "--size",
+                     "96", "96", "--smoothed-fraction", fraction, "--workers", "1", "--quiet"]) == 0
+        written = json.loads((tmp_path / name / "recipe.json").read_text())["recipe"]
+        assert written["smoothed_fraction"] == float(fraction)
+    old = {k: v for k, v in replace(named_recipe("clean"), height=96, width=96).to_dict().items()
+           if k not in ("smoothed_fraction", "noise_smoothing")}
+    expected = make_sample(recipe_from_dict(old), 5, 0).image
+    image = read_image(next((tmp_path / "white" / "train" / "images").glob("*.png"))).data
+    assert np.array_equal(image, expected)
+    assert not np.array_equal(read_image(next((tmp_path / "smooth" / "train" / "images").glob("*.png"))).data,
+                              expected)
+    assert main(["generate", str(tmp_path / "no"), "--count", "1", "--seed", "1", "--smoothed-fraction", "0",
+                 "--quiet"]) == 2
+    assert "--smoothed-fraction needs the realistic recipe" in capsys.readouterr().err
+
+
 def test_no_spot_is_too_faint_to_be_found():
     """Every spot's matched-filter SNR (peak SNR x sqrt(pi sd_u sd_v)) reaches min_detectability, while
     SNRs still start at the recipe's low end for spots large enough to be seen that faint."""

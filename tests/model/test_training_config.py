@@ -63,13 +63,18 @@ def test_cli_takes_the_new_flags_and_the_old_ones():
 
 
 def test_cerber_train_without_flags_trains_the_config_defaults():
+    """Every flag's default is TrainingConfig's, except the inputs: a fresh model learns on the
+    default model's (TrainingConfig keeps the percentile normalisation for what was written before)."""
     from cerber_model.cli import build_parser, training_config
+    from cerber_model.training import FRESH_NORMALIZATION
 
-    assert training_config(build_parser().parse_args(["train", "data", "--out", "m"])) == TrainingConfig()
-    no_xla = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--no-xla"]))
-    assert no_xla == TrainingConfig(xla=False)
-    focal = training_config(build_parser().parse_args(["train", "data", "--out", "m", "--focal-gamma", "1",
-                                                       "--focal-alpha", "0.5"]))
+    def config(*flags):
+        return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags]))
+
+    assert config() == TrainingConfig(normalization=FRESH_NORMALIZATION)
+    assert config("--normalization", "percentile") == TrainingConfig()
+    assert config("--normalization", "percentile", "--no-xla") == TrainingConfig(xla=False)
+    focal = config("--normalization", "percentile", "--focal-gamma", "1", "--focal-alpha", "0.5")
     assert focal == TrainingConfig(focal_gamma=1.0, focal_alpha=0.5)
 
 
@@ -166,7 +171,8 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     def method(*flags):
         return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags])).normalization.method
 
-    assert method() == "percentile"
+    assert method() == "background"  # the default model's
+    assert method("--normalization", "percentile") == "percentile"
     assert method("--normalization", "background") == "background"
     bundle = BundleConfig(normalization=Normalization("background"), name="noise-units")
     save_bundle(make_bundle(bundle, jittered_weights(bundle.network)), tmp_path / "noise-units")
@@ -178,11 +184,12 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     def normalization(*flags):
         return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags])).normalization
 
-    assert normalization("--normalization", "background") == Normalization("background", block=16)
-    coarse = normalization("--normalization", "background", "--background-block", "32")
+    assert normalization() == normalization("--normalization", "background") == \
+        Normalization("background", block=16, noise_scale=1.5)
+    coarse = normalization("--normalization", "background", "--background-block", "32", "--noise-scale", "0")
     assert coarse == Normalization("background", block=32)
     with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
-        normalization("--background-block", "32")
+        normalization("--normalization", "percentile", "--background-block", "32")
     with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
         normalization("--start-from", str(default_bundle_path().parent / "v1"), "--background-block", "32")
     noise_units = str(tmp_path / "noise-units")
@@ -194,7 +201,7 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
     assert normalization("--start-from", noise_units, "--noise-scale", "1.5") == Normalization("background",
                                                                                                 noise_scale=1.5)
     with pytest.raises(ValueError, match="--noise-scale goes with the background normalisation"):
-        normalization("--noise-scale", "1.5")
+        normalization("--normalization", "percentile", "--noise-scale", "1.5")
     with pytest.raises(ValueError, match="noise scale must be between 0 and 8 px"):
         normalization("--normalization", "background", "--noise-scale", "-1")
 
