@@ -148,8 +148,9 @@ def test_model_card_describes_the_model(qtbot, window):
     dialog = ModelCardDialog(window.session.bundle, window)
     qtbot.addWidget(dialog)
     text = dialog.findChild(type(dialog.layout().itemAt(0).widget())).toPlainText()
-    # The default model has width 2: 72,588 trainable parameters (README's table), threshold 0.55.
-    assert "three cross-connected branches" in text and "72,588 trainable" in text and "0.550" in text
+    # The default model has width 2: 72,588 trainable parameters (README's table), and its own threshold.
+    threshold = window.session.bundle.config.threshold
+    assert "three cross-connected branches" in text and "72,588 trainable" in text and f"{threshold:.3f}" in text
 
 
 def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_path, monkeypatch):

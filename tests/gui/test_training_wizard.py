@@ -104,11 +104,12 @@ def test_synthetic_data_follows_the_training_recipe(qtbot):
 
 
 def test_settings_start_at_the_training_defaults(qtbot):
-    from cerber_model.training import TrainingConfig
+    """The wizard's settings are TrainingConfig's, with the default model's inputs for fresh weights."""
+    from cerber_model.training import FRESH_NORMALIZATION, TrainingConfig
 
     wizard = TrainingWizard()
     qtbot.addWidget(wizard)
-    assert wizard.settings_page.config() == TrainingConfig()
+    assert wizard.settings_page.config() == TrainingConfig(normalization=FRESH_NORMALIZATION)
 
 
 def test_settings_estimate_follows_width_patch_and_xla(qtbot):
