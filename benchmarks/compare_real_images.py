@@ -7,7 +7,7 @@ For every model given (folders, or "default" for the bundled one) this reports
   samples), zero-shot, beside a LoG detector tuned on that very image (the classical baseline,
   tuned on the answer);
 * F1 on the SNR sweep of ``benchmarks/eval_snr.py`` (the same sets, in build/eval-snr) and on
-  a held-out set of the realistic recipe (seed 9001, never trained on), each beside a LoG tuned
+  a held-out set of the realistic recipe (seed 9001, white noise, never trained on), each beside a LoG tuned
   on the set;
 * F1 on a camera-like SNR sweep (the realistic recipe without clutter: spots of SD 1-3 px at
   SNR 4, 2 and 1, on a flat background, 8-16 bit; and the same on a strong smooth background,
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,9 @@ def main() -> None:
 
     realistic = args.data.parent / "eval-realistic"
     if not (realistic / "recipe.json").is_file():
-        generate_dataset(realistic, args.realistic, seed=9001, recipe=named_recipe("realistic"), val_fraction=0.0)
+        # White noise, as before the recipe smoothed half of its images (the camera sets have smoothed ones).
+        recipe = replace(named_recipe("realistic"), smoothed_fraction=0.0)  # type: ignore[type-var]
+        generate_dataset(realistic, args.realistic, seed=9001, recipe=recipe, val_fraction=0.0)
     print(f"\n## Synthetic sets (F1 at 3 px; P / R)\n\n{'set':24s} {header} {'LoG tuned on it':>16s}")
     synthetic = [*snr_sets(args.data, args.count, 512), *camera_sets(args.data.parent / "eval-camera", args.count),
                  ("realistic (seed 9001)", realistic / "train")]
