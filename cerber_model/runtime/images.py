@@ -702,15 +702,15 @@ def noise_correlation(data: np.ndarray, scale: float, block: int = 16) -> float:
     starts_r, starts_c = (np.unique(np.linspace(0, max(n - size, 0), min(per_axis, -(-n // size))).astype(int))
                           for n in (h, w))
     gain = _smoothed_high_pass_gain(float(scale)) / _HIGH_PASS_SD
+    inner = (slice(margin, -margin), slice(margin, -margin))
     ratios = []
     for r in starts_r:
         for c in starts_c:
             window = np.asarray(data[r:r + size, c:c + size], dtype=np.float32)
+            if min(window.shape) < 2 * margin + 3:  # too small to leave blocks inside the margin
+                continue
             hp = high_pass(window)
             smooth = ndimage.gaussian_filter(hp, scale)
-            inner = (slice(margin, -margin), slice(margin, -margin))
-            if min(hp[inner].shape) < 3:
-                continue
             pixel, spot = _block_mad(hp[inner], block).ravel(), _block_mad(smooth[inner], block).ravel()
             ok = pixel > 0
             ratios.append(spot[ok] / (pixel[ok] * gain))
