@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from cerber_model.runtime.analysis import AnalysisResult, analyze
-from cerber_model.runtime.tracks import Tracks, extract_tracks
+from cerber_model.runtime.tracks import Tracks
 
 from . import workers
 from .exports import ReportJob, write_prepared_report
@@ -26,7 +26,7 @@ from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_i
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
     """Worker job: tracks from the cached probability map (extract_tracks is quick: no progress, no cancel)."""
     r = job.result
-    return extract_tracks(r.probability, r.image.data, job.threshold, job.min_area_px, job.pixel_size_um)
+    return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast)
 
 
 class JobRunner(QObject):

@@ -48,7 +48,7 @@ from cerber_model.runtime.spectra import (
     quantity_label,
     track_spectra,
 )
-from cerber_model.runtime.tracks import Tracks, extract_tracks
+from cerber_model.runtime.tracks import Tracks
 
 from .annotations import AnnotationError, Annotations
 from .dose import USER_SETTING, ImageDose, PooledDose, unique_names
@@ -137,6 +137,7 @@ class RetrackJob:
     threshold: float
     min_area_px: int
     pixel_size_um: float | None
+    min_contrast: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -503,8 +504,8 @@ class Session:
             return 0
         tracks = result.tracks
         if tracks.threshold != self.threshold:  # re-tracking at the slider's value has not ended yet
-            tracks = extract_tracks(result.probability, result.image.data, self.threshold,
-                                    self.bundle.config.min_area_px, self.pixel_size_for(self.selected)[0])
+            tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
+                                      self.pixel_size_for(self.selected)[0], self.bundle.config.min_contrast)
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     # -- regions --------------------------------------------------------------------
@@ -694,7 +695,7 @@ class Session:
         for path in order:
             if not self.tracks_current(path):
                 return RetrackJob(path, self.results[path], self.threshold, self.bundle.config.min_area_px,
-                                  self.pixel_size_for(path)[0])
+                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast)
         return None
 
     def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:

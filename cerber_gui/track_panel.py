@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QTableView
 from cerber_model.runtime.tracks import TRACK_COLUMNS, Tracks
 
 _ROOT = QModelIndex()
-_DECIMALS = {"row": 2, "col": 2, "max_probability": 3, "eccentricity": 3, "orientation_deg": 1}
+_DECIMALS = {"row": 2, "col": 2, "max_probability": 3, "eccentricity": 3, "orientation_deg": 1, "contrast": 1}
 
 
 class TrackTableModel(QAbstractTableModel):

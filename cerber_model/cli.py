@@ -650,7 +650,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .runtime.bundle import BundleError, replace_problem, save_bundle
-    from .runtime.evaluation import sweep_thresholds
+    from .runtime.evaluation import CONTRASTS, sweep_thresholds
 
     try:
         bundle = _load_model(args.model)
@@ -669,19 +669,30 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     pairs, problems = _scoring_pairs(Path(args.data))
     if problems or not pairs:
         return _fail("the data cannot be scored:\n" + "\n".join(str(p) for p in problems))
+    if args.min_contrast is not None and not 0 <= args.min_contrast <= 100:
+        return _fail(f"--min-contrast must be from 0 to 100 noise SDs, got {args.min_contrast:g}")
+    contrasts = CONTRASTS if args.min_contrast is None else (args.min_contrast,)
     bar, progress = _bar("scoring", args.quiet)
     with bar:
         sweep = sweep_thresholds(bundle.engine(), pairs, normalization, min_area_px=bundle.config.min_area_px,
-                                 radius=args.radius, progress=progress)
+                                 radius=args.radius, contrasts=contrasts, progress=progress)
+    threshold, min_contrast = sweep.best_setting
+    if len(contrasts) > 1:
+        print(f"{'contrast':>8}  {'threshold':>9}  {'F1':>5}   (the best threshold at each smallest contrast)")
+        for k, row in sweep.by_contrast.items():
+            t = max(row, key=lambda t: (row[t].f1, -abs(t - 0.5)))
+            print(f"{k:8g}  {t:9.2f}  {row[t].f1:5.3f}" + ("  <- best" if k == min_contrast else ""))
+    print(f"at smallest contrast {min_contrast:g}:")
     print(f"{'threshold':>9}  {'precision':>9}  {'recall':>6}  {'F1':>5}")
     own = bundle.config.threshold
-    for t, m in sweep.matches.items():
-        mark = "  <- best" if t == sweep.best else ("  (the model's)" if abs(t - own) < 1e-6 else "")
+    for t, m in sweep.by_contrast[min_contrast].items():
+        mark = "  <- best" if t == threshold else ("  (the model's)" if abs(t - own) < 1e-6 else "")
         print(f"{t:9.2f}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}{mark}")
     if args.out:
-        config = replace(bundle.config, normalization=normalization, threshold=sweep.best, name=Path(args.out).name)
+        config = replace(bundle.config, normalization=normalization, threshold=threshold, min_contrast=min_contrast,
+                         name=Path(args.out).name)
         save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite)
-        print(f"model with threshold {sweep.best:.2f} saved to {args.out}")
+        print(f"model with threshold {threshold:.2f} and smallest contrast {min_contrast:g} saved to {args.out}")
     return EXIT_OK
 
 
@@ -848,8 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     h = sub.add_parser("threshold", help="choose a model's decision threshold on annotated images",
-                       description="F1 of matched track centres at thresholds 0.10-0.90 on DATA's validation images "
-                                   "(masks or points); with --out, a copy of the model with the best one.")
+                       description="F1 of matched track centres at thresholds 0.10-0.90 (and smallest track "
+                                   "contrasts) on DATA's validation images (masks or points); with --out, a copy of "
+                                   "the model with the best ones.")
     h.add_argument("model", help="model bundle folder, or 'default' for the bundled default model")
     h.add_argument("data", help="data folder: DATA/val/{images,masks|points} (or DATA/{images,...})")
     h.add_argument("--out", metavar="NEW_MODEL", help="save a copy of the model with the best threshold here (a new "
@@ -859,6 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--noise-scale", type=float, metavar="PX",
                    help="models with the background normalisation: score (and save) with the noise counted at "
                         "this scale (see cerber train --noise-scale)")
+    h.add_argument("--min-contrast", type=float, metavar="SDS",
+                   help="keep only tracks this many noise SDs above the image's own background at their own "
+                        "size (0: all); without it the best of 0, 3, 4, 5, 6, 7 and 8 is chosen with the threshold")
     h.add_argument("--overwrite", action="store_true",
                    help="replace the model at --out (its other files, such as a model card, are kept)")
     h.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")

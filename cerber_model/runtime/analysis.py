@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import Bundle
+from .contrast import SpotContrast, measure_contrast
 from .engine import Engine
 from .images import Image, Normalization, RangeLevels, apply_normalization, image_levels, reflect_index
 from .progress import CancelToken, ProgressFn
@@ -24,6 +25,8 @@ class AnalysisResult:
 
     pixel_size_source: where ``tracks.pixel_size_um`` came from: "given" (the caller's),
     "file: OME-XML" (or another source of :attr:`Image.pixel_size_source`), or "" when unknown.
+    contrast: what measuring track contrast on this image needs (models with a smallest
+    contrast), kept so that re-tracking at another threshold drops the same tracks.
     """
 
     image: Image
@@ -31,6 +34,14 @@ class AnalysisResult:
     tracks: Tracks
     model_name: str
     pixel_size_source: str = ""
+    contrast: SpotContrast | None = None
+
+    def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
+                  min_contrast: float) -> Tracks:
+        """The tracks at another threshold (or area, pixel size, contrast) from the same map;
+        the contrast filter applies where the contrast was measured."""
+        return extract_tracks(self.probability, self.image.data, threshold, min_area_px, pixel_size_um,
+                              self.contrast, min_contrast if self.contrast is not None else 0.0)
 
 
 def predict_probability(
@@ -129,10 +140,16 @@ def analyze(
         image = Image(np.asarray(image))
     pixel_size_um, source = image_pixel_size(image, pixel_size_um)
     check_memory(image.data.shape)
+    contrast = bundle_contrast(image, bundle)  # before the probability map exists: less memory at once
     probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel)
-    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um)
-    return AnalysisResult(image, probability, tracks, bundle.name, source)
+    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
+    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast)
+
+
+def bundle_contrast(image: Image, bundle: Bundle) -> SpotContrast | None:
+    """What measuring track contrast on ``image`` needs, if ``bundle`` drops tracks of low contrast."""
+    return measure_contrast(image.data) if bundle.config.min_contrast > 0 else None
 
 
 def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | None, str]:
@@ -146,13 +163,18 @@ def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | 
 
 
 def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundle, threshold: float | None = None,
-                            pixel_size_um: float | None = None) -> Tracks:
+                            pixel_size_um: float | None = None, contrast: SpotContrast | None = None) -> Tracks:
     """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
-    ``threshold`` is given) and smallest track area: the second half of :func:`analyze`."""
+    ``threshold`` is given), smallest track area and smallest contrast (measured here unless
+    ``contrast`` is given): the second half of :func:`analyze`."""
+    if contrast is None:
+        contrast = bundle_contrast(image, bundle)
     return extract_tracks(
         probability,
         image.data,
         bundle.config.threshold if threshold is None else threshold,
         bundle.config.min_area_px,
         pixel_size_um,
+        contrast,
+        bundle.config.min_contrast,
     )

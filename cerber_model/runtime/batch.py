@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import check_memory, image_pixel_size, predict_probability, tracks_from_probability
+from .analysis import bundle_contrast, check_memory, image_pixel_size, predict_probability, tracks_from_probability
 from .bundle import Bundle
+from .contrast import SpotContrast
 from .dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, Fluence, image_fluence
 from .engine import Engine
 from .export import (
@@ -92,6 +93,7 @@ class Prepared:
     regions_file: str
     acquisition: Acquisition | None
     notes: list[str] = field(default_factory=list)
+    contrast: SpotContrast | None = None
 
 
 @dataclass
@@ -110,10 +112,12 @@ class ImageResult:
     thumbnail: np.ndarray | None = None
 
 
-def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions | None = None) -> Prepared:
+def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions | None = None,
+               bundle: Bundle | None = None) -> Prepared:
     """Stage 1: read ``path`` (page ``settings.page``), find its usable area (``regions``, else a
-    regions file beside the image) and acquisition settings; raise before a too-big image is
-    analyzed. Errors name the file (ImageReadError, RegionsError, AcquisitionError, NotEnoughMemory)."""
+    regions file beside the image) and acquisition settings, and measure what the track
+    contrast of ``bundle`` needs; raise before a too-big image is analyzed. Errors name the
+    file (ImageReadError, RegionsError, AcquisitionError, NotEnoughMemory)."""
     image = read_image(path, page=settings.page)
     notes = list(image.notes)
     given = settings.pixel_size_um
@@ -128,7 +132,8 @@ def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions 
         regions, regions_file = load_regions(beside), str(beside)
     acquisition = acquisition_for(path) if settings.keep_tracks else None
     check_memory(image.data.shape)
-    return Prepared(path, stem, image, regions, regions_file, acquisition, notes)
+    contrast = bundle_contrast(image, bundle) if bundle is not None else None
+    return Prepared(path, stem, image, regions, regions_file, acquisition, notes, contrast)
 
 
 def predict(prepared: Prepared, bundle: Bundle, engine: Engine | None = None, progress: ProgressFn | None = None,
@@ -142,7 +147,8 @@ def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings
     """Stage 3: tracks in the usable area, fluence, and the image's files in ``settings.out``."""
     image, out, stem = prepared.image, settings.out, prepared.stem
     pixel_size_um, source = image_pixel_size(image, settings.pixel_size_um)
-    tracks = tracks_from_probability(image, probability, bundle, settings.threshold, pixel_size_um)
+    tracks = tracks_from_probability(image, probability, bundle, settings.threshold, pixel_size_um,
+                                     prepared.contrast)
     shape = tracks.image_shape
     area_px = float(shape[0] * shape[1])
     regions = prepared.regions
@@ -188,7 +194,7 @@ def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings
 def analyze_file(path: Path, stem: str, settings: BatchSettings, bundle: Bundle, engine: Engine | None = None,
                  regions: Regions | None = None) -> ImageResult:
     """The three stages one after another: what a cluster worker runs for one image."""
-    prepared = read_input(path, stem, settings, regions)
+    prepared = read_input(path, stem, settings, regions, bundle)
     return finish(prepared, predict(prepared, bundle, engine or bundle.engine(settings.engine)), bundle, settings)
 
 
@@ -210,7 +216,7 @@ def analyze_files(
     engine = engine or bundle.engine(settings.engine)
     return pipelined(
         items,
-        lambda item: read_input(item[0], item[1], settings, regions),
+        lambda item: read_input(item[0], item[1], settings, regions, bundle),
         lambda item, prepared: (prepared, predict(prepared, bundle, engine, tile_progress, cancel)),
         lambda item, done: finish(done[0], done[1], bundle, settings),
         depth=0,  # one image read ahead: raw data are small beside the network's and the tracks' arrays

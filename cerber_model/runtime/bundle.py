@@ -37,7 +37,7 @@ from .images import Normalization
 
 #: Version 2 added the "background" normalisation, version 3 its noise scale; older
 #: configs load unchanged. An older Cerber refuses a newer version instead of misreading it.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
@@ -56,6 +56,9 @@ class BundleConfig:
 
     threshold: probability at or above which a pixel belongs to a track (0..1).
     min_area_px: tracks smaller than this many pixels are dropped.
+    min_contrast: tracks whose contrast (:mod:`cerber_model.runtime.contrast`: noise SDs above
+    the image's own background at the track's own size) is below this are dropped; 0 keeps all
+    (bundles before format 4).
     provenance: how the model was made (data, seeds, epochs, software versions).
     metrics: validation results (e.g. precision, recall, F1 at 3 px).
     resolving_distance_px: the overlap correction's resolving distance for this model, as
@@ -68,6 +71,7 @@ class BundleConfig:
     normalization: Normalization = field(default_factory=Normalization)
     threshold: float = 0.5
     min_area_px: int = 1
+    min_contrast: float = 0.0
     name: str = "cerber"
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +82,8 @@ class BundleConfig:
             raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold!r}")
         if not isinstance(self.min_area_px, int) or self.min_area_px < 1:
             raise ConfigError(f"min_area_px must be a positive integer, got {self.min_area_px!r}")
+        if not (isinstance(self.min_contrast, (int, float)) and 0 <= self.min_contrast <= 100):
+            raise ConfigError(f"min_contrast must be from 0 to 100 noise SDs, got {self.min_contrast!r}")
         if self.resolving_distance_px is not None and not 0 <= float(self.resolving_distance_px) < 1000:
             raise ConfigError(f"resolving_distance_px must be a distance in px from 0 to 1000, "
                               f"got {self.resolving_distance_px!r}")
@@ -90,6 +96,7 @@ class BundleConfig:
             "normalization": self.normalization.to_dict(),
             "threshold": float(self.threshold),
             "min_area_px": int(self.min_area_px),
+            "min_contrast": float(self.min_contrast),
             "provenance": self.provenance,
             "metrics": self.metrics,
         } | ({} if self.resolving_distance_px is None else {"resolving_distance_px": self.resolving_distance_px})
@@ -102,6 +109,7 @@ class BundleConfig:
             normalization=Normalization.from_dict(data["normalization"]),
             threshold=float(data["threshold"]),
             min_area_px=int(data["min_area_px"]),
+            min_contrast=float(data.get("min_contrast", 0.0)),
             name=str(data.get("name", "cerber")),
             provenance=dict(data.get("provenance", {})),
             metrics=dict(data.get("metrics", {})),
@@ -118,10 +126,11 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ConfigError(f"format version {version} is newer than this Cerber understands "
                           f"({FORMAT_VERSION}); update Cerber to use this model")
-    if version in (1, 2):
+    if version in (1, 2, 3):
         # Version 1 knew the "percentile" and "scale" normalisations only, whose settings
         # version 2 reads the same way; version 3 added the background normalisation's
-        # optional noise scale, absent (0) in version 2: nothing to convert.
+        # optional noise scale, absent (0) in version 2; version 4 the smallest track
+        # contrast, absent (0, every track kept) in version 3: nothing to convert.
         return {**data, "format_version": FORMAT_VERSION}
     raise ConfigError(f"unknown format version {version!r}")
 
@@ -391,7 +400,8 @@ def describe_bundle(bundle) -> str:
         f"-> bridge at 1/4 resolution -> two decoders -> sigmoid",
         f"Parameters:    {params['trainable']:,} trainable ({params['total']:,} with batch-norm statistics)",
         f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
-        f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px",
+        f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px"
+        + (f"   minimum contrast: {cfg.min_contrast:g} noise SDs" if cfg.min_contrast else ""),
     ]
     if cfg.resolving_distance_px is not None:
         lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")

@@ -14,7 +14,7 @@ the network stands against the classical method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -156,31 +156,50 @@ THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.95, 0.05), 2))
 MAX_FOREGROUND = 0.05
 
 
+#: The smallest track contrasts (noise SDs, see :mod:`.contrast`) tried with each threshold
+#: when ``cerber threshold`` chooses both; 0 keeps every track.
+CONTRASTS = (0.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+
+
 @dataclass(frozen=True)
 class ThresholdSweep:
     """Matches summed over images at every threshold of :data:`THRESHOLDS`, and the pixel
-    overlap of the map at 0.5 with the masks."""
+    overlap of the map at 0.5 with the masks. ``by_contrast[k][t]``: the matches at threshold
+    ``t`` keeping the tracks of contrast ``k`` or more (``matches`` is ``by_contrast[k]`` of the
+    first ``k`` swept)."""
 
     matches: dict[float, Match]
     intersection: int
     union: int
+    by_contrast: dict[float, dict[float, Match]] = field(default_factory=dict)
 
     @property
     def best(self) -> float:
         """The threshold of the best F1 (of equal ones, the nearest 0.5)."""
         return max(self.matches, key=lambda t: (self.matches[t].f1, -abs(t - 0.5)))
 
+    @property
+    def best_setting(self) -> tuple[float, float]:
+        """The (threshold, smallest contrast) of the best F1 over both (of equal ones, the
+        threshold nearest 0.5, then the smallest contrast)."""
+        table = self.by_contrast or {0.0: self.matches}
+        return max(((t, k) for k, row in table.items() for t in row),
+                   key=lambda tk: (table[tk[1]][tk[0]].f1, -abs(tk[0] - 0.5), -tk[1]))
+
 
 def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
-                     point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512, progress=None,
-                     cancel=None) -> ThresholdSweep:
+                     point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512, contrasts: tuple[float, ...] = (),
+                     progress=None, cancel=None) -> ThresholdSweep:
     """Whole images of ``pairs`` through ``engine`` (inputs normalised with ``normalization``),
-    scored at every threshold: what training validates with and how a threshold is chosen."""
+    scored at every threshold: what training validates with and how a threshold is chosen.
+    With ``contrasts``, also at every smallest track contrast of them (``by_contrast``)."""
     from .analysis import predict_probability
+    from .contrast import measure_contrast
     from .images import read_image
     from .tracks import track_centres
 
-    matches = dict.fromkeys(THRESHOLDS, Match(0, 0, 0))
+    levels = tuple(contrasts) or (0.0,)
+    by_contrast = {k: dict.fromkeys(THRESHOLDS, Match(0, 0, 0)) for k in levels}
     inter = union = 0
     for i, pair in enumerate(pairs):
         if cancel:
@@ -189,17 +208,22 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         mask = pair_mask(pair, image.shape, point_radius)
         prob = predict_probability(image.data, engine, normalization, window=window)
         truth = truth_centres(pair, mask)
+        contrast = measure_contrast(image.data) if contrasts else None
         for t in THRESHOLDS:
             if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
-                matches[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
+                for row in by_contrast.values():
+                    row[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
                 continue
-            matches[t] += match_points(track_centres(prob, image.data, t, min_area_px), truth, radius)
+            found = track_centres(prob, image.data, t, min_area_px)
+            values = contrast.of(image.data, found) if contrast is not None else np.zeros(len(found))
+            for k, row in by_contrast.items():
+                row[t] += match_points(found[values >= k], truth, radius)
         pred = prob >= 0.5
         inter += int(np.count_nonzero(pred & mask))
         union += int(np.count_nonzero(pred | mask))
         if progress:
             progress(i + 1, len(pairs))
-    return ThresholdSweep(matches, inter, union)
+    return ThresholdSweep(by_contrast[levels[0]], inter, union, by_contrast if contrasts else {})
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,

@@ -576,6 +576,17 @@ class BackgroundLevels(Levels):
         return (_bilinear(self.background, ri, rf, ci, cf),
                 np.float32(1) / _bilinear(self.inverse_noise, ri, rf, ci, cf))
 
+    def noise_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The noise SD at the points (``rows[i]``, ``cols[i]``) (float32, one per point)."""
+        ri, rf = _interpolation(np.asarray(rows), self.centre_rows)
+        ci, cf = _interpolation(np.asarray(cols), self.centre_cols)
+        g = self.inverse_noise
+        r1, c1 = np.minimum(ri + 1, g.shape[0] - 1), np.minimum(ci + 1, g.shape[1] - 1)
+        one = np.float32(1)
+        inverse = ((one - rf) * ((one - cf) * g[ri, ci] + cf * g[ri, c1])
+                   + rf * ((one - cf) * g[r1, ci] + cf * g[r1, c1]))
+        return one / inverse
+
     def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
         rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
         cols = np.arange(x.shape[1]) if cols is None else np.asarray(cols)
@@ -681,6 +692,20 @@ def _smoothed_high_pass_gain(scale: float) -> float:
     return float(np.sqrt((ndimage.gaussian_filter(high_pass(delta), scale) ** 2).sum()))
 
 
+def sample_windows(shape: tuple[int, int], margin: int) -> list[tuple[slice, slice]]:
+    """Windows of ``_CORRELATION_WINDOW`` px plus ``margin`` on each side (fewer at the image's
+    edges), at most ``_CORRELATION_WINDOWS`` of them spread evenly over an image of ``shape``:
+    where the image's noise is measured, at the same cost on every image above a megapixel.
+    Windows too small to keep 3 px inside their margins are left out."""
+    size = _CORRELATION_WINDOW + 2 * margin
+    per_axis = math.isqrt(_CORRELATION_WINDOWS)
+    starts_r, starts_c = (np.unique(np.linspace(0, max(n - size, 0), min(per_axis, -(-n // size))).astype(int))
+                          for n in shape)
+    return [(slice(r, min(r + size, shape[0])), slice(c, min(c + size, shape[1])))
+            for r in starts_r for c in starts_c
+            if min(min(r + size, shape[0]) - r, min(c + size, shape[1]) - c) >= 2 * margin + 3]
+
+
 def noise_correlation(data: np.ndarray, scale: float, block: int = 16) -> float:
     """How much larger a 2-D image's noise is at the scale of a spot than its pixel noise says (>= 1).
 
@@ -695,25 +720,17 @@ def noise_correlation(data: np.ndarray, scale: float, block: int = 16) -> float:
     """
     from scipy import ndimage
 
-    h, w = data.shape
     margin = math.ceil(3 * scale) + 1
-    size = _CORRELATION_WINDOW + 2 * margin
-    per_axis = math.isqrt(_CORRELATION_WINDOWS)
-    starts_r, starts_c = (np.unique(np.linspace(0, max(n - size, 0), min(per_axis, -(-n // size))).astype(int))
-                          for n in (h, w))
     gain = _smoothed_high_pass_gain(float(scale)) / _HIGH_PASS_SD
     inner = (slice(margin, -margin), slice(margin, -margin))
     ratios = []
-    for r in starts_r:
-        for c in starts_c:
-            window = np.asarray(data[r:r + size, c:c + size], dtype=np.float32)
-            if min(window.shape) < 2 * margin + 3:  # too small to leave blocks inside the margin
-                continue
-            hp = high_pass(window)
-            smooth = ndimage.gaussian_filter(hp, scale)
-            pixel, spot = _block_mad(hp[inner], block).ravel(), _block_mad(smooth[inner], block).ravel()
-            ok = pixel > 0
-            ratios.append(spot[ok] / (pixel[ok] * gain))
+    for box in sample_windows(data.shape, margin):
+        window = np.asarray(data[box], dtype=np.float32)
+        hp = high_pass(window)
+        smooth = ndimage.gaussian_filter(hp, scale)
+        pixel, spot = _block_mad(hp[inner], block).ravel(), _block_mad(smooth[inner], block).ravel()
+        ok = pixel > 0
+        ratios.append(spot[ok] / (pixel[ok] * gain))
     ratio = np.concatenate(ratios) if ratios else np.zeros(0)
     return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
 

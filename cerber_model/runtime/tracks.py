@@ -2,7 +2,8 @@
 
 Pixels at or above the threshold form connected components (8-connectivity).
 A component with more than one probability maximum (touching tracks; maxima
-found on the map smoothed by 1 px) is split by a watershed between its maxima. Each resulting region is a track.
+found on the map smoothed by 1 px) is split by a watershed between its maxima. Each resulting region is a track,
+unless its contrast (:mod:`cerber_model.runtime.contrast`) is below the model's smallest one.
 
 Coordinates: ``row`` and ``col`` are 0-based with pixel centres at integers,
 sub-pixel, the centroid weighted by the background-subtracted input intensity
@@ -15,8 +16,12 @@ the outline of the thresholded region. Intensities are in the input's own units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .contrast import SpotContrast
 
 TRACK_COLUMNS = (
     "track_id",
@@ -31,6 +36,7 @@ TRACK_COLUMNS = (
     "minor_axis_px",
     "orientation_deg",
     "eccentricity",
+    "contrast",
 )
 #: SD (px) of the smoothing applied before looking for separate maxima.
 SPLIT_SMOOTHING = 1.0
@@ -128,18 +134,23 @@ def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1
     n = _split_touching(probability, labels, n)
     # Drop specks smaller than the minimum area, then number the rest 1..count (in place).
     areas = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = areas >= max(min_area_px, 1)
-    keep[0] = False
-    lut = np.zeros(n + 1, dtype=np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    keep = areas[1:] >= max(min_area_px, 1)
+    return labels, _keep_labels(labels, keep)
+
+
+def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> int:
+    """Keep the labels 1..n where ``keep[label - 1]`` is true, renumbered 1..count in order
+    (in place); the others become background. Returns the count."""
+    lut = np.zeros(len(keep) + 1, dtype=np.int32)
+    lut[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     np.take(lut, labels, out=labels)
-    return labels, int(keep.sum())
+    return int(keep.sum())
 
 
-def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1) -> np.ndarray:
-    """Just the (N, 2) track centres (row, col) of :func:`extract_tracks`, computed faster."""
-    labels, count = label_tracks(probability, threshold, min_area_px)
-    rows, cols = _weighted_centroids(image.astype(np.float32, copy=False), labels, count)
+def _track_centres(image: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The (count, 2) centres (row, col) of labels 1..count: weighted centroids, or the plain
+    centroid where a track is perfectly flat."""
+    rows, cols = _weighted_centroids(image, labels, count)
     if count and np.isnan(rows).any():
         from scipy import ndimage
 
@@ -149,15 +160,44 @@ def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, 
     return np.c_[rows, cols]
 
 
+def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast: SpotContrast | None,
+                     min_contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and contrasts (NaN without ``contrast``) of the tracks, after dropping (in place,
+    renumbering ``labels``) those whose contrast is below ``min_contrast``."""
+    centres = _track_centres(image, labels, count)
+    if contrast is None:
+        if min_contrast > 0:
+            raise ValueError("a smallest contrast needs the image's contrast measured (measure_contrast)")
+        return centres, np.full(count, np.nan)
+    values = contrast.of(image, centres)
+    if min_contrast > 0:
+        keep = values >= min_contrast
+        if not keep.all():
+            _keep_labels(labels, keep)
+            centres, values = centres[keep], values[keep]
+    return centres, values
+
+
+def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1,
+                  contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> np.ndarray:
+    """Just the (N, 2) track centres (row, col) of :func:`extract_tracks`, computed faster."""
+    labels, count = label_tracks(probability, threshold, min_area_px)
+    return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast)[0]
+
+
 def extract_tracks(
     probability: np.ndarray,
     image: np.ndarray,
     threshold: float,
     min_area_px: int = 1,
     pixel_size_um: float | None = None,
+    contrast: SpotContrast | None = None,
+    min_contrast: float = 0.0,
 ) -> Tracks:
     """Tracks in ``probability`` (2-D, 0..1), measured on ``image`` (same shape).
 
+    ``contrast`` (:func:`~cerber_model.runtime.contrast.measure_contrast` of ``image``) fills
+    the ``contrast`` column (NaN without it), and tracks below ``min_contrast`` are dropped.
     Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
     label image.
     """
@@ -169,20 +209,18 @@ def extract_tracks(
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
     labels, count = label_tracks(probability, threshold, min_area_px)
+    centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast)
+    count = len(centres)
     # The image is measured as it is (no float copy of a large image).
     props = regionprops_table(
         labels,
         intensity_image=image,
         properties=("label", "area", "intensity_mean", "intensity_max", "axis_major_length",
-                    "axis_minor_length", "orientation", "eccentricity", "centroid"),
+                    "axis_minor_length", "orientation", "eccentricity"),
     )
     idx = np.arange(1, count + 1)
-    row, col = _weighted_centroids(image, labels, count)
+    row, col = centres[:, 0].copy(), centres[:, 1].copy()
     if count:
-        # Fall back to the plain centroid where the track is perfectly flat.
-        flat = np.isnan(row)
-        row[flat] = np.asarray(props["centroid-0"])[flat]
-        col[flat] = np.asarray(props["centroid-1"])[flat]
         max_prob = np.asarray(ndimage.maximum(probability, labels, idx), dtype=np.float64)
     else:
         max_prob = np.zeros(0)
@@ -204,6 +242,7 @@ def extract_tracks(
         "minor_axis_px": np.asarray(props["axis_minor_length"], dtype=np.float64),
         "orientation_deg": orientation,
         "eccentricity": np.asarray(props["eccentricity"], dtype=np.float64),
+        "contrast": contrasts.astype(np.float64),
     }
     return Tracks(columns, labels, float(threshold), probability.shape, pixel_size_um)
 

@@ -14,7 +14,14 @@ from cerber_model.nn.bundling import make_bundle
 from cerber_model.runtime import bundle as bundle_module
 from cerber_model.runtime.analysis import analyze
 from cerber_model.runtime.architecture import NetworkConfig
-from cerber_model.runtime.bundle import BundleConfig, BundleError, default_bundle_path, load_bundle, save_bundle
+from cerber_model.runtime.bundle import (
+    BundleConfig,
+    BundleError,
+    default_bundle_path,
+    describe_bundle,
+    load_bundle,
+    save_bundle,
+)
 from cerber_model.runtime.images import Normalization
 from tests.model.helpers import gaussian_spots, jittered_weights, tiny_bundle
 
@@ -56,7 +63,8 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == bundle_module.FORMAT_VERSION == 3
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 4
+    assert data["min_contrast"] == 0.0
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
     assert all(len(v) == 64 for v in data["files"].values())
@@ -196,6 +204,29 @@ def test_version_2_bundles_load_with_the_pixel_noise(tmp_path):
     plain = make_bundle(replace(base.config, normalization=Normalization("background", block=16)), base.weights)
     assert np.array_equal(analyze(image, old).probability, analyze(image, plain).probability)
     assert not np.array_equal(analyze(image, old).probability, analyze(image, scaled).probability)
+
+
+def test_format_3_keeps_every_track(tmp_path):
+    """Version 3 had no smallest contrast: such a config loads with 0 and gives every track the
+    network finds; a smallest contrast is saved and read back, and drops the faint tracks."""
+    from dataclasses import replace
+
+    base = tiny_bundle(width=1, seed=3)
+    strict = make_bundle(replace(base.config, min_contrast=6.0, threshold=0.3), base.weights)
+    folder = save_bundle(strict, tmp_path / "strict")
+    assert load_bundle(folder).config.min_contrast == 6.0
+    assert "minimum contrast: 6 noise SDs" in describe_bundle(load_bundle(folder))
+    config = json.loads((folder / "config.json").read_text())
+    config["format_version"] = 3
+    del config["min_contrast"]
+    (folder / "config.json").write_text(json.dumps(config))
+    old = load_bundle(folder)
+    assert old.config.min_contrast == 0.0
+    image = np.random.default_rng(5).normal(300, 20, (96, 96)).astype(np.float32)
+    kept, filtered = analyze(image, old).tracks, analyze(image, strict).tracks
+    assert np.isnan(kept.columns["contrast"]).all()
+    assert filtered.count < kept.count  # an untrained network marks noise, of low contrast
+    assert (filtered.columns["contrast"] >= 6.0).all()
 
 
 def test_unknown_normalisation_is_named(saved):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from cerber_model.runtime.bundle import default_bundle_path
-from cerber_model.runtime.evaluation import log_detect, match_points
+from cerber_model.runtime.evaluation import CONTRASTS, log_detect, match_points
 from tests.model.helpers import gaussian_spots
 
 
@@ -42,6 +42,16 @@ def test_evaluate_command_reports_network_and_baseline(tmp_path, capsys):
     assert "synth_00001" in out and "synth_00002" in out and "LoG tuned" in out
 
 
+def _threshold_tables(out: str) -> tuple[list[list[str]], list[list[str]], float]:
+    """``cerber threshold``'s two tables (best threshold per smallest contrast; every threshold
+    at the chosen contrast), split into words, and the chosen contrast."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("at smallest contrast"))
+    contrasts = [line.split() for line in lines[1:at]] if lines[0].lstrip().startswith("contrast") else []
+    rows = [line.split() for line in lines[at + 2:] if line.strip() and not line.startswith("model with")]
+    return contrasts, rows, float(lines[at].split()[-1].rstrip(":"))
+
+
 def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best(tmp_path, capsys):
     from dataclasses import replace
 
@@ -54,10 +64,14 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     recipe = Recipe(height=96, width=96, tracks=(4, 6), snr=(6, 8), inhomogeneity_sd=(10, 30), vignette_sd=(40, 60))
     data = generate_dataset(tmp_path / "data", 3, seed=3, recipe=recipe, val_fraction=0.67, workers=1)
     assert main(["threshold", "default", str(data), "--quiet"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    contrasts, rows, chosen = _threshold_tables(capsys.readouterr().out)
+    assert [float(r[0]) for r in contrasts] == list(CONTRASTS)
     assert [float(r[0]) for r in rows] == [round(0.1 + 0.05 * i, 2) for i in range(17)]
     best = [r for r in rows if "<-" in r]
     assert len(best) == 1 and float(best[0][3]) == max(float(r[3]) for r in rows) > 0.8  # clean spots found
+    # The chosen contrast's F1 is the best over all contrasts, and its threshold row says so.
+    assert float(best[0][3]) == max(float(r[2]) for r in contrasts)
+    assert [float(r[0]) for r in contrasts if "<-" in r] == [chosen]
 
     # A model in noise units, saved again with another block and the best threshold; never changed itself.
     tiny = tiny_bundle(width=1, threshold=0.5)
@@ -66,10 +80,11 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     before = (model / "config.json").read_bytes()
     assert main(["threshold", str(model), str(data), "--background-block", "16", "--out", str(tmp_path / "new"),
                  "--quiet"]) == 0
-    out = capsys.readouterr().out
-    chosen = next(float(line.split()[0]) for line in out.splitlines() if "<- best" in line)
+    _, rows, contrast = _threshold_tables(capsys.readouterr().out)
+    chosen = next(float(r[0]) for r in rows if "<-" in r)
     saved = load_bundle(tmp_path / "new").config
     assert saved.threshold == chosen and saved.normalization == Normalization("background", block=16)
+    assert saved.min_contrast == contrast
     assert (model / "config.json").read_bytes() == before
     # Refused: an existing output, a block for a percentile model, a block too small.
     assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--quiet"]) != 0

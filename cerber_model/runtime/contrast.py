@@ -1,0 +1,110 @@
+"""Track contrast: how far a track stands out of its image's own background, at its own size.
+
+A network trained on synthetic images learns that a faint bump the size of a large spot
+is a spot. On a real image, whose background has texture at the scale of several pixels
+(autofluorescence, out-of-focus light, smoothed noise), such bumps are everywhere and are
+not spots. What tells them apart is measured on the image itself:
+
+* the response of a scale-normalised Laplacian of Gaussian (LoG) at each scale of
+  :data:`CONTRAST_SCALES`, on the image in units of its local pixel noise
+  (:func:`~cerber_model.runtime.images.background_levels`);
+* the robust SD of that response over the image (median absolute deviation, on the same
+  windows that measure the noise correlation): the noise *and the texture* at that scale.
+
+A track's contrast is the largest ratio of the two over the scales, taken at the pixel of
+its centre and its 8 neighbours: the number of noise SDs by which it rises above what the
+background does at the scale where it stands out most. A small sharp spot on a textured
+background keeps a high contrast; a broad faint blob, of which the texture makes many,
+gets a low one. On white noise a spot's contrast grows with its amplitude and size.
+Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen with the
+threshold on validation images (``cerber threshold``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .images import BackgroundLevels, background_levels, reflect_index, sample_windows
+
+#: Spot SDs (px) at which the contrast is measured: the sizes of spots Cerber detects.
+CONTRAST_SCALES = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+#: Tracks measured at once (memory: about 8 KB per track at the largest scale).
+_CHUNK = 2048
+#: Lowest SD of a LoG response counted as the background's (flat images have none).
+_NOISE_FLOOR = 1e-3
+
+
+def _radius(scale: float) -> int:
+    """The reach of scipy's Gaussian filters at ``scale`` (their default truncation, 4 SD)."""
+    return int(4.0 * scale + 0.5)
+
+
+def log_filter(x: np.ndarray, scale: float) -> np.ndarray:
+    """Scale-normalised negative LoG of ``x`` over its last two axes (a bright spot of SD
+    ``scale`` and amplitude A gives a peak of about A / 2)."""
+    from scipy import ndimage
+
+    sigma = (0.0,) * (x.ndim - 2) + (scale, scale)
+    rows = (0,) * (x.ndim - 2) + (2, 0)
+    cols = (0,) * (x.ndim - 2) + (0, 2)
+    out = ndimage.gaussian_filter(x, sigma, order=rows)
+    out += ndimage.gaussian_filter(x, sigma, order=cols)
+    out *= -(scale * scale)
+    return out
+
+
+@dataclass(frozen=True)
+class SpotContrast:
+    """What measuring track contrast on one image needs: its local noise and, per scale of
+    :data:`CONTRAST_SCALES`, the robust SD of the LoG response of its background."""
+
+    levels: BackgroundLevels
+    scale_noise: tuple[float, ...]
+
+    def of(self, data: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
+        ``centres`` of the 2-D image ``data`` (the image these levels were measured on)."""
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        h, w = data.shape
+        out = np.full(len(centres), -np.inf)
+        for start in range(0, len(centres), _CHUNK):
+            part = centres[start:start + _CHUNK]
+            r = np.clip(np.rint(part[:, 0]).astype(np.intp), 0, h - 1)
+            c = np.clip(np.rint(part[:, 1]).astype(np.intp), 0, w - 1)
+            noise = self.levels.noise_at(r, c)[:, None, None]
+            best = out[start:start + _CHUNK]
+            for scale, scale_noise in zip(CONTRAST_SCALES, self.scale_noise, strict=True):
+                m = _radius(scale) + 1
+                offsets = np.arange(-m, m + 1)
+                rows = reflect_index(r[:, None] + offsets, h)
+                cols = reflect_index(c[:, None] + offsets, w)
+                crops = np.asarray(data[rows[:, :, None], cols[:, None, :]], dtype=np.float32)
+                # Near 0 before filtering: a truncated LoG kernel does not sum to exactly 0.
+                crops -= np.median(crops, axis=(1, 2), keepdims=True)
+                crops /= noise
+                response = log_filter(crops, scale)[:, m - 1:m + 2, m - 1:m + 2].max(axis=(1, 2))
+                np.maximum(best, response / scale_noise, out=best)
+        return out
+
+
+def measure_contrast(data: np.ndarray, block: int = 16) -> SpotContrast:
+    """Measure what :meth:`SpotContrast.of` needs on the 2-D image ``data``."""
+    levels = background_levels(data, block)
+    margin = _radius(max(CONTRAST_SCALES)) + 1
+    windows = sample_windows(data.shape, margin)
+    if not windows:  # an image too small for a window: the whole of it
+        windows = [(slice(0, data.shape[0]), slice(0, data.shape[1]))]
+        margin = 0
+    normalised = [levels.apply(np.asarray(data[box], dtype=np.float32),
+                               np.arange(box[0].start, box[0].stop), np.arange(box[1].start, box[1].stop))
+                  for box in windows]
+    noise = []
+    for scale in CONTRAST_SCALES:
+        inner = slice(margin, -margin) if margin else slice(None)
+        values = np.concatenate([log_filter(x, scale)[inner, inner].ravel() for x in normalised])
+        mad = float(np.median(np.abs(values - np.median(values))))
+        noise.append(max(1.4826 * mad, _NOISE_FLOOR))
+    return SpotContrast(levels, tuple(noise))
+

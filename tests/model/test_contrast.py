@@ -1,0 +1,71 @@
+"""Track contrast: noise SDs above the image's own background, at the track's own size."""
+
+import numpy as np
+from scipy import ndimage
+
+from cerber_model.runtime.contrast import CONTRAST_SCALES, measure_contrast
+from cerber_model.runtime.tracks import extract_tracks
+
+
+def _spot(shape, centre, sd, amplitude):
+    rr, cc = np.indices(shape)
+    return amplitude * np.exp(-((rr - centre[0]) ** 2 + (cc - centre[1]) ** 2) / (2 * sd**2))
+
+
+def test_a_spot_stands_out_by_its_amplitude_and_size_in_noise_units():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (300, 300))
+    image = 100 + noise + _spot(noise.shape, (100, 100), 1.5, 8) + _spot(noise.shape, (200, 200), 1.5, 4)
+    contrast = measure_contrast(image)
+    bright, faint, empty = contrast.of(image, np.array([[100, 100], [200, 200], [150, 40]]))
+    assert bright > 2 * faint * 0.8 and faint > 5 > empty  # about proportional to the amplitude
+    # In other units (gain and offset of another camera) the contrast is the same.
+    again = measure_contrast(7 * image + 500).of(7 * image + 500, np.array([[100, 100], [200, 200]]))
+    np.testing.assert_allclose(again, [bright, faint], rtol=1e-3)
+    assert len(contrast.scale_noise) == len(CONTRAST_SCALES)
+
+
+def test_texture_at_the_size_of_a_blob_lowers_the_blob_not_a_sharp_spot():
+    """The same broad blob and the same sharp spot, on white noise and on noise with texture
+    of the blob's size: the texture makes blobs like it common, and the blob's contrast drops
+    far more than the spot's."""
+    rng = np.random.default_rng(1)
+    shape = (320, 320)
+    white = rng.normal(0, 1, shape)
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 4)
+    texture *= 1.5 / texture.std()
+    objects = _spot(shape, (100, 100), 4, 4) + _spot(shape, (220, 220), 1.0, 10)
+    centres = np.array([[100, 100], [220, 220]])
+    plain = white + objects
+    textured = white + texture + objects
+    blob_plain, spot_plain = measure_contrast(plain).of(plain, centres)
+    blob_textured, spot_textured = measure_contrast(textured).of(textured, centres)
+    assert blob_plain > spot_plain  # on white noise the broad blob stands out most (26 and 15)
+    assert blob_textured < 0.3 * blob_plain  # 4.9: one bump of the texture's kind among many
+    assert spot_textured > 0.7 * spot_plain  # 11.9: still far above the texture at its size
+
+
+def test_small_and_flat_images_give_finite_values():
+    flat = np.full((20, 30), 7, np.uint8)
+    assert np.isfinite(measure_contrast(flat).of(flat, np.array([[10, 15], [0, 0], [19, 29]]))).all()
+    tiny = np.random.default_rng(2).normal(0, 1, (9, 9)).astype(np.float32)
+    assert np.isfinite(measure_contrast(tiny).of(tiny, np.array([[4, 4]]))).all()
+    assert measure_contrast(tiny).of(tiny, np.zeros((0, 2))).shape == (0,)
+
+
+def test_tracks_below_the_smallest_contrast_are_dropped_and_the_rest_renumbered():
+    rng = np.random.default_rng(3)
+    shape = (200, 200)
+    image = 50 + rng.normal(0, 1, shape) + _spot(shape, (50, 50), 1.5, 12) + _spot(shape, (150, 150), 1.5, 1.5)
+    prob = np.clip(_spot(shape, (50, 50), 2, 1) + _spot(shape, (150, 150), 2, 1) + _spot(shape, (50, 150), 2, 1), 0, 1)
+    contrast = measure_contrast(image)
+    every = extract_tracks(prob, image, 0.5, contrast=contrast)
+    assert every.count == 3 and np.isfinite(every.columns["contrast"]).all()
+    faint = every.columns["contrast"] < 5
+    assert faint.sum() == 2  # the faint spot and the empty place
+    kept = extract_tracks(prob, image, 0.5, contrast=contrast, min_contrast=5)
+    assert kept.count == 1 and kept.columns["contrast"][0] >= 5
+    assert list(kept.columns["track_id"]) == [1] and set(np.unique(kept.labels)) == {0, 1}
+    assert abs(kept.columns["row"][0] - 50) < 1 and abs(kept.columns["col"][0] - 50) < 1
+    plain = extract_tracks(prob, image, 0.5)
+    assert plain.count == 3 and np.isnan(plain.columns["contrast"]).all()
