@@ -528,7 +528,8 @@ class FinishPage(QWizardPage):
     def initializePage(self) -> None:
         bundle = self.wiz.training_page.bundle
         self.metrics.setPlainText("\n".join(f"{k}: {v}" for k, v in bundle.config.metrics.items())
-                                  + f"\nthreshold: {bundle.config.threshold:.2f}")
+                                  + f"\nthreshold: {bundle.config.threshold:.2f}"
+                                  + f"\nsmallest contrast: {bundle.config.min_contrast:g} noise SDs")
 
     def _choose(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the model as a folder", "cerber-model")

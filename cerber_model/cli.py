@@ -549,7 +549,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(event, EpochDone):
             bar.write(f"epoch {event.epoch}: loss {event.loss:.4g}, val loss {event.val_loss:.4g}, "
                       f"F1 {event.val_f1:.3f} (P {event.val_precision:.3f}, R {event.val_recall:.3f}) "
-                      f"at threshold {event.val_threshold:.2f}, {event.seconds:.0f} s")
+                      f"at threshold {event.val_threshold:.2f}, smallest contrast {event.val_min_contrast:g}, "
+                      f"{event.seconds:.0f} s")
             bar.reset()
         elif isinstance(event, Stopped):
             bar.write(f"stopped: {event.reason}")

@@ -38,7 +38,7 @@ from .events import BatchDone, EpochDone, EventFn
 
 #: The columns of ``history.csv`` (and of the run's state), one row per validated epoch.
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold",
-                   "val_pixel_iou", "seconds")
+                   "val_min_contrast", "val_pixel_iou", "seconds")
 
 #: The run's state in its work folder (``<out>.work/``), which names the checkpoints it belongs to
 #: (see :class:`LastCheckpoint`); and the checkpoints of runs started before it named them.
@@ -96,8 +96,8 @@ class ObjectValidation(Callback):
     """Scores the model on whole validation images after every epoch.
 
     ``validate(model)`` returns :func:`~cerber_model.training.loop.validate_objects`' dict; its
-    scores go into the logs as ``val_f1``, ``val_precision``, ``val_recall``, ``val_threshold``
-    and ``val_pixel_iou``.
+    scores go into the logs as ``val_f1``, ``val_precision``, ``val_recall``, ``val_threshold``,
+    ``val_min_contrast`` and ``val_pixel_iou``.
     """
 
     def __init__(self, validate: Callable[[Any], dict[str, Any]]):
@@ -109,7 +109,8 @@ class ObjectValidation(Callback):
             return
         metrics = self.validate(self.model)
         logs.update(val_f1=metrics["f1"], val_precision=metrics["precision"], val_recall=metrics["recall"],
-                    val_threshold=metrics["threshold"], val_pixel_iou=metrics["pixel_iou"])
+                    val_threshold=metrics["threshold"], val_min_contrast=metrics["min_contrast"],
+                    val_pixel_iou=metrics["pixel_iou"])
 
 
 class History(Callback):
@@ -132,7 +133,7 @@ class History(Callback):
 
 
 class BestCheckpoint(Callback):
-    """Keeps the weights and the chosen threshold of the epoch with the best validation F1 so far
+    """Keeps the weights, the chosen threshold and smallest contrast of the epoch with the best validation F1 so far
     in ``folder``, as ``best-<epoch>.npz`` (written atomically and flushed to disk); the name goes
     into the logs as ``best_file`` for :class:`LastCheckpoint` to record. ``history``: the rows of
     the epochs before, when resuming, and ``name`` the file that holds the best of them."""
@@ -154,7 +155,8 @@ class BestCheckpoint(Callback):
             # run's state names this one (a crash in between must not let resume trust it).
             self.name = f"best-{epoch + 1:04d}.npz"
             atomic_write(self.folder / self.name,
-                         lambda fh: np.savez(fh, threshold=np.float32(logs["val_threshold"]), **weights))
+                         lambda fh: np.savez(fh, threshold=np.float32(logs["val_threshold"]),
+                                             min_contrast=np.float32(logs["val_min_contrast"]), **weights))
         logs["best_f1"], logs["best_file"] = self.best_f1, self.name
 
 

@@ -46,6 +46,7 @@ class EpochDone:
     val_precision: float
     val_recall: float
     val_threshold: float
+    val_min_contrast: float  # the smallest track contrast chosen with the threshold (0: every track)
     val_pixel_iou: float  # of the mask and the probability map at 0.5
     seconds: float  # training and validation
     best_f1: float  # the best val_f1 of the run so far, this epoch's included

@@ -34,6 +34,7 @@ from ..runtime.progress import CancelToken
 from .callbacks import (
     BEST_FILE,
     CHECKPOINT_NAME,
+    HISTORY_COLUMNS,
     LAST_FILE,
     STATE_FILE,
     keras_callback,
@@ -193,19 +194,22 @@ def _shipping_engine(model, config: TrainingConfig):
 
 
 def validate_objects(model, report: DatasetReport, config: TrainingConfig) -> dict[str, Any]:
-    """Analyze whole validation images; F1 at every threshold, the best one, pixel IoU."""
-    from ..runtime.evaluation import sweep_thresholds
+    """Analyze whole validation images; F1 at every threshold and smallest track contrast, the
+    best of them, pixel IoU."""
+    from ..runtime.evaluation import CONTRASTS, sweep_thresholds
 
     pairs = report.val if not config.val_images else report.val[: config.val_images]
     sweep = sweep_thresholds(_shipping_engine(model, config), pairs, config.normalization,
                              min_area_px=config.min_area_px, radius=config.match_radius,
-                             point_radius=report.point_radius)
-    best = sweep.best
+                             point_radius=report.point_radius, contrasts=CONTRASTS)
+    threshold, contrast = sweep.best_setting
+    best = sweep.by_contrast[contrast][threshold]
     return {
-        "f1": sweep.matches[best].f1,
-        "precision": sweep.matches[best].precision,
-        "recall": sweep.matches[best].recall,
-        "threshold": float(best),
+        "f1": best.f1,
+        "precision": best.precision,
+        "recall": best.recall,
+        "threshold": float(threshold),
+        "min_contrast": float(contrast),
         "pixel_iou": sweep.intersection / sweep.union if sweep.union else 0.0,
         "val_images": len(pairs),
     }
@@ -215,7 +219,8 @@ def _history_csv(history: list[dict]) -> bytes:
     if not history:
         return b""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    # Rows of a run resumed from before a column existed leave it empty.
+    writer = csv.DictWriter(buf, fieldnames=list(HISTORY_COLUMNS), restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue().encode()
@@ -339,13 +344,16 @@ def train(
         raise TrainingError("training stopped before the first epoch finished; no model was saved.")
     with np.load(saved.best) as npz:
         threshold = float(npz["threshold"])
-        weights = {k: npz[k] for k in npz.files if k != "threshold"}
+        # Checkpoints from before the smallest contrast was chosen keep every track.
+        min_contrast = float(npz["min_contrast"]) if "min_contrast" in npz.files else 0.0
+        weights = {k: npz[k] for k in npz.files if k not in ("threshold", "min_contrast")}
     best = max(history, key=lambda r: r["val_f1"])
     bundle_config = BundleConfig(
         network=NetworkConfig(width=config.width, seed=config.seed),
         normalization=config.normalization,
         threshold=threshold,
         min_area_px=config.min_area_px,
+        min_contrast=min_contrast,
         name=out.name,
         provenance={"training": config.to_dict(), "epochs_run": len(history), "best_epoch": best["epoch"],
                     "train_pairs": len(report.train), "val_pairs": len(report.val),

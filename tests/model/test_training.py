@@ -7,6 +7,7 @@ import pytest
 
 from cerber_model.runtime.bundle import load_bundle
 from cerber_model.runtime.datasets import DatasetSpec
+from cerber_model.runtime.evaluation import CONTRASTS
 from cerber_model.runtime.progress import CancelToken
 from cerber_model.runtime.synthesis import Recipe, generate_dataset
 from cerber_model.training import TrainingConfig, TrainingError, train
@@ -36,10 +37,14 @@ def test_train_emits_events_and_saves_a_bundle(data, tmp_path):
     assert kinds[0] is Inspected and kinds[-1] is Saved
     assert kinds.count(EpochDone) == 2 and kinds.count(BatchDone) == 6
     epoch = next(e for e in events if isinstance(e, EpochDone))
-    for key in ("loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold", "val_pixel_iou"):
+    for key in ("loss", "val_loss", "val_f1", "val_precision", "val_recall", "val_threshold", "val_min_contrast",
+                "val_pixel_iou"):
         assert np.isfinite(getattr(epoch, key)), key
     loaded = load_bundle(tmp_path / "model")
     assert loaded.config.threshold == bundle.config.threshold
+    # The smallest contrast is the best epoch's, chosen with its threshold.
+    best = max((e for e in events if isinstance(e, EpochDone)), key=lambda e: e.val_f1)
+    assert loaded.config.min_contrast == best.val_min_contrast in CONTRASTS
     assert loaded.config.provenance["training"]["width"] == 1
     assert "val_f1" in loaded.config.metrics
     history = (tmp_path / "model" / "history.csv").read_text().splitlines()

@@ -111,9 +111,9 @@ def attach(callback, model=None):
     return callback
 
 
-def scores(f1, threshold=0.5):
+def scores(f1, threshold=0.5, contrast=0.0):
     return {"loss": 0.2, "val_loss": 0.3, "val_f1": f1, "val_precision": 0.9, "val_recall": 0.8,
-            "val_threshold": threshold, "val_pixel_iou": 0.6}
+            "val_threshold": threshold, "val_min_contrast": contrast, "val_pixel_iou": 0.6}
 
 
 def test_epoch_patches_tells_the_patch_stream_its_epoch():
@@ -127,7 +127,8 @@ def test_object_validation_adds_the_scores_to_the_logs():
 
     def validate(model):
         calls.append(model)
-        return {"f1": 0.7, "precision": 0.8, "recall": 0.6, "threshold": 0.45, "pixel_iou": 0.5, "val_images": 2}
+        return {"f1": 0.7, "precision": 0.8, "recall": 0.6, "threshold": 0.45, "min_contrast": 4.0, "pixel_iou": 0.5,
+                "val_images": 2}
 
     model = FakeModel()
     callback = attach(ObjectValidation(validate), model)
@@ -135,7 +136,7 @@ def test_object_validation_adds_the_scores_to_the_logs():
     callback.on_epoch_end(0, logs)
     assert calls == [model]
     assert logs == {"loss": 0.1, "val_f1": 0.7, "val_precision": 0.8, "val_recall": 0.6, "val_threshold": 0.45,
-                    "val_pixel_iou": 0.5}
+                    "val_min_contrast": 4.0, "val_pixel_iou": 0.5}
 
 
 def test_an_epoch_cut_short_is_not_validated():
@@ -166,12 +167,13 @@ def test_best_checkpoint_keeps_the_best_epoch_and_its_threshold(tmp_path):
     best = attach(BestCheckpoint(tmp_path), model)
     for epoch, (f1, value) in enumerate(((0.5, 1.0), (0.7, 2.0), (0.6, 3.0))):
         model.value = value
-        logs = scores(f1, threshold=0.3 + epoch / 10)
+        logs = scores(f1, threshold=0.3 + epoch / 10, contrast=epoch + 3.0)
         best.on_epoch_end(epoch, logs)
         assert logs["best_f1"] == max(0.5, f1 if epoch < 2 else 0.7)
         assert logs["best_file"] == ("best-0001.npz" if epoch == 0 else "best-0002.npz")
     with np.load(tmp_path / "best-0002.npz") as saved:
         assert float(saved["head_out/bias"][0]) == 2.0 and np.isclose(saved["threshold"], 0.4)
+        assert saved["min_contrast"] == 4.0
     # The earlier best stays until the run's state no longer names it (LastCheckpoint deletes it).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-0001.npz", "best-0002.npz"]
 
@@ -284,7 +286,8 @@ def run(tmp_path, config, f1s, on_event=None, cancel=None, history=None, initial
     scores_by_epoch = iter(f1s)
 
     def validate(model):
-        return {"f1": next(scores_by_epoch), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "pixel_iou": 0.5}
+        return {"f1": next(scores_by_epoch), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "min_contrast": 0.0,
+                "pixel_iou": 0.5}
 
     history = [] if history is None else history
     callbacks = prepare_callbacks(config, tmp_path, history, validate=validate, patches=SimpleNamespace(epoch=0),
@@ -349,7 +352,8 @@ class CrashingModel(FakeModel):
 
 def validator(f1s):
     f1s = iter(f1s)
-    return lambda model: {"f1": next(f1s), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "pixel_iou": 0.5}
+    return lambda model: {"f1": next(f1s), "precision": 1.0, "recall": 1.0, "threshold": 0.5, "min_contrast": 0.0,
+                "pixel_iou": 0.5}
 
 
 def test_a_crash_between_the_checkpoints_leaves_those_of_the_epoch_before(tmp_path):
