@@ -35,12 +35,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r39):
+# The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r40):
 # fixed seeds, about 40 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
 # 10 epochs from fresh weights on the realistic recipe (spots among clutter), then 5 epochs at a
 # lower learning rate on those images and 130 of the clean recipe (the same spots and
-# cameras without clutter) side by side, then the threshold that scores best on the realistic
-# validation images with the noise counted at spot size (noise scale 1.5 px), and the resolving
+# cameras without clutter) side by side, then the threshold and smallest track contrast that score
+# best on the realistic validation images with the noise counted at spot size (noise scale 1.5 px), and the resolving
 # distance of the overlap correction. Training sees white camera noise (--smoothed-fraction 0, --noise-scale 0):
 # the same training on half smoothed images with the noise scale on (r38) did worse on the
 # samples and on camera-like spots. Interrupted runs continue where they stopped (--resume); data
