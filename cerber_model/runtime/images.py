@@ -692,13 +692,13 @@ def _smoothed_high_pass_gain(scale: float) -> float:
     return float(np.sqrt((ndimage.gaussian_filter(high_pass(delta), scale) ** 2).sum()))
 
 
-def sample_windows(shape: tuple[int, int], margin: int) -> list[tuple[slice, slice]]:
+def sample_windows(shape: tuple[int, int], margin: int, count: int = _CORRELATION_WINDOWS) -> list[tuple[slice, slice]]:
     """Windows of ``_CORRELATION_WINDOW`` px plus ``margin`` on each side (fewer at the image's
-    edges), at most ``_CORRELATION_WINDOWS`` of them spread evenly over an image of ``shape``:
+    edges), at most ``count`` (a square) of them spread evenly over an image of ``shape``:
     where the image's noise is measured, at the same cost on every image above a megapixel.
     Windows too small to keep 3 px inside their margins are left out."""
     size = _CORRELATION_WINDOW + 2 * margin
-    per_axis = math.isqrt(_CORRELATION_WINDOWS)
+    per_axis = math.isqrt(count)
     starts_r, starts_c = (np.unique(np.linspace(0, max(n - size, 0), min(per_axis, -(-n // size))).astype(int))
                           for n in shape)
     return [(slice(r, min(r + size, shape[0])), slice(c, min(c + size, shape[1])))
