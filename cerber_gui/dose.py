@@ -133,8 +133,9 @@ def area_text(area_px: float, area_cm2: float | None, image_px: int | None = Non
     return head + (f" ({', '.join(parts)})" if parts else "")
 
 
-def describe_image(dose: ImageDose, threshold: float, model: str) -> str:
-    """The track panel's summary of one image (HTML; the image's name escaped)."""
+def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: float = 0.0) -> str:
+    """The track panel's summary of one image (HTML; the image's name escaped); ``min_contrast``:
+    the smallest track contrast kept (0: every track)."""
     e = html.escape
     where = "in the usable area" if dose.has_regions else "on the whole image"
     lines = [f"<b>{e(dose.name)}</b>: <b>{dose.count}</b> tracks {where}"
@@ -148,7 +149,8 @@ def describe_image(dose: ImageDose, threshold: float, model: str) -> str:
     if not dose.fluence.saturated and round(dose.fluence.corrected_count) != dose.count:
         line += f" ({dose.fluence.corrected_count:.1f} tracks)"
     lines.append(line)
-    lines.append(f"threshold {threshold:.2f}, model {e(model)}")
+    contrast = f", smallest contrast {min_contrast:g}" if min_contrast else ""
+    lines.append(f"threshold {threshold:.2f}{contrast}, model {e(model)}")
     return "<br>".join(lines)
 
 

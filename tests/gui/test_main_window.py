@@ -48,6 +48,8 @@ def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     found = table_positions(window.track_panel)
     assert_match(found, centres)
     assert f"<b>{len(found)}</b> tracks" in window.track_panel.summary.text()
+    # The default model drops tracks of low contrast, and the summary says so.
+    assert f"smallest contrast {window.session.bundle.config.min_contrast:g}" in window.track_panel.summary.text()
     assert window.viewer.markers.data.size == len(found)  # one marker per track
 
 

@@ -69,3 +69,25 @@ def test_tracks_below_the_smallest_contrast_are_dropped_and_the_rest_renumbered(
     assert abs(kept.columns["row"][0] - 50) < 1 and abs(kept.columns["col"][0] - 50) < 1
     plain = extract_tracks(prob, image, 0.5)
     assert plain.count == 3 and np.isnan(plain.columns["contrast"]).all()
+
+
+def test_retracking_at_another_threshold_drops_the_same_tracks_as_analyzing_at_it():
+    """What the app does when the threshold slider moves (tracks from the kept probability map and
+    contrast) gives the tracks of analyzing afresh at that threshold."""
+    from dataclasses import replace
+
+    from cerber_model.runtime.analysis import analyze
+    from tests.model.helpers import tiny_bundle
+
+    base = tiny_bundle(width=1, seed=3)
+    bundle = replace(base, config=replace(base.config, min_contrast=4.0))
+    rng = np.random.default_rng(4)
+    image = (300 + rng.normal(0, 5, (128, 128)) + _spot((128, 128), (40, 40), 1.5, 60)).astype(np.float32)
+    result = analyze(image, bundle)
+    assert result.contrast is not None and (result.tracks.columns["contrast"] >= 4).all()
+    for threshold in (0.3, 0.6):
+        again = result.tracks_at(threshold, bundle.config.min_area_px, None, bundle.config.min_contrast)
+        fresh = analyze(image, bundle, threshold=threshold).tracks
+        assert again.count == fresh.count
+        np.testing.assert_array_equal(again.labels, fresh.labels)
+        np.testing.assert_allclose(again.columns["contrast"], fresh.columns["contrast"])
