@@ -8,8 +8,9 @@ not spots. What tells them apart is measured on the image itself:
 * the response of a scale-normalised Laplacian of Gaussian (LoG) at each scale of
   :data:`CONTRAST_SCALES`, on the image in units of its local pixel noise
   (:func:`~cerber_model.runtime.images.background_levels`);
-* the robust SD of that response over the image (median absolute deviation, on the same
-  windows that measure the noise correlation): the noise *and the texture* at that scale.
+* the robust SD of that response over the image (median absolute deviation, on up to 9
+  windows of 256 px spread over it, as the noise correlation is measured): the noise *and the
+  texture* at that scale.
 
 A track's contrast is the largest ratio of the two over the scales, taken at the pixel of
 its centre and its 8 neighbours: the number of noise SDs by which it rises above what the
