@@ -106,3 +106,10 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     assert scaled == Normalization("background", block=32, noise_scale=1.5)
     assert main(["threshold", v1, str(data), "--noise-scale", "1.5", "--quiet"]) != 0
     assert "--noise-scale goes with the background normalisation" in capsys.readouterr().err
+    # A fixed smallest contrast: scored and saved as given, no table of contrasts; a negative one refused.
+    assert main(["threshold", str(model), str(data), "--min-contrast", "7", "--out", str(tmp_path / "fixed"),
+                 "--quiet"]) == 0
+    contrasts, _, chosen = _threshold_tables(capsys.readouterr().out)
+    assert contrasts == [] and chosen == 7.0 and load_bundle(tmp_path / "fixed").config.min_contrast == 7.0
+    assert main(["threshold", str(model), str(data), "--min-contrast", "-1", "--quiet"]) != 0
+    assert "--min-contrast must be from 0 to 100 noise SDs, got -1" in capsys.readouterr().err
