@@ -14,7 +14,7 @@ the network stands against the classical method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -163,43 +163,35 @@ CONTRASTS = (0.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 
 @dataclass(frozen=True)
 class ThresholdSweep:
-    """Matches summed over images at every threshold of :data:`THRESHOLDS`, and the pixel
-    overlap of the map at 0.5 with the masks. ``by_contrast[k][t]``: the matches at threshold
-    ``t`` keeping the tracks of contrast ``k`` or more (``matches`` is ``by_contrast[k]`` of the
-    first ``k`` swept)."""
+    """Matches summed over images at every threshold of :data:`THRESHOLDS` and every smallest
+    track contrast swept (``by_contrast[k][t]``: at threshold ``t``, keeping the tracks of
+    contrast ``k`` or more), and the pixel overlap of the map at 0.5 with the masks."""
 
-    matches: dict[float, Match]
+    by_contrast: dict[float, dict[float, Match]]
     intersection: int
     union: int
-    by_contrast: dict[float, dict[float, Match]] = field(default_factory=dict)
-
-    @property
-    def best(self) -> float:
-        """The threshold of the best F1 (of equal ones, the nearest 0.5)."""
-        return max(self.matches, key=lambda t: (self.matches[t].f1, -abs(t - 0.5)))
 
     @property
     def best_setting(self) -> tuple[float, float]:
-        """The (threshold, smallest contrast) of the best F1 over both (of equal ones, the
-        threshold nearest 0.5, then the smallest contrast)."""
-        table = self.by_contrast or {0.0: self.matches}
+        """The (threshold, smallest contrast) of the best F1 (of equal ones, the threshold
+        nearest 0.5, then the smallest contrast)."""
+        table = self.by_contrast
         return max(((t, k) for k, row in table.items() for t in row),
                    key=lambda tk: (table[tk[1]][tk[0]].f1, -abs(tk[0] - 0.5), -tk[1]))
 
 
 def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
-                     point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512, contrasts: tuple[float, ...] = (),
-                     progress=None, cancel=None) -> ThresholdSweep:
+                     point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512,
+                     contrasts: tuple[float, ...] = (0.0,), progress=None, cancel=None) -> ThresholdSweep:
     """Whole images of ``pairs`` through ``engine`` (inputs normalised with ``normalization``),
-    scored at every threshold: what training validates with and how a threshold is chosen.
-    With ``contrasts``, also at every smallest track contrast of them (``by_contrast``)."""
+    scored at every threshold and smallest track contrast of ``contrasts`` (0: every track):
+    what training validates with and how a threshold is chosen."""
     from .analysis import predict_probability
     from .contrast import measure_contrast
     from .images import read_image
     from .tracks import track_centres
 
-    levels = tuple(contrasts) or (0.0,)
-    by_contrast = {k: dict.fromkeys(THRESHOLDS, Match(0, 0, 0)) for k in levels}
+    by_contrast = {k: dict.fromkeys(THRESHOLDS, Match(0, 0, 0)) for k in contrasts}
     inter = union = 0
     for i, pair in enumerate(pairs):
         if cancel:
@@ -208,7 +200,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         mask = pair_mask(pair, image.shape, point_radius)
         prob = predict_probability(image.data, engine, normalization, window=window)
         truth = truth_centres(pair, mask)
-        contrast = measure_contrast(image.data) if contrasts else None
+        contrast = measure_contrast(image.data) if any(contrasts) else None
         for t in THRESHOLDS:
             if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
                 for row in by_contrast.values():
@@ -223,7 +215,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         union += int(np.count_nonzero(pred | mask))
         if progress:
             progress(i + 1, len(pairs))
-    return ThresholdSweep(by_contrast[levels[0]], inter, union, by_contrast if contrasts else {})
+    return ThresholdSweep(by_contrast, inter, union)
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,
