@@ -653,6 +653,8 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     from .runtime.bundle import BundleError, replace_problem, save_bundle
     from .runtime.evaluation import CONTRASTS, sweep_thresholds
 
+    if args.min_contrast is not None and not 0 <= args.min_contrast <= 100:
+        return _fail(f"--min-contrast must be from 0 to 100 noise SDs, got {args.min_contrast:g}")
     try:
         bundle = _load_model(args.model)
     except BundleError as exc:
@@ -670,8 +672,6 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     pairs, problems = _scoring_pairs(Path(args.data))
     if problems or not pairs:
         return _fail("the data cannot be scored:\n" + "\n".join(str(p) for p in problems))
-    if args.min_contrast is not None and not 0 <= args.min_contrast <= 100:
-        return _fail(f"--min-contrast must be from 0 to 100 noise SDs, got {args.min_contrast:g}")
     contrasts = CONTRASTS if args.min_contrast is None else (args.min_contrast,)
     bar, progress = _bar("scoring", args.quiet)
     with bar:

@@ -114,4 +114,3 @@ def measure_contrast(data: np.ndarray, block: int = 16) -> SpotContrast:
         mad = float(np.median(np.abs(values - np.median(values))))
         noise.append(max(1.4826 * mad, _NOISE_FLOOR))
     return SpotContrast(levels, tuple(noise))
-

@@ -77,12 +77,10 @@ def truth_centres(pair: Pair, mask: np.ndarray | None = None) -> np.ndarray:
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """Scale-normalised negative Laplacian of Gaussian of the percentile-normalised image
     (bright spots of SD ``sigma`` give peaks of about their amplitude / 2)."""
-    from scipy import ndimage
-
+    from .contrast import log_filter
     from .images import Normalization, normalize
 
-    x = normalize(image, Normalization())
-    return -(sigma**2) * ndimage.gaussian_laplace(x, sigma)
+    return log_filter(normalize(image, Normalization()), sigma)
 
 
 def log_peaks(response: np.ndarray, sigma: float, threshold: float) -> np.ndarray:
