@@ -109,7 +109,7 @@ class BundleConfig:
             normalization=Normalization.from_dict(data["normalization"]),
             threshold=float(data["threshold"]),
             min_area_px=int(data["min_area_px"]),
-            min_contrast=float(data.get("min_contrast", 0.0)),
+            min_contrast=data.get("min_contrast", 0.0),  # checked, with its name, by __post_init__
             name=str(data.get("name", "cerber")),
             provenance=dict(data.get("provenance", {})),
             metrics=dict(data.get("metrics", {})),

@@ -227,6 +227,10 @@ def test_format_3_keeps_every_track(tmp_path):
     assert np.isnan(kept.columns["contrast"]).all()
     assert filtered.count < kept.count  # an untrained network marks noise, of low contrast
     assert (filtered.columns["contrast"] >= 6.0).all()
+    config["min_contrast"] = "high"  # a hand-edited config is named with the key and the value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="min_contrast must be from 0 to 100 noise SDs, got 'high'"):
+        load_bundle(folder)
 
 
 def test_unknown_normalisation_is_named(saved):
