@@ -31,7 +31,7 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
+from cerber_model.runtime.bundle import load_bundle, load_model  # noqa: E402
 from cerber_model.runtime.datasets import Pair  # noqa: E402
 from cerber_model.runtime.evaluation import evaluate  # noqa: E402
 from cerber_model.runtime.images import read_image  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         pairs = [Pair(p, None, held_out / "points" / f"{p.stem}.csv")
                  for p in sorted((held_out / "images").iterdir())]
-        start = load_default_bundle() if args.start_from == "default" else load_bundle(args.start_from)
+        start = load_model(args.start_from)
         finetuned = load_bundle(model)
         print(f"\nfine-tuning took {seconds:.0f} s ({seconds / 60:.1f} min) on this machine")
         print(f"{'held-out half':24s} {'true':>5s} {'start F1':>10s} {'fine-tuned F1':>13s} "

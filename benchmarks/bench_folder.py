@@ -44,9 +44,9 @@ def make_folder(folder: Path, count: int, size: int) -> list[Path]:
 
 
 def child(kind: str, paths: list[str], model: str, engine: str | None) -> dict:
-    from cerber_model.runtime.bundle import load_bundle, load_default_bundle
+    from cerber_model.runtime.bundle import load_model
 
-    bundle = load_default_bundle() if model == "default" else load_bundle(model)
+    bundle = load_model(model)
     if kind == "keras":
         import numpy as np
 

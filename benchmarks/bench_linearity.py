@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cerber_model.runtime.analysis import analyze  # noqa: E402
-from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
+from cerber_model.runtime.bundle import load_bundle, load_model  # noqa: E402
 from cerber_model.runtime.dosimetry import (  # noqa: E402
     DEFAULT_RESOLVING_DISTANCE_PX,
     observed_count,
@@ -95,7 +95,7 @@ def main() -> None:
                         help="store the fitted d in the model's config.json as resolving_distance_px")
     args = parser.parse_args()
 
-    bundle = load_bundle(args.model) if args.model else load_default_bundle()
+    bundle = load_model(args.model)
     shipped = bundle.config.resolving_distance_px or DEFAULT_RESOLVING_DISTANCE_PX
     area = float(args.size * args.size)
     rows = []  # (density, true, counted, tp, fp)

@@ -38,7 +38,7 @@ from compare_real_images import SAMPLES, camera_sets  # noqa: E402
 from eval_snr import sets as snr_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import analyze  # noqa: E402
-from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
+from cerber_model.runtime.bundle import load_model  # noqa: E402
 from cerber_model.runtime.datasets import Pair, find_pairs, pair_mask  # noqa: E402
 from cerber_model.runtime.engine import OnnxEngine  # noqa: E402
 from cerber_model.runtime.evaluation import Match, match_points, truth_centres  # noqa: E402
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the graphs in this folder")
     args = parser.parse_args()
 
-    bundle = load_default_bundle() if args.model == "default" else load_bundle(args.model)
+    bundle = load_model(args.model)
     with tempfile.TemporaryDirectory(prefix="cerber-quant-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from eval_snr import sets as snr_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import analyze  # noqa: E402
-from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
+from cerber_model.runtime.bundle import load_model  # noqa: E402
 from cerber_model.runtime.datasets import Pair, find_pairs  # noqa: E402
 from cerber_model.runtime.evaluation import evaluate  # noqa: E402
 from cerber_model.runtime.points import points_beside  # noqa: E402
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "eval-snr")
     args = parser.parse_args()
 
-    bundles = {m: load_default_bundle() if m == "default" else load_bundle(m) for m in args.models}
+    bundles = {m: load_model(m) for m in args.models}
     width = max(12, *(len(m) for m in bundles))
     header = " ".join(f"{m:>{width}s}" for m in bundles)
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cerber_model.runtime.analysis import predict_probability  # noqa: E402
-from cerber_model.runtime.bundle import load_bundle, load_default_bundle  # noqa: E402
+from cerber_model.runtime.bundle import load_model  # noqa: E402
 
 #: Spot centres (row, col): the centre, five inside the edge (radius 80), two far outside.
 SPOTS = np.array([[128, 128], [128, 60], [128, 196], [60, 128], [200, 128], [128, 100], [20, 20], [235, 235]], float)
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("model", help="model folder, or 'default'")
     parser.add_argument("--block", type=int, help="background normalisation: analyse with blocks of this size")
     args = parser.parse_args()
-    bundle = load_default_bundle() if args.model == "default" else load_bundle(args.model)
+    bundle = load_model(args.model)
     norm = bundle.config.normalization
     if args.block:
         norm = replace(norm, block=args.block)

@@ -9,15 +9,17 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cerber_model.cli import MODEL_HELP
+
     parser = argparse.ArgumentParser(prog="cerber-gui", description="Cerber track analyzer")
     parser.add_argument("images", nargs="*", help="images or folders to open")
-    parser.add_argument("--model", help="model bundle folder (default: the bundled default model)")
+    parser.add_argument("--model", help=MODEL_HELP)
     args = parser.parse_args(argv)
 
     from PySide6.QtCore import QStandardPaths
     from PySide6.QtWidgets import QApplication
 
-    from cerber_model.runtime.bundle import BundleError, load_bundle, load_default_bundle
+    from cerber_model.runtime.bundle import BundleError, load_model
 
     from . import logfile
     from .main_window import MainWindow
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("cerber").info("Cerber starting")
     bundle, problem = None, None
     try:
-        bundle = load_bundle(args.model) if args.model else load_default_bundle()
+        bundle = load_model(args.model)
     except BundleError as exc:
         problem = str(exc)
     window = MainWindow(bundle)

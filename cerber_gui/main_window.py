@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cerber_model.runtime.bundle import Bundle, BundleError, load_bundle, load_default_bundle
+from cerber_model.runtime.bundle import Bundle, BundleError, bundled_models, load_bundle, load_model
 from cerber_model.runtime.images import IMAGE_SUFFIXES
 
 from . import dialogs, exports, workers
@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(tracks_dock, self.spectra_dock)
         tracks_dock.raise_()
         self.levels_dock = self._dock("Levels", self.viewer.levels_widget(), Qt.LeftDockWidgetArea)
-        self.menu_bar = MenuBar()
+        self.menu_bar = MenuBar(other_models=[name for name in bundled_models() if name != "default"])
         self.setMenuBar(self.menu_bar)
         self.menu_bar.add_panel_toggles([d.toggleViewAction() for d in (images_dock, tracks_dock, self.spectra_dock,
                                                                          self.levels_dock)])
@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         menu.quit_requested.connect(self.close)
         menu.load_model_requested.connect(self.load_model_dialog)
         menu.default_model_requested.connect(self.use_default_model)
+        menu.bundled_model_requested.connect(self.use_bundled_model)
         menu.model_card_requested.connect(self.show_model_card)
         menu.train_requested.connect(self.open_training_wizard)
         menu.auto_levels_requested.connect(self.viewer.reset_levels)
@@ -521,10 +522,14 @@ class MainWindow(QMainWindow):
         return True
 
     def use_default_model(self) -> None:
+        self.use_bundled_model("default")
+
+    def use_bundled_model(self, name: str) -> None:
+        """One of the models shipped with Cerber, by name ("default", "v1")."""
         try:
-            bundle = load_default_bundle()
+            bundle = load_model(name)
         except BundleError as exc:
-            self.show_error("The default model cannot be loaded.", str(exc))
+            self.show_error(f"The bundled model '{name}' cannot be loaded.", str(exc))
             return
         self.session.set_bundle(bundle)
 

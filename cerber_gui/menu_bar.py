@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
@@ -27,6 +29,7 @@ class MenuBar(QMenuBar):
     cancel_requested = Signal()
     load_model_requested = Signal()
     default_model_requested = Signal()
+    bundled_model_requested = Signal(str)  # the name of a model shipped with Cerber, other than the default
     model_card_requested = Signal()
     train_requested = Signal()
     auto_levels_requested = Signal()
@@ -40,7 +43,9 @@ class MenuBar(QMenuBar):
     finish_polygon_requested = Signal()
     delete_region_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, other_models: Sequence[str] = ()):
+        """``other_models``: the names of the models shipped with Cerber besides the default, one
+        menu entry each."""
         super().__init__(parent)
         files = self.addMenu("&File")
         self._action(files, "&Open images…", self.open_requested, QKeySequence.Open)
@@ -71,6 +76,9 @@ class MenuBar(QMenuBar):
         models = self.addMenu("&Model")
         self._action(models, "&Load model folder…", self.load_model_requested)
         self._action(models, "Use the &default model", self.default_model_requested)
+        for name in other_models:
+            action = self._action(models, f"Use the bundled model '{name}'", None)
+            action.triggered.connect(lambda _=False, n=name: self.bundled_model_requested.emit(n))
         models.addSeparator()
         self._action(models, "About this &model…", self.model_card_requested)
         self._action(models, "&Train a model…", self.train_requested)

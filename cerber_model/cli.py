@@ -100,16 +100,15 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return stems
 
 
-MODEL_HELP = "model bundle folder, or 'default' (the bundled default model, also when left out)"
+MODEL_HELP = ("model bundle folder, or the name of a model shipped with Cerber: 'default' (also when left out) "
+              "or 'v1' (the first default, for faint broad tracks of the prototype's look)")
 
 
 def _load_model(model: str | None):
-    """The bundle at ``model``; the default model for None or ``default`` (unless a folder has that name)."""
-    from .runtime.bundle import load_bundle, load_default_bundle
+    """The bundle ``model`` names (a folder, or a bundled model's name); the default model for None."""
+    from .runtime.bundle import load_model
 
-    if model is None or (model == "default" and not Path(model).is_dir()):
-        return load_default_bundle()
-    return load_bundle(model)
+    return load_model(model)
 
 
 #: The spectra ``cerber analyze --spectra`` writes (``spectrum_<quantity>.csv``); diameters in um
@@ -454,15 +453,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _start_from(value: str | None) -> str:
-    """A --start-from value as a model folder ("default" is the bundled default model),
-    relative to the working folder when inside it (it is kept in the new model's provenance)."""
+    """A --start-from value as a model folder (a bundled model's name, such as "default", is its
+    folder), relative to the working folder when inside it (it is kept in the new model's provenance)."""
     if not value:
         return ""
-    path = Path(value)
-    if value == "default":
-        from .runtime.bundle import default_bundle_path
+    from .runtime.bundle import model_path
 
-        path = default_bundle_path()
+    path = model_path(value)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -829,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--no-xla: about 2x slower, about 1 GiB less memory")
     t.add_argument("--start-from", metavar="MODEL",
                    help="start from this model folder's weights instead of random ones (fine-tuning; "
-                        "'default' = the bundled default model); --width must match it")
+                        "a bundled model's name: 'default', 'v1'); --width must match it")
     t.add_argument("--normalization", choices=("percentile", "background"),
                    help="how images become network input: 'percentile' stretches each image's 1st-99.8th "
                         "percentiles to 0..1 (the v1 model's); 'background' subtracts the local background and "
@@ -852,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a model (and a LoG baseline) against ground truth",
                        description="Precision, recall and F1 of matched track centres, per image and overall, "
                                    "for the model and a Laplacian-of-Gaussian detector tuned on the same images.")
-    e.add_argument("model", help="model bundle folder, or 'default' for the bundled default model")
+    e.add_argument("model", help=MODEL_HELP)
     e.add_argument("data", help="data folder: DATA/val/{images,masks} (or DATA/{images,masks})")
     e.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")
     e.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
@@ -863,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="F1 of matched track centres at thresholds 0.10-0.90 (and smallest track "
                                    "contrasts) on DATA's validation images (masks or points); with --out, a copy of "
                                    "the model with the best ones.")
-    h.add_argument("model", help="model bundle folder, or 'default' for the bundled default model")
+    h.add_argument("model", help=MODEL_HELP)
     h.add_argument("data", help="data folder: DATA/val/{images,masks|points} (or DATA/{images,...})")
     h.add_argument("--out", metavar="NEW_MODEL", help="save a copy of the model with the best threshold here (a new "
                                                        "folder, or an existing model with --overwrite)")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .runtime.batch import BatchSettings, ImageResult, analyze_file
-from .runtime.bundle import Bundle, load_bundle, load_default_bundle
+from .runtime.bundle import Bundle, load_model
 from .runtime.pipeline import Outcome
 from .runtime.progress import ProgressFn
 
@@ -40,12 +40,12 @@ class ClusterUnavailable(RuntimeError):
 @functools.lru_cache(maxsize=2)
 def _worker_bundle(model: str | None) -> Bundle:
     """The bundle on this worker, loaded once per worker process."""
-    return load_default_bundle() if model is None else load_bundle(model)
+    return load_model(model)
 
 
 def analyze_on_worker(path: str, stem: str, settings: BatchSettings, model: str | None) -> ImageResult:
-    """One image, on a worker: ``model`` is a bundle folder on shared storage, or None for the
-    default model of the worker's own installation."""
+    """One image, on a worker: ``model`` is a bundle folder on shared storage, the name of a model
+    bundled with the worker's installation (``v1``), or None for its default model."""
     return analyze_file(Path(path), stem, settings, _worker_bundle(model))
 
 
@@ -74,7 +74,8 @@ def analyze_on_cluster(
                                  f"(or dask[distributed]) into this environment and the workers' ({exc}).") from exc
     given_regions = settings.regions_file
     settings = _absolute(settings)
-    model = str(Path(model).resolve()) if model is not None else None
+    if model is not None and Path(model).is_dir():  # a folder here; a bundled model's name ("v1") is
+        model = str(Path(model).resolve())         # the worker's own installation's
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:

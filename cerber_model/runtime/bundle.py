@@ -387,6 +387,31 @@ def load_default_bundle() -> Bundle:
     return load_bundle(path)
 
 
+def bundled_models() -> dict[str, Path]:
+    """The models shipped inside the package by name (``cerber_model/models/<name>``), the default
+    first: ``default`` and ``v1`` in a source tree or an installed wheel; the frozen analyzer packs
+    the default alone. ``default`` is where :func:`default_bundle_path` says."""
+    folder = package_folder() / DEFAULT_BUNDLE_RELPATH.parent
+    others = sorted(q.parent.name for q in folder.glob(f"*/{CONFIG_FILE}") if q.parent.name != "default")
+    return {"default": default_bundle_path()} | {name: folder / name for name in others}
+
+
+def model_path(spec: str) -> Path:
+    """The folder a ``--model`` value names: an existing folder first, else a bundled model's
+    name (``default``, ``v1``), else the value as a path (loading it says what is missing)."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    return bundled_models().get(spec, path)
+
+
+def load_model(spec: str | None = None) -> Bundle:
+    """The bundle a ``--model`` value names (see :func:`model_path`); the default model for None."""
+    if spec is None or (spec == "default" and not Path(spec).is_dir()):
+        return load_default_bundle()
+    return load_bundle(model_path(spec))
+
+
 def describe_bundle(bundle) -> str:
     """A human-readable card for a bundle (architecture, size, threshold, provenance, metrics)."""
     from .architecture import count_parameters

@@ -112,6 +112,13 @@ def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, 
     assert window.toolbar.analyze_button.isEnabled()
 
 
+def test_the_model_menu_offers_the_bundled_models_by_name(window):
+    menu_action(window, "&Model", "Use the bundled model 'v1'").trigger()
+    assert window.session.bundle.config.name == "v1"
+    menu_action(window, "&Model", "Use the &default model").trigger()
+    assert window.session.bundle.config.name == "default"
+
+
 def test_cancel_stops_analysis_and_the_window_stays_responsive(qtbot, window, tmp_path):
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, np.random.default_rng(1).integers(0, 4000, (2400, 2400), dtype=np.uint16))

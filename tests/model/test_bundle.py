@@ -152,6 +152,21 @@ def test_the_default_model_is_found_in_the_package_from_any_working_folder(tmp_p
         bundle_module.load_default_bundle()
 
 
+def test_bundled_models_are_reached_by_name_and_a_folder_of_that_name_comes_first(tmp_path, monkeypatch):
+    """``--model v1`` works wherever the package is installed (not only as a source-tree path); a
+    folder in the working directory with the same name is what the user meant."""
+    monkeypatch.delenv("CERBER_DEFAULT_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    names = bundle_module.bundled_models()
+    assert list(names)[:2] == ["default", "v1"] and names["default"] == default_bundle_path()
+    assert bundle_module.load_model("v1").config.name == load_bundle(names["v1"]).config.name
+    assert bundle_module.load_model(None).path == bundle_module.load_model("default").path == default_bundle_path()
+    save_bundle(tiny_bundle(), tmp_path / "v1")
+    assert bundle_module.model_path("v1") == Path("v1") and bundle_module.load_model("v1").config.name == "tiny-n1"
+    with pytest.raises(BundleError, match="nope"):
+        bundle_module.load_model("nope")
+
+
 def test_version_1_bundles_load_and_predict_as_before():
     """The committed v1 model (format version 1, the first default) loads through the upgrade path
     and gives the probabilities it gave before version 2 existed (recorded with the version-1 code)."""

@@ -124,6 +124,11 @@ def test_info_and_console_script(model):
     assert proc.returncode == 0 and "tiny-n1" in proc.stdout
 
 
+def test_a_bundled_model_is_named_on_the_command_line(capsys):
+    assert main(["info", "v1"]) == 0
+    assert "Model:         v1" in capsys.readouterr().out
+
+
 def test_same_names_in_different_folders_are_both_kept(tmp_path):
     rng = np.random.default_rng(4)
     for folder, spots in (("in1", SPOTS[:2]), ("in2", SPOTS)):
