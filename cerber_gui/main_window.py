@@ -299,10 +299,8 @@ class MainWindow(QMainWindow):
         dose = self.session.dose(path) if path is not None else None
         if dose is not None:
             result = self.session.results[path]
-            bundle = self.session.bundle
-            min_contrast = bundle.config.min_contrast if bundle is not None and result.contrast is not None else 0.0
             self.track_panel.set_tracks(dose.tracks, describe_image(dose, result.tracks.threshold, result.model_name,
-                                                                    min_contrast))
+                                                                    result.tracks.min_contrast))
         pooled = self.session.pooled_dose() if len(self.session.results) > 1 else None
         self.track_panel.set_pooled(describe_pooled(pooled) if pooled is not None else "")
         self._show_spectra()

@@ -52,6 +52,7 @@ class Tracks:
     """The tracks of one image: columns of equal length, plus the label image.
 
     labels: int32 image, 0 = background, k = the track with ``track_id`` k.
+    threshold, min_contrast: the probability and the smallest contrast they were found at (0: all kept).
     """
 
     columns: dict[str, np.ndarray]
@@ -59,6 +60,7 @@ class Tracks:
     threshold: float
     image_shape: tuple[int, int]
     pixel_size_um: float | None = None
+    min_contrast: float = 0.0
 
     def __len__(self) -> int:
         return len(self.columns["track_id"])
@@ -244,7 +246,7 @@ def extract_tracks(
         "eccentricity": np.asarray(props["eccentricity"], dtype=np.float64),
         "contrast": contrasts.astype(np.float64),
     }
-    return Tracks(columns, labels, float(threshold), probability.shape, pixel_size_um)
+    return Tracks(columns, labels, float(threshold), probability.shape, pixel_size_um, float(min_contrast))
 
 
 def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):

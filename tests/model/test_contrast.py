@@ -65,6 +65,7 @@ def test_tracks_below_the_smallest_contrast_are_dropped_and_the_rest_renumbered(
     assert faint.sum() == 2  # the faint spot and the empty place
     kept = extract_tracks(prob, image, 0.5, contrast=contrast, min_contrast=5)
     assert kept.count == 1 and kept.columns["contrast"][0] >= 5
+    assert (kept.min_contrast, every.min_contrast) == (5, 0)  # what the table was found at
     assert list(kept.columns["track_id"]) == [1] and set(np.unique(kept.labels)) == {0, 1}
     assert abs(kept.columns["row"][0] - 50) < 1 and abs(kept.columns["col"][0] - 50) < 1
     plain = extract_tracks(prob, image, 0.5)
