@@ -503,8 +503,9 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
             normalization = FRESH_NORMALIZATION
     else:
         normalization = FRESH_NORMALIZATION
-    normalization = background_settings(normalization, args.background_block, args.noise_scale,
-                                        "add --normalization background (or start from a model that has it)")
+    fix = ("leave them out with --normalization percentile" if args.normalization == "percentile"
+           else "add --normalization background (or start from a model that has it)")
+    normalization = background_settings(normalization, args.background_block, args.noise_scale, fix)
     return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
                           patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                           seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,

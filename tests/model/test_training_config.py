@@ -188,10 +188,10 @@ def test_cli_chooses_the_normalisation_and_fine_tuning_keeps_the_starting_models
         Normalization("background", block=16, noise_scale=1.5)
     coarse = normalization("--normalization", "background", "--background-block", "32", "--noise-scale", "0")
     assert coarse == Normalization("background", block=32)
-    with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
-        normalization("--normalization", "percentile", "--background-block", "32")
-    with pytest.raises(ValueError, match="--background-block goes with the background normalisation"):
-        normalization("--start-from", str(default_bundle_path().parent / "v1"), "--background-block", "32")
+    with pytest.raises(ValueError, match="--background-block goes with the background normalisation: leave"):
+        normalization("--normalization", "percentile", "--background-block", "32")  # percentile chosen on purpose
+    with pytest.raises(ValueError, match="--background-block goes with the background normalisation: add"):
+        normalization("--start-from", "v1", "--background-block", "32")
     noise_units = str(tmp_path / "noise-units")
     assert normalization("--start-from", noise_units) == Normalization("background", block=16)  # its own
     assert normalization("--start-from", noise_units, "--background-block", "24") == Normalization("background",
