@@ -13,7 +13,16 @@ import numpy as np
 from .bundle import Bundle
 from .contrast import SpotContrast, measure_contrast
 from .engine import Engine
-from .images import Image, Normalization, RangeLevels, apply_normalization, image_levels, reflect_index
+from .images import (
+    BackgroundLevels,
+    Image,
+    Levels,
+    Normalization,
+    RangeLevels,
+    apply_normalization,
+    image_levels,
+    reflect_index,
+)
 from .progress import CancelToken, ProgressFn
 from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
 from .tracks import Tracks, extract_tracks
@@ -54,10 +63,12 @@ def predict_probability(
     border: int = DEFAULT_BORDER,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    levels: Levels | None = None,
 ) -> np.ndarray:
     """The track probability map of a 2-D image of any size, tile by tile.
 
-    ``data`` is the raw image, normalised as ``normalization`` says (a bundle's).
+    ``data`` is the raw image, normalised as ``normalization`` says (a bundle's), with
+    ``levels`` when they were estimated already (:func:`image_levels` of ``data``).
     ``progress(tiles_done, tiles_total)`` is called after each tile; ``cancel``
     is checked before each tile.
     """
@@ -67,7 +78,8 @@ def predict_probability(
     # 8/16-bit) data first: one float32 copy of the image instead of two. The padding
     # is normalised as the image pixels it reflects, so the padded input is the
     # reflection of the normalised image, and every tile a crop of it.
-    levels = image_levels(data, normalization)
+    if levels is None:
+        levels = image_levels(data, normalization)
     padded, offset = pad_image(data, border)
     if isinstance(levels, RangeLevels):
         padded = apply_normalization(padded, levels.low, levels.high)
@@ -140,16 +152,20 @@ def analyze(
         image = Image(np.asarray(image))
     pixel_size_um, source = image_pixel_size(image, pixel_size_um)
     check_memory(image.data.shape)
-    contrast = bundle_contrast(image, bundle)  # before the probability map exists: less memory at once
+    levels = image_levels(image.data, bundle.config.normalization)
+    contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
     probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
-                                      window=window, progress=progress, cancel=cancel)
+                                      window=window, progress=progress, cancel=cancel, levels=levels)
     tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
     return AnalysisResult(image, probability, tracks, bundle.name, source, contrast)
 
 
-def bundle_contrast(image: Image, bundle: Bundle) -> SpotContrast | None:
-    """What measuring track contrast on ``image`` needs, if ``bundle`` drops tracks of low contrast."""
-    return measure_contrast(image.data) if bundle.config.min_contrast > 0 else None
+def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None) -> SpotContrast | None:
+    """What measuring track contrast on ``image`` needs, if ``bundle`` drops tracks of low contrast;
+    ``levels``: the network's input levels of ``image``, used again when they are a background's."""
+    if bundle.config.min_contrast <= 0:
+        return None
+    return measure_contrast(image.data, levels=levels if isinstance(levels, BackgroundLevels) else None)
 
 
 def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | None, str]:

@@ -35,7 +35,7 @@ from .export import (
     write_probability_tiff,
     write_tracks_csv,
 )
-from .images import Image, read_image
+from .images import Image, Levels, image_levels, read_image
 from .interop import NAPARI_SUFFIX, ROIS_SUFFIX, write_imagej_rois, write_napari_points
 from .pipeline import Outcome, pipelined
 from .progress import CancelToken, ProgressFn
@@ -94,6 +94,7 @@ class Prepared:
     acquisition: Acquisition | None
     notes: list[str] = field(default_factory=list)
     contrast: SpotContrast | None = None
+    levels: Levels | None = None  # the network's input levels, estimated in stage 1
 
 
 @dataclass
@@ -115,8 +116,9 @@ class ImageResult:
 def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions | None = None,
                bundle: Bundle | None = None) -> Prepared:
     """Stage 1: read ``path`` (page ``settings.page``), find its usable area (``regions``, else a
-    regions file beside the image) and acquisition settings, and measure what the track
-    contrast of ``bundle`` needs; raise before a too-big image is analyzed. Errors name the
+    regions file beside the image) and acquisition settings, and estimate the network's input
+    levels and what the track contrast of ``bundle`` needs (beside the network's work on the
+    image before); raise before a too-big image is analyzed. Errors name the
     file (ImageReadError, RegionsError, AcquisitionError, NotEnoughMemory)."""
     image = read_image(path, page=settings.page)
     notes = list(image.notes)
@@ -132,15 +134,18 @@ def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions 
         regions, regions_file = load_regions(beside), str(beside)
     acquisition = acquisition_for(path) if settings.keep_tracks else None
     check_memory(image.data.shape)
-    contrast = bundle_contrast(image, bundle) if bundle is not None else None
-    return Prepared(path, stem, image, regions, regions_file, acquisition, notes, contrast)
+    if bundle is None:
+        return Prepared(path, stem, image, regions, regions_file, acquisition, notes)
+    levels = image_levels(image.data, bundle.config.normalization)
+    return Prepared(path, stem, image, regions, regions_file, acquisition, notes,
+                    bundle_contrast(image, bundle, levels), levels)
 
 
 def predict(prepared: Prepared, bundle: Bundle, engine: Engine | None = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> np.ndarray:
     """Stage 2: the probability map of the prepared image (float32, image shape)."""
     return predict_probability(prepared.image.data, engine or bundle.engine(), bundle.config.normalization,
-                               progress=progress, cancel=cancel)
+                               progress=progress, cancel=cancel, levels=prepared.levels)
 
 
 def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings: BatchSettings) -> ImageResult:

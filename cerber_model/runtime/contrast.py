@@ -94,9 +94,13 @@ class SpotContrast:
         return out
 
 
-def measure_contrast(data: np.ndarray, block: int = 16) -> SpotContrast:
-    """Measure what :meth:`SpotContrast.of` needs on the 2-D image ``data``."""
-    levels = background_levels(data, block)
+def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels | None = None) -> SpotContrast:
+    """Measure what :meth:`SpotContrast.of` needs on the 2-D image ``data``: its background levels in
+    ``block`` px blocks, unless the network's input ``levels`` of the same image are given. Any
+    noise scale in them divides the responses at a track and over the background alike, so the
+    contrast is the same with or without it."""
+    if levels is None:
+        levels = background_levels(data, block)
     margin = _radius(max(CONTRAST_SCALES)) + 1
     windows = sample_windows(data.shape, margin, _WINDOWS)
     if not windows:  # an image too small for a window: the whole of it

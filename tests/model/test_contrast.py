@@ -25,6 +25,28 @@ def test_a_spot_stands_out_by_its_amplitude_and_size_in_noise_units():
     assert len(contrast.scale_noise) == len(CONTRAST_SCALES)
 
 
+def test_the_network_input_levels_give_the_same_contrast_as_its_own():
+    """Analysis measures the contrast with the levels it normalises the network's input with
+    (noise counted at the model's noise scale), rather than estimating them twice: the scale
+    divides every response alike, so the contrast stays what it is with the pixel noise."""
+    from cerber_model.runtime.images import background_levels
+
+    rng = np.random.default_rng(5)
+    shape = (400, 400)
+    smooth = ndimage.gaussian_filter(rng.normal(0, 1, shape), 0.8)
+    rr, cc = np.indices(shape)
+    image = 300 + 0.3 * rr + 12 * smooth / smooth.std() + _spot(shape, (100, 100), 1.0, 90) + \
+        _spot(shape, (300, 250), 3.0, 60)
+    image = np.round(image).astype(np.uint16)
+    centres = np.array([[100, 100], [300, 250], [200, 60]])
+    levels = background_levels(image, 16, 1.5)
+    assert levels.inverse_noise.mean() < 0.6 * background_levels(image, 16).inverse_noise.mean()  # a real factor
+    own = measure_contrast(image).of(image, centres)
+    shared = measure_contrast(image, levels=levels).of(image, centres)
+    np.testing.assert_allclose(shared, own, rtol=1e-3)
+    assert own[0] > 5 and own[1] > 5 > own[2]
+
+
 def test_texture_at_the_size_of_a_blob_lowers_the_blob_not_a_sharp_spot():
     """The same broad blob and the same sharp spot, on white noise and on noise with texture
     of the blob's size: the texture makes blobs like it common, and the blob's contrast drops
