@@ -93,3 +93,6 @@ def test_cerber_installed_from_a_wheel_analyzes_with_its_default_model(tmp_path)
     assert np.linalg.norm(found[:, None] - SPOTS[None], axis=2).min(axis=0).max() < 1.0
     with open(work / "results" / "summary.csv", newline="") as fh:
         assert next(csv.DictReader(fh))["model"] == load_bundle(MODEL).config.name
+    # The first default ships too, and is reached by its name from anywhere.
+    info = _run([scripts / "cerber", "info", "v1"], cwd=work, env=env).stdout
+    assert f"({(purelib / 'cerber_model' / 'models' / 'v1').resolve()})" in info
