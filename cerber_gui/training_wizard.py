@@ -54,6 +54,7 @@ from cerber_model.training import (
     estimate_cost,
     train,
 )
+from cerber_model.training.config import fine_tuning_settings
 from cerber_model.training.events import BatchDone, EpochDone, TrainingEvent
 
 from . import workers
@@ -289,11 +290,12 @@ class SettingsPage(QWizardPage):
         self.start = QComboBox()
         self.start.addItem("fresh random weights", "")
         self.start_width = None
-        self.start_normalization = FRESH_NORMALIZATION
+        self.fine_tuning: dict = {}
         if start_model is not None and start_model.path is not None:
             self.start_width = start_model.config.network.width
-            # Fine-tuning keeps the inputs the model learnt on (as cerber train --start-from does).
-            self.start_normalization = start_model.config.normalization
+            # Fine-tuning keeps the inputs and the loss the model learnt with, with fewer epochs and a
+            # lower learning rate (as cerber train --start-from does).
+            self.fine_tuning = fine_tuning_settings(start_model.config)
             self.start.addItem(f"the open model, {start_model.name} (fine-tune; width {self.start_width})",
                                str(start_model.path))
         self.start.setToolTip("Fine-tuning the open model on a few annotated images of your own needs far "
@@ -316,18 +318,22 @@ class SettingsPage(QWizardPage):
         self._estimate()
 
     def config(self) -> TrainingConfig:
+        kept = self.fine_tuning if self.start.currentData() else {"normalization": FRESH_NORMALIZATION}
+        # The epochs and the learning rate are the boxes' (set from the start model's when it was chosen).
+        kept = {key: value for key, value in kept.items() if key not in ("epochs", "learning_rate")}
         return TrainingConfig(width=self.width.value(), epochs=self.epochs.value(),
                               steps_per_epoch=self.steps.value(), patch_size=self.patch_size.value() // 4 * 4,
                               batch_size=self.batch_size.value(), learning_rate=self.lr.value(),
                               patience=self.patience.value(), xla=self.xla.isChecked(),
-                              start_from=self.start.currentData(),
-                              normalization=(self.start_normalization if self.start.currentData()
-                                             else FRESH_NORMALIZATION))
+                              start_from=self.start.currentData(), **kept)
 
     def _start_changed(self) -> None:
         fine_tune = bool(self.start.currentData())
+        d = TrainingConfig()
         if fine_tune:
             self.width.setValue(self.start_width)
+        self.epochs.setValue(self.fine_tuning["epochs"] if fine_tune else d.epochs)
+        self.lr.setValue(self.fine_tuning["learning_rate"] if fine_tune else d.learning_rate)
         self.width.setEnabled(not fine_tune)
 
     def initializePage(self) -> None:

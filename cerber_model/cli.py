@@ -486,30 +486,36 @@ def background_settings(normalization: Normalization, block: int | None, noise_s
 
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
-    """The TrainingConfig of ``cerber train``'s arguments."""
+    """The TrainingConfig of ``cerber train``'s arguments. Fine-tuning (``--start-from``) keeps the
+    starting model's inputs and loss, with fewer epochs and a lower learning rate
+    (:func:`~cerber_model.training.config.fine_tuning_settings`), unless the options say otherwise."""
 
     from .runtime.images import Normalization
     from .training import FRESH_NORMALIZATION, TrainingConfig
+    from .training.config import fine_tuning_settings
 
     start_from = _start_from(args.start_from)
-    if args.normalization:
-        normalization = FRESH_NORMALIZATION if args.normalization == "background" else Normalization(args.normalization)
-    elif start_from:  # fine-tuning keeps the inputs the starting model learnt on
+    settings: dict = {"normalization": FRESH_NORMALIZATION}
+    if start_from:
         from .runtime.bundle import BundleError, load_bundle
 
         try:
-            normalization = load_bundle(start_from).config.normalization
+            settings = fine_tuning_settings(load_bundle(start_from).config)
         except BundleError:  # training says what is wrong with it
-            normalization = FRESH_NORMALIZATION
-    else:
-        normalization = FRESH_NORMALIZATION
+            pass
+    if args.normalization:
+        settings["normalization"] = (FRESH_NORMALIZATION if args.normalization == "background"
+                                     else Normalization(args.normalization))
     fix = ("leave them out with --normalization percentile" if args.normalization == "percentile"
            else "add --normalization background (or start from a model that has it)")
-    normalization = background_settings(normalization, args.background_block, args.noise_scale, fix)
-    return TrainingConfig(width=args.width, epochs=args.epochs, steps_per_epoch=args.steps,
-                          patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
-                          seed=args.seed, patience=args.patience, xla=args.xla, start_from=start_from,
-                          normalization=normalization, focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha)
+    settings["normalization"] = background_settings(settings["normalization"], args.background_block,
+                                                    args.noise_scale, fix)
+    given = {"epochs": args.epochs, "learning_rate": args.lr, "focal_gamma": args.focal_gamma,
+             "focal_alpha": args.focal_alpha}
+    settings |= {key: value for key, value in given.items() if value is not None}
+    return TrainingConfig(width=args.width, steps_per_epoch=args.steps, patch_size=args.patch_size,
+                          batch_size=args.batch_size, seed=args.seed, patience=args.patience, xla=args.xla,
+                          start_from=start_from, **settings)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -725,7 +731,7 @@ def cmd_gui(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .runtime.engine import ENGINES
-    from .training.config import TrainingConfig
+    from .training.config import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, TrainingConfig
 
     parser = argparse.ArgumentParser(prog="cerber", description="Detect particle tracks in microscope images.")
     parser.add_argument("--version", action="version", version=f"cerber {__version__}")
@@ -800,7 +806,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The defaults are TrainingConfig's, as in the wizard.
     d = TrainingConfig()
     t.add_argument("--width", type=int, default=d.width, help="network width n (default %(default)s)")
-    t.add_argument("--epochs", type=int, default=d.epochs, help="epochs to train (default %(default)s)")
+    t.add_argument("--epochs", type=int,
+                   help=f"epochs to train (default {d.epochs}; {FINE_TUNE_EPOCHS} with --start-from)")
     low, high = TrainingConfig.AUTO_STEPS
     t.add_argument("--steps", type=int, default=d.steps_per_epoch,
                    help=f"batches per epoch (default: from the data, {low}-{high}: about "
@@ -810,13 +817,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side of the training patches in px, a multiple of 4 (default %(default)s)")
     t.add_argument("--batch-size", "--batch", type=int, default=d.batch_size,
                    help="patches per training step (default %(default)s)")
-    t.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (default %(default)s)")
-    t.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
+    t.add_argument("--lr", type=float,
+                   help=f"learning rate (default {d.learning_rate:g}; {FINE_TUNE_LEARNING_RATE:g} with --start-from)")
+    t.add_argument("--focal-gamma", type=float,
                    help="focusing of the focal loss: 0 is plain cross-entropy; higher values squash the "
-                        "probabilities of easy pixels (default %(default)s)")
-    t.add_argument("--focal-alpha", type=float, default=d.focal_alpha,
+                        f"probabilities of easy pixels (default {d.focal_gamma:g}; with --start-from the "
+                        "starting model's)")
+    t.add_argument("--focal-alpha", type=float,
                    help="weight of the track class in the focal loss, 0-1; 0.5 weighs both classes alike "
-                        "(default %(default)s)")
+                        f"(default {d.focal_alpha:g}; with --start-from the starting model's)")
     t.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the initial weights, the patches and the validation split (default %(default)s)")
     t.add_argument("--patience", "--early-stopping", type=int, default=d.patience,

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QMessageBox, QWizard  # noqa: E402
 from cerber_gui.main_window import MainWindow  # noqa: E402
 from cerber_gui.settings import Settings  # noqa: E402
 from cerber_model.runtime.points import Points, write_points  # noqa: E402
+from cerber_model.training import TrainingConfig  # noqa: E402
+from cerber_model.training.config import fine_tuning_settings  # noqa: E402
 from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
 from tests.gui.helpers import open_and_wait  # noqa: E402
 
@@ -75,6 +77,15 @@ def test_the_wizard_offers_the_open_images_for_fine_tuning_and_reports_them(qtbo
     wizard.next()
     s = wizard.settings_page
     assert s.config().start_from == str(bundle.path) and not s.width.isEnabled()
+    # Fine-tuning settings: the open model's inputs and loss, a few epochs at a lower rate.
+    tuned = fine_tuning_settings(bundle.config)
+    config = s.config()
+    assert (s.epochs.value(), s.lr.value()) == (tuned["epochs"], tuned["learning_rate"]) == (3, 1e-3)
+    assert (config.epochs, config.learning_rate, config.normalization) == (3, 1e-3, bundle.config.normalization)
+    assert all(getattr(config, key) == tuned[key] for key in ("focal_gamma", "focal_alpha") if key in tuned)
+    s.start.setCurrentIndex(0)  # fresh weights again: the fresh defaults
+    assert (s.config().epochs, s.config().learning_rate) == (TrainingConfig().epochs, TrainingConfig().learning_rate)
+    s.start.setCurrentIndex(1)
     # A bad points file is named with its line, and Next stays disabled.
     wizard.back()
     (tmp_path / "mine" / "img1_points.csv").write_text("row,col\n10,10\n99,10\n")

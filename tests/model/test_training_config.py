@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from cerber_model.runtime.bundle import default_bundle_path, load_bundle
+from cerber_model.runtime.images import Normalization
 from cerber_model.runtime.synthesis import Recipe, named_recipe
 from cerber_model.training import TrainingConfig, TrainingError, estimate_cost
 
@@ -76,6 +77,29 @@ def test_cerber_train_without_flags_trains_the_config_defaults():
     assert config("--normalization", "percentile", "--no-xla") == TrainingConfig(xla=False)
     focal = config("--normalization", "percentile", "--focal-gamma", "1", "--focal-alpha", "0.5")
     assert focal == TrainingConfig(focal_gamma=1.0, focal_alpha=0.5)
+
+
+def test_fine_tuning_keeps_the_start_models_inputs_and_loss_with_fewer_epochs_and_a_lower_rate():
+    """--start-from default: the default model's normalisation and focal loss (gamma 1, alpha 0.5,
+    as its provenance says), 3 epochs at 1e-3; every one of them can still be set."""
+    from cerber_model.cli import build_parser, training_config
+    from cerber_model.training.config import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE
+
+    def config(*flags):
+        return training_config(build_parser().parse_args(["train", "data", "--out", "m", *flags]))
+
+    start = load_bundle(default_bundle_path()).config
+    tuned = config("--start-from", "default")
+    assert (tuned.epochs, tuned.learning_rate) == (FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE) == (3, 1e-3)
+    assert (tuned.focal_gamma, tuned.focal_alpha, tuned.normalization) == (1.0, 0.5, start.normalization)
+    assert tuned.focal_gamma != TrainingConfig().focal_gamma  # not the fresh defaults
+    told = config("--start-from", "default", "--epochs", "7", "--lr", "3e-3", "--focal-gamma", "2",
+                  "--focal-alpha", "0.3", "--normalization", "percentile")
+    assert (told.epochs, told.learning_rate, told.focal_gamma, told.focal_alpha) == (7, 3e-3, 2.0, 0.3)
+    assert told.normalization == Normalization("percentile")
+    v1 = config("--start-from", "v1")  # its own loss, recorded in its provenance
+    v1_training = load_bundle(default_bundle_path().parent / "v1").config.provenance["training"]
+    assert (v1.focal_gamma, v1.focal_alpha) == (v1_training["focal_gamma"], v1_training["focal_alpha"])
 
 
 def test_cost_estimate_follows_width_patch_size_and_xla():
