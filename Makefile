@@ -116,7 +116,7 @@ $(MODEL_V2_DATA)/recipe.json: | $(STAMP)
 MODEL_V2_BASE := build/model-v2-base
 model-v2: setup build/pilot/config.json $(MODEL_V2_DATA)/recipe.json
 	$(BIN)/cerber train $(MODEL_V2_DATA) --out $(MODEL_V2_BASE) --start-from build/pilot --width 2 \
-		--epochs 15 --steps 100 --patch-size 128 --batch-size 8 --seed 779 --resume
+		--epochs 15 --steps 100 --patch-size 128 --batch-size 8 --lr 3e-3 --seed 779 --resume
 	$(BIN)/cerber train $(MODEL_V2_DATA) --out build/model-v2 --start-from $(MODEL_V2_BASE) --width 2 \
 		--epochs 8 --steps 100 --patch-size 128 --batch-size 8 --lr 1e-3 --seed 778 --resume
 
