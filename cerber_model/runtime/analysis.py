@@ -99,8 +99,9 @@ def predict_probability(
 
 
 #: Peak memory of :func:`analyze` per image pixel (float copies, the probability map, labels and
-#: their measurement), measured: a whole 8000 x 8000 px analysis peaked at 2.38 GiB (README).
-ANALYSIS_BYTES_PER_PIXEL = 40
+#: their measurement), measured: a whole 8000 x 8000 px analysis peaked at 2.41 GiB with the default
+#: model (40.4 bytes per pixel; README), while extracting the tracks.
+ANALYSIS_BYTES_PER_PIXEL = 41
 
 
 class NotEnoughMemory(MemoryError):
