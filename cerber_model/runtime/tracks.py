@@ -135,9 +135,25 @@ def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1
     labels = labels.astype(np.int32, copy=False)
     n = _split_touching(probability, labels, n)
     # Drop specks smaller than the minimum area, then number the rest 1..count (in place).
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas = np.bincount(_foreground(labels)[1], minlength=n + 1)
     keep = areas[1:] >= max(min_area_px, 1)
     return labels, _keep_labels(labels, keep)
+
+
+def _foreground(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat indices of the labelled pixels and their labels. Per-track sums, minima and maxima
+    are taken over these alone: scipy.ndimage's over the whole image sort it (on an 8000 x 8000 px
+    image with 3,000 tracks, 13-16 s and 0.9 GiB each), and numpy's bincount of the whole label
+    image makes a 64-bit copy of it."""
+    fg = np.flatnonzero(labels)
+    return fg, labels.ravel()[fg]
+
+
+def _per_label(ufunc: np.ufunc, values: np.ndarray, lab: np.ndarray, count: int) -> np.ndarray:
+    """``ufunc`` (np.minimum or np.maximum) of ``values`` per label 1..count (each present)."""
+    out = np.full(count, np.inf if ufunc is np.minimum else -np.inf)
+    ufunc.at(out, lab - 1, values)
+    return out
 
 
 def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> int:
@@ -203,7 +219,6 @@ def extract_tracks(
     Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
     label image.
     """
-    from scipy import ndimage
     from skimage.measure import regionprops_table
 
     if probability.shape != image.shape:
@@ -222,10 +237,8 @@ def extract_tracks(
     )
     idx = np.arange(1, count + 1)
     row, col = centres[:, 0].copy(), centres[:, 1].copy()
-    if count:
-        max_prob = np.asarray(ndimage.maximum(probability, labels, idx), dtype=np.float64)
-    else:
-        max_prob = np.zeros(0)
+    fg, lab = _foreground(labels)
+    max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, count)
     area = np.asarray(props["area"], dtype=np.int64)
     # skimage's orientation is from the row axis; convert to the column axis,
     # counter-clockwise as displayed.
@@ -254,14 +267,12 @@ def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):
 
     Works on the foreground pixels only, so memory follows the tracks, not the image.
     """
-    from scipy import ndimage
 
     if count == 0:
         return np.zeros(0), np.zeros(0)
-    fg = np.flatnonzero(labels)
-    lab = labels.ravel()[fg]
+    fg, lab = _foreground(labels)
     values = intensity.ravel()[fg].astype(np.float64)
-    floor = np.asarray(ndimage.minimum(intensity, labels, np.arange(1, count + 1)), dtype=np.float64)
+    floor = _per_label(np.minimum, values, lab, count)
     w = values - floor[lab - 1]
     rows, cols = np.divmod(fg, labels.shape[1])
     total = np.bincount(lab, w, minlength=count + 1)[1:]
