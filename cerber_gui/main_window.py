@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cerber_model.runtime.bundle import Bundle, BundleError, bundled_models, load_bundle, load_model
+from cerber_model.runtime.bundle import Bundle, BundleError, bundled_models, load_bundle
 from cerber_model.runtime.images import IMAGE_SUFFIXES
 
 from . import dialogs, exports, workers
@@ -523,9 +523,10 @@ class MainWindow(QMainWindow):
         self.use_bundled_model("default")
 
     def use_bundled_model(self, name: str) -> None:
-        """One of the models shipped with Cerber, by name ("default", "v1")."""
+        """One of the models shipped with Cerber, by name ("default", "v1"); unlike ``--model``, a
+        folder of that name in the working folder does not count."""
         try:
-            bundle = load_model(name)
+            bundle = load_bundle(bundled_models()[name])
         except BundleError as exc:
             self.show_error(f"The bundled model '{name}' cannot be loaded.", str(exc))
             return

@@ -112,9 +112,14 @@ def test_analyze_all_then_another_model_drops_the_results(qtbot, window, spots, 
     assert window.toolbar.analyze_button.isEnabled()
 
 
-def test_the_model_menu_offers_the_bundled_models_by_name(window):
+def test_the_model_menu_offers_the_bundled_models_by_name(window, tmp_path, monkeypatch):
+    from cerber_model.runtime.bundle import bundled_models, save_bundle
+    from tests.model.helpers import tiny_bundle
+
+    monkeypatch.chdir(tmp_path)
+    save_bundle(tiny_bundle(), tmp_path / "v1")  # a folder of that name where the app was started: not it
     menu_action(window, "&Model", "Use the bundled model 'v1'").trigger()
-    assert window.session.bundle.config.name == "v1"
+    assert window.session.bundle.config.name == "v1" and window.session.bundle.path == bundled_models()["v1"]
     menu_action(window, "&Model", "Use the &default model").trigger()
     assert window.session.bundle.config.name == "default"
 
