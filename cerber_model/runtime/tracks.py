@@ -267,7 +267,6 @@ def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):
 
     Works on the foreground pixels only, so memory follows the tracks, not the image.
     """
-
     if count == 0:
         return np.zeros(0), np.zeros(0)
     fg, lab = _foreground(labels)
