@@ -35,19 +35,25 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r40):
-# fixed seeds, about 40 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
+# The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r45) and the
+# model it started from, trained on synthetic images alone (cerber_model/models/synthetic, r40): fixed
+# seeds, about an hour on a 2-core CPU. Inputs in noise SDs (the background normalisation).
 # 10 epochs from fresh weights on the realistic recipe (spots among clutter), then 5 epochs at a
 # lower learning rate on those images and 130 of the clean recipe (the same spots and
 # cameras without clutter) side by side, then the threshold and smallest track contrast that score
 # best on the realistic validation images with the noise counted at spot size (noise scale 1.5 px), and the resolving
-# distance of the overlap correction. Training sees white camera noise (--smoothed-fraction 0, --noise-scale 0):
-# the same training on half smoothed images with the noise scale on (r38) did worse on the
-# samples and on camera-like spots. Interrupted runs continue where they stopped (--resume); data
-# are generated once.
+# distance of the overlap correction: the synthetic model. Training sees white camera noise (--smoothed-fraction 0,
+# --noise-scale 0): the same training on half smoothed images with the noise scale on (r38) did worse on the
+# samples and on camera-like spots. Then 6 epochs at 1e-3 from the synthetic model on the two annotated
+# samples, each cut into 4 x 4 blocks (12 train, 4 validate), among 32 synthetic training images
+# (scripts/mix_annotated.py), the epoch, threshold and contrast that score best on the 8 validation blocks:
+# the default (r45 had 4 synthetic validation images besides, which entered only its validation loss).
+# Interrupted runs continue where they stopped (--resume); data are generated once.
 DEFAULT_DATA  := build/default-data
 DEFAULT_CLEAN := build/default-clean-data
 DEFAULT_BOTH  := build/default-both
+DEFAULT_MIX   := build/default-mix
+SAMPLES_ANNOTATED := assets/samples/img_hybiss_2d.tif assets/samples/img_terra_2d.tif
 TRAIN_SETTINGS := --width 2 --steps 100 --patch-size 128 --batch-size 8 --focal-gamma 1 --focal-alpha 0.5
 $(DEFAULT_DATA)/recipe.json: | $(STAMP)
 	rm -rf $(DEFAULT_DATA)
@@ -68,13 +74,24 @@ $(DEFAULT_BOTH)/.linked: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.jso
 		done; done; done; done
 	touch $@
 
-model: setup $(DEFAULT_BOTH)/.linked
+# The annotated samples among a few synthetic images, for the last step.
+$(DEFAULT_MIX)/.made: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
+	rm -rf $(DEFAULT_MIX)
+	$(BIN)/python scripts/mix_annotated.py $(DEFAULT_MIX) --images $(SAMPLES_ANNOTATED) \
+		--synthetic $(DEFAULT_DATA) 24 0 --synthetic $(DEFAULT_CLEAN) 8 0
+	touch $@
+
+model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made
 	$(BIN)/cerber train $(DEFAULT_DATA) --out build/default-base $(TRAIN_SETTINGS) --epochs 10 --seed 781 \
 		--normalization background --background-block 32 --noise-scale 0 --resume
 	$(BIN)/cerber train $(DEFAULT_BOTH) --out build/default-tuned --start-from build/default-base $(TRAIN_SETTINGS) \
 		--epochs 5 --seed 782 --background-block 16 --lr 1e-3 --resume
 	$(BIN)/cerber threshold build/default-tuned $(DEFAULT_DATA) --noise-scale 1.5 \
-		--out cerber_model/models/default --overwrite
+		--out cerber_model/models/synthetic --overwrite
+	$(BIN)/python benchmarks/bench_linearity.py --model cerber_model/models/synthetic --repeats 2 --write
+	$(BIN)/cerber train $(DEFAULT_MIX) --out build/default-real --start-from cerber_model/models/synthetic \
+		--epochs 6 --seed 777 --resume
+	$(BIN)/cerber threshold build/default-real $(DEFAULT_MIX) --out cerber_model/models/default --overwrite
 	$(BIN)/python benchmarks/bench_linearity.py --repeats 2 --write   # its resolving distance, into config.json
 
 # The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the

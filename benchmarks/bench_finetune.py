@@ -3,12 +3,13 @@
 For each annotated image (``<stem>_points.csv`` beside it; by default the two samples), the
 image is cut in two halves. The first half is the fine-tuning data (its first three quarters
 train, its last quarter validates: it picks the epoch and threshold); the second half is never
-seen. Then, exactly as a user would:
+seen. Then, as a user would (but from ``synthetic``, the model trained on synthetic images alone:
+the default model learnt from the samples, so it would be scored on what it saw):
 
-    cerber train DATA --out MODEL --start-from default --epochs 3
+    cerber train DATA --out MODEL --start-from synthetic --epochs 3
 
 is run and timed, and the second halves are scored (F1 at 3 px) with the starting model
-(zero-shot; ``--start-from`` another model folder fine-tunes that one), the fine-tuned model,
+(zero-shot; ``--start-from`` another model fine-tunes that one), the fine-tuned model,
 and a Laplacian-of-Gaussian detector whose sigma and threshold are tuned on those very halves
 (the classical baseline, tuned on the answer).
 
@@ -73,8 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, default=SAMPLES)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--start-from", default="default",
-                        help="model folder to fine-tune ('default': the bundled default model)")
+    parser.add_argument("--start-from", default="synthetic",
+                        help="model to fine-tune, a folder or a bundled model's name (default 'synthetic': the "
+                             "default model has learnt from the two samples, so it would be scored on what it saw)")
     parser.add_argument("--split", choices=("rows", "cols"), default="rows")
     parser.add_argument("--keep", type=Path, help="keep the data and the fine-tuned model in this folder")
     parser.add_argument("--train-args", default="", help="extra arguments for cerber train")

@@ -65,14 +65,16 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
     from cerber_model.runtime.images import read_image
 
     image = read_image(faint)
-    expected = {v: analyze(image, bundle, threshold=v / 100).tracks.count for v in (30, 70)}
+    values = (15, 70)  # neither the model's own threshold, so that each move changes the slider
+    assert round(bundle.config.threshold * 100) not in values
+    expected = {v: analyze(image, bundle, threshold=v / 100).tracks.count for v in values}
     assert len(set(expected.values())) > 1
     calls = []
     import cerber_model.runtime.analysis as analysis
 
     real = analysis.predict_probability
     monkeypatch.setattr(analysis, "predict_probability", lambda *a, **k: calls.append(1) or real(*a, **k))
-    for value in (30, 70):
+    for value in values:
         with qtbot.waitSignal(window.tracks_updated, timeout=20000):
             window.toolbar.threshold_slider.setValue(value)
         assert window.track_panel.table.model().rowCount() == expected[value]

@@ -43,14 +43,19 @@ def test_a_run_started_under_the_old_names_can_be_resumed():
 
 def test_the_bundled_models_provenance_loads():
     """v1 was trained before the renames; its settings (and its first stage's, which predate the
-    fused graph and fine-tuning) still read as a config. The default's are its second stage's."""
+    fused graph and fine-tuning) still read as a config. The default's are its last stage's (from
+    the synthetic model, on the annotated samples), the synthetic model's its second stage's."""
     provenance = load_bundle(default_bundle_path().parent / "v1").config.provenance
     stage2 = TrainingConfig.from_dict(provenance["training"])
     assert (stage2.patch_size, stage2.batch_size, stage2.patience, stage2.seed) == (128, 8, 10, 778)
     stage1 = TrainingConfig.from_dict(provenance["start_model"]["training"])
     assert stage1.epochs == 25 and stage1.fused and stage1.start_from == ""
     default = TrainingConfig.from_dict(load_bundle(default_bundle_path()).config.provenance["training"])
-    assert (default.epochs, default.seed, default.focal_gamma, default.normalization.block) == (5, 782, 1.0, 16)
+    assert (default.epochs, default.seed, default.focal_gamma, default.normalization.block) == (6, 777, 1.0, 16)
+    assert default.start_from == "cerber_model/models/synthetic"
+    synthetic_model = load_bundle(default_bundle_path().parent / "synthetic")
+    synthetic = TrainingConfig.from_dict(synthetic_model.config.provenance["training"])
+    assert (synthetic.epochs, synthetic.seed, synthetic.focal_gamma, synthetic.normalization.block) == (5, 782, 1.0, 16)
 
 
 def test_cli_takes_the_new_flags_and_the_old_ones():
