@@ -151,7 +151,7 @@ def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     import tifffile
 
     # Four spots from bright to faint (the faintest at SNR 2.7): the default model finds all four at
-    # its threshold (0.55; the faintest peaks at 0.72), the brightest three at 0.85.
+    # its threshold (0.30; the faintest peaks at 0.45, the others at 0.80-0.82), the brightest three at 0.6.
     centres = np.array([(20, 20), (20, 70), (70, 20), (70, 70)])
     rng = np.random.default_rng(0)
     rr, cc = np.indices(SHAPE)
@@ -177,6 +177,6 @@ def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     session.annotations.undo()
     session.annotations.undo()
     # Before re-tracking at the new threshold has run, the stored tracks are still the model's.
-    session.set_threshold(0.85)
+    session.set_threshold(0.6)
     assert session.accept_detections() == 3
     assert np.hypot(*(session.annotations.centres - (70, 70)).T).min() > 10  # the faintest is left out
