@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +35,9 @@ from cerber_model.runtime.bundle import load_bundle, load_model  # noqa: E402
 from cerber_model.runtime.datasets import Pair  # noqa: E402
 from cerber_model.runtime.evaluation import evaluate  # noqa: E402
 from cerber_model.runtime.images import read_image  # noqa: E402
-from cerber_model.runtime.points import Points, points_beside, read_points, write_points  # noqa: E402
+from cerber_model.runtime.points import points_beside, read_points, write_points  # noqa: E402
 
 SAMPLES = [ROOT / "assets" / "samples" / "img_hybiss_2d.tif", ROOT / "assets" / "samples" / "img_terra_2d.tif"]
-
-
-def crop(image: np.ndarray, points: Points, rows: slice, cols: slice) -> tuple[np.ndarray, Points]:
-    r0, c0 = rows.start, cols.start
-    r1, c1 = rows.stop, cols.stop
-    inside = ((points.centres[:, 0] >= r0 - 0.5) & (points.centres[:, 0] < r1 - 0.5)
-              & (points.centres[:, 1] >= c0 - 0.5) & (points.centres[:, 1] < c1 - 0.5))
-    return image[rows, cols], Points(points.centres[inside] - [r0, c0], points.sd_px[inside])
 
 
 def split(path: Path, data: Path, held_out: Path, along: str) -> None:
@@ -62,7 +53,7 @@ def split(path: Path, data: Path, held_out: Path, along: str) -> None:
         parts = {"train": (slice(0, h), slice(0, half * 3 // 4)), "val": (slice(0, h), slice(half * 3 // 4, half)),
                  "test": (slice(0, h), slice(half, w))}
     for part, (rows, cols) in parts.items():
-        pixels, inside = crop(image, points, rows, cols)
+        pixels, inside = image[rows, cols], points.crop(rows, cols)
         folder = held_out if part == "test" else data / part
         (folder / "images").mkdir(parents=True, exist_ok=True)
         (folder / "points").mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ images of each ``--synthetic DATA TRAIN VAL``, so that the network keeps what it
 Training samples images uniformly, so every block weighs as much as a synthetic image.
 
     python scripts/mix_annotated.py OUT --images assets/samples/img_hybiss_2d.tif ... \\
-        --synthetic build/default-data 24 4 --synthetic build/default-clean-data 8 0
+        --synthetic build/default-data 24 0 --synthetic build/default-clean-data 8 0
 
 OUT must not exist yet.
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cerber_model.runtime.images import read_image  # noqa: E402
-from cerber_model.runtime.points import Points, points_beside, read_points, write_points  # noqa: E402
+from cerber_model.runtime.points import points_beside, read_points, write_points  # noqa: E402
 
 GRID = 4
 #: Validation blocks: one in each row and each column of the grid.
@@ -37,18 +37,16 @@ def cut_blocks(image_path: Path, out: Path) -> int:
     data = read_image(image_path).data
     points = read_points(points_beside(image_path), data.shape)
     bh, bw = data.shape[0] // GRID, data.shape[1] // GRID
-    rows, cols = points.centres[:, 0], points.centres[:, 1]
     written = 0
     for i in range(GRID):
         for j in range(GRID):
-            r0, c0 = i * bh, j * bw
-            inside = (rows >= r0 - 0.5) & (rows < r0 + bh - 0.5) & (cols >= c0 - 0.5) & (cols < c0 + bw - 0.5)
+            rows, cols = slice(i * bh, (i + 1) * bh), slice(j * bw, (j + 1) * bw)
             split = "val" if (i, j) in VAL_BLOCKS else "train"
             stem = f"{image_path.stem}_b{i}{j}"
-            tifffile.imwrite(out / split / "images" / f"{stem}.tif", data[r0:r0 + bh, c0:c0 + bw])
-            write_points(Points(points.centres[inside] - [r0, c0], points.sd_px[inside]),
-                         out / split / "points" / f"{stem}.csv")
-            written += int(inside.sum())
+            tifffile.imwrite(out / split / "images" / f"{stem}.tif", data[rows, cols])
+            block = points.crop(rows, cols)
+            write_points(block, out / split / "points" / f"{stem}.csv")
+            written += len(block)
     return written
 
 

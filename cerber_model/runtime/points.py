@@ -58,6 +58,14 @@ class Points:
         sd = np.full(len(c), np.nan) if sd_px is None else np.asarray(sd_px, dtype=np.float64).reshape(-1)
         return cls(c, sd)
 
+    def crop(self, rows: slice, cols: slice) -> Points:
+        """The points inside the crop ``image[rows, cols]`` of their image (pixel (r, c) covers
+        r - 0.5 .. r + 0.5), in the crop's coordinates."""
+        r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+        r, c = self.centres[:, 0], self.centres[:, 1]
+        inside = (r >= r0 - 0.5) & (r < r1 - 0.5) & (c >= c0 - 0.5) & (c < c1 - 0.5)
+        return Points(self.centres[inside] - [r0, c0], self.sd_px[inside])
+
 
 def points_beside(image: Path) -> Path:
     """Where the app keeps an image's points: ``<stem>_points.csv`` beside it."""

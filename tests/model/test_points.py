@@ -118,3 +118,11 @@ def test_evaluate_scores_against_points(tmp_path, capsys):
     out = capsys.readouterr().out
     overall = next(line for line in out.splitlines() if line.startswith("OVERALL") and "cerber" in line)
     assert overall.split()[2:5] == ["1.000", "1.000", "1.000"]  # P, R, F1 on the five spots
+
+
+def test_a_crop_keeps_the_points_whose_pixel_it_holds_in_its_own_coordinates():
+    points = Points.of([(9.4, 20.0), (9.6, 20.0), (19.4, 25.0), (19.6, 25.0), (15.0, 9.0)], [1.0, 2.0, 3.0, 4.0, 5.0])
+    block = points.crop(slice(10, 20), slice(10, 30))  # rows 10-19 hold 9.5 <= r < 19.5
+    np.testing.assert_allclose(block.centres, [(-0.4, 10.0), (9.4, 15.0)])
+    np.testing.assert_array_equal(block.sd_px, [2.0, 3.0])
+    assert len(points.crop(slice(0, 5), slice(0, 5))) == 0
