@@ -41,14 +41,13 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle
+from cerber_model.runtime.bundle import BundleError, load_bundle, replace_problem, save_bundle, training_record
 from cerber_model.runtime.datasets import DatasetSpec, inspect_dataset
 from cerber_model.runtime.images import list_images
 from cerber_model.runtime.points import points_beside
 from cerber_model.runtime.synthesis import generate_dataset, named_recipe
 from cerber_model.training import (
     FRESH_NORMALIZATION,
-    TRAINING_FILES,
     TrainingConfig,
     TrainingError,
     estimate_cost,
@@ -558,9 +557,7 @@ class FinishPage(QWizardPage):
         source = self.wiz.training_page.out
         try:
             bundle = load_bundle(source)
-            extra = {name: (source / name).read_bytes() for name in TRAINING_FILES
-                     if (source / name).is_file()}
-            save_bundle(bundle, target, overwrite=overwrite, extra_files=extra)
+            save_bundle(bundle, target, overwrite=overwrite, extra_files=training_record(source))
         except (BundleError, OSError) as exc:
             QMessageBox.warning(self, "Not saved", str(exc))
             return False

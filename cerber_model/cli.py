@@ -655,7 +655,7 @@ def _scoring_pairs(root: Path):
 def cmd_threshold(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .runtime.bundle import BundleError, replace_problem, save_bundle
+    from .runtime.bundle import BundleError, replace_problem, save_bundle, training_record
     from .runtime.evaluation import CONTRASTS, sweep_thresholds
 
     if args.min_contrast is not None and not 0 <= args.min_contrast <= 100:
@@ -697,7 +697,9 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     if args.out:
         config = replace(bundle.config, normalization=normalization, threshold=threshold, min_contrast=min_contrast,
                          name=Path(args.out).name)
-        save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite)
+        # The copy carries the curves of the training that made its weights (not those of a model it replaces).
+        save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite,
+                    extra_files=training_record(bundle.path) if bundle.path else None)
         print(f"model with threshold {threshold:.2f} and smallest contrast {min_contrast:g} saved to {args.out}")
     return EXIT_OK
 

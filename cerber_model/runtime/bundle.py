@@ -205,6 +205,16 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 #: Files a bundle folder consists of; anything else found in a bundle folder is the user's.
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE)
+#: What training adds to a bundle's folder: the metrics of every epoch, and a plot of them.
+HISTORY_FILE, LOSS_PLOT_FILE = "history.csv", "loss.png"
+TRAINING_FILES = (HISTORY_FILE, LOSS_PLOT_FILE)
+
+
+def training_record(folder: Path) -> dict[str, bytes]:
+    """The training files (:data:`TRAINING_FILES`) that the bundle folder ``folder`` holds, for
+    :func:`save_bundle`'s ``extra_files``: a copy of a model carries the record of the training
+    that made its weights, and replaces the record of the model it overwrites."""
+    return {name: (folder / name).read_bytes() for name in TRAINING_FILES if (folder / name).is_file()}
 
 
 def is_bundle_folder(path: Path) -> bool:

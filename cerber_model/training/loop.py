@@ -28,7 +28,15 @@ import numpy as np
 from ..nn.bundling import make_bundle
 from ..nn.keras_graph import get_weights
 from ..runtime.architecture import NetworkConfig
-from ..runtime.bundle import CONFIG_FILE, Bundle, BundleConfig, replace_problem, save_bundle
+from ..runtime.bundle import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LOSS_PLOT_FILE,
+    Bundle,
+    BundleConfig,
+    replace_problem,
+    save_bundle,
+)
 from ..runtime.datasets import DatasetReport, DatasetSpec, PatchSampler, inspect_dataset
 from ..runtime.progress import CancelToken
 from .callbacks import (
@@ -43,10 +51,6 @@ from .callbacks import (
 )
 from .config import TrainingConfig, TrainingError
 from .events import EventFn, Inspected, Saved, Stopped
-
-#: What training adds to a bundle's folder: the metrics of every epoch, and a plot of them.
-HISTORY_FILE, LOSS_PLOT_FILE = "history.csv", "loss.png"
-TRAINING_FILES = (HISTORY_FILE, LOSS_PLOT_FILE)
 
 
 def _start_weights(config: TrainingConfig) -> dict[str, np.ndarray]:

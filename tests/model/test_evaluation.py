@@ -77,9 +77,11 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     tiny = tiny_bundle(width=1, threshold=0.5)
     model = save_bundle(replace(tiny, config=replace(tiny.config, normalization=Normalization("background", block=32))),
                         tmp_path / "model")
+    (model / "history.csv").write_text("epoch,loss\n1,0.5\n")  # the record of the training that made it
     before = (model / "config.json").read_bytes()
     assert main(["threshold", str(model), str(data), "--background-block", "16", "--out", str(tmp_path / "new"),
                  "--quiet"]) == 0
+    assert (tmp_path / "new" / "history.csv").read_text() == "epoch,loss\n1,0.5\n"  # the copy carries it
     _, rows, contrast = _threshold_tables(capsys.readouterr().out)
     chosen = next(float(r[0]) for r in rows if "<-" in r)
     saved = load_bundle(tmp_path / "new").config
@@ -90,9 +92,11 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--quiet"]) != 0
     assert "already exists" in capsys.readouterr().err
     (tmp_path / "new" / "MODEL_CARD.md").write_text("mine")
+    (tmp_path / "new" / "history.csv").write_text("epoch,loss\n9,0.1\n")  # another training's record
     assert main(["threshold", str(model), str(data), "--out", str(tmp_path / "new"), "--overwrite", "--quiet"]) == 0
     assert load_bundle(tmp_path / "new").config.normalization.block == 32  # as the model's own
     assert (tmp_path / "new" / "MODEL_CARD.md").read_text() == "mine"
+    assert (tmp_path / "new" / "history.csv").read_text() == "epoch,loss\n1,0.5\n"  # the weights' own record
     capsys.readouterr()
     v1 = str(default_bundle_path().parent / "v1")  # inputs in percentiles
     assert main(["threshold", v1, str(data), "--background-block", "16", "--quiet"]) != 0
