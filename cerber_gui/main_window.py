@@ -523,7 +523,7 @@ class MainWindow(QMainWindow):
         self.use_bundled_model("default")
 
     def use_bundled_model(self, name: str) -> None:
-        """One of the models shipped with Cerber, by name ("default", "v1"); unlike ``--model``, a
+        """One of the models shipped with Cerber, by name (``bundled_models``); unlike ``--model``, a
         folder of that name in the working folder does not count."""
         try:
             bundle = load_bundle(bundled_models()[name])

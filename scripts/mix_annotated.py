@@ -24,8 +24,8 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerber_model.runtime.images import read_image  # noqa: E402
-from cerber_model.runtime.points import points_beside, read_points, write_points  # noqa: E402
+from cerber_model.runtime.images import ImageReadError, read_image  # noqa: E402
+from cerber_model.runtime.points import PointsError, points_beside, read_points, write_points  # noqa: E402
 
 GRID = 4
 #: Validation blocks: one in each row and each column of the grid.
@@ -76,7 +76,10 @@ def main() -> None:
         for kind in ("images", "points", "masks"):
             (args.out / split / kind).mkdir(parents=True)
     for image in args.images:
-        print(f"{image.name}: {cut_blocks(image, args.out)} points in {GRID * GRID} blocks")
+        try:
+            print(f"{image.name}: {cut_blocks(image, args.out)} points in {GRID * GRID} blocks")
+        except (ImageReadError, PointsError) as exc:  # the message names the file (and the line) and what is wrong
+            raise SystemExit(f"{exc}\n{args.out} is incomplete; remove it before running again.") from exc
     for data, train, val in args.synthetic:
         link_synthetic(Path(data), args.out, {"train": int(train), "val": int(val)})
     for split in ("train", "val"):
