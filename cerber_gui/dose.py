@@ -133,9 +133,11 @@ def area_text(area_px: float, area_cm2: float | None, image_px: int | None = Non
     return head + (f" ({', '.join(parts)})" if parts else "")
 
 
-def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: float = 0.0) -> str:
+def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: float = 0.0,
+                   clean_background: bool = False) -> str:
     """The track panel's summary of one image (HTML; the image's name escaped); ``min_contrast``:
-    the smallest track contrast kept (0: every track)."""
+    the smallest track contrast kept (0: every track); ``clean_background``: whether those were the
+    model's setting for a clean background."""
     e = html.escape
     where = "in the usable area" if dose.has_regions else "on the whole image"
     lines = [f"<b>{e(dose.name)}</b>: <b>{dose.count}</b> tracks {where}"
@@ -150,7 +152,8 @@ def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: 
         line += f" ({dose.fluence.corrected_count:.1f} tracks)"
     lines.append(line)
     contrast = f", smallest contrast {min_contrast:g}" if min_contrast else ""
-    lines.append(f"threshold {threshold:.2f}{contrast}, model {e(model)}")
+    clean = " (the model's setting for a clean background)" if clean_background else ""
+    lines.append(f"threshold {threshold:.2f}{contrast}{clean}, model {e(model)}")
     return "<br>".join(lines)
 
 

@@ -26,7 +26,7 @@ from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_i
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
     """Worker job: tracks from the cached probability map (extract_tracks is quick: no progress, no cancel)."""
     r = job.result
-    return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast)
+    return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast, job.clean)
 
 
 class JobRunner(QObject):

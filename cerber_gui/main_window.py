@@ -299,8 +299,9 @@ class MainWindow(QMainWindow):
         dose = self.session.dose(path) if path is not None else None
         if dose is not None:
             result = self.session.results[path]
-            self.track_panel.set_tracks(dose.tracks, describe_image(dose, result.tracks.threshold, result.model_name,
-                                                                    result.tracks.min_contrast))
+            tracks = result.tracks
+            self.track_panel.set_tracks(dose.tracks, describe_image(dose, tracks.threshold, result.model_name,
+                                                                    tracks.min_contrast, tracks.clean_background))
         pooled = self.session.pooled_dose() if len(self.session.results) > 1 else None
         self.track_panel.set_pooled(describe_pooled(pooled) if pooled is not None else "")
         self._show_spectra()

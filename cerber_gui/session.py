@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cerber_model.runtime.analysis import AnalysisResult
-from cerber_model.runtime.bundle import Bundle
+from cerber_model.runtime.analysis import AnalysisResult, clean_background
+from cerber_model.runtime.bundle import Bundle, CleanBackground
 from cerber_model.runtime.dosimetry import (
     DEFAULT_RESOLVING_DISTANCE_PX,
     Fluence,
@@ -122,7 +122,7 @@ class AnalysisJob:
     path: Path
     image: Image
     bundle: Bundle
-    threshold: float
+    threshold: float | None  # None: the model's own (and its setting for clean backgrounds)
     pixel_size_um: float | None
     waiting: int  # images queued behind this one
     model_load: int  # which of the session's models it runs (see Session.model_loads)
@@ -138,6 +138,7 @@ class RetrackJob:
     min_area_px: int
     pixel_size_um: float | None
     min_contrast: float = 0.0
+    clean: CleanBackground | None = None  # the model's setting for clean backgrounds, at its own threshold
 
 
 @dataclass(frozen=True)
@@ -503,9 +504,10 @@ class Session:
         if self.annotations is None or result is None or self.bundle is None:
             return 0
         tracks = result.tracks
-        if tracks.threshold != self.threshold:  # re-tracking at the slider's value has not ended yet
+        if not self.tracks_current(self.selected):  # re-tracking at the slider's value has not ended yet
             tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
-                                      self.pixel_size_for(self.selected)[0], self.bundle.config.min_contrast)
+                                      self.pixel_size_for(self.selected)[0], self.bundle.config.min_contrast,
+                                      self._clean_setting())
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     # -- regions --------------------------------------------------------------------
@@ -662,7 +664,8 @@ class Session:
             self.events.busy_changed.emit(False)
             return None
         path = self.queue.pop(0)
-        self.job = AnalysisJob(path, self.images[path], self.bundle, self.threshold, self.pixel_size_for(path)[0],
+        self.job = AnalysisJob(path, self.images[path], self.bundle, None if self.at_own_threshold else self.threshold,
+                               self.pixel_size_for(path)[0],
                                waiting=len(self.queue), model_load=self.model_loads)
         self.events.busy_changed.emit(True)
         return self.job
@@ -677,12 +680,27 @@ class Session:
         return True
 
     # -- re-tracking ------------------------------------------------------------------
+    @property
+    def at_own_threshold(self) -> bool:
+        """Whether the threshold is the model's own: then an image with a clean background gets the
+        model's setting for those (``BundleConfig.clean_background``), as in ``cerber analyze``."""
+        return self.bundle is not None and self.threshold == _step(self.bundle.config.threshold)
+
     def tracks_current(self, path: Path) -> bool:
         """Whether the image's tracks are those of the current threshold and pixel size (an analysis
         keeps the settings it started with, and only the selected image is re-tracked at once)."""
         result = self.results.get(path)
-        return result is not None and (result.tracks.threshold, result.tracks.pixel_size_um) == (
-            self.threshold, self.pixel_size_for(path)[0])
+        if result is None or result.tracks.pixel_size_um != self.pixel_size_for(path)[0]:
+            return False
+        tracks = result.tracks
+        if tracks.clean_background:
+            return self.at_own_threshold
+        return tracks.threshold == self.threshold and not (
+            self.at_own_threshold and self.bundle is not None and self.bundle.config.clean_background is not None
+            and clean_background(result.contrast, self.bundle.config.clean_background))
+
+    def _clean_setting(self) -> CleanBackground | None:
+        return self.bundle.config.clean_background if self.bundle is not None and self.at_own_threshold else None
 
     def retrack_job(self) -> RetrackJob | None:
         """Tracks at the current settings, from a cached probability map, of the selected image first,
@@ -695,7 +713,7 @@ class Session:
         for path in order:
             if not self.tracks_current(path):
                 return RetrackJob(path, self.results[path], self.threshold, self.bundle.config.min_area_px,
-                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast)
+                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast, self._clean_setting())
         return None
 
     def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:

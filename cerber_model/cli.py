@@ -696,6 +696,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
         print(f"{t:9.2f}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}{mark}")
     if args.out:
         config = replace(bundle.config, normalization=normalization, threshold=threshold, min_contrast=min_contrast,
+                         clean_background=bundle.config.clean_background if min_contrast > 0 else None,
                          name=Path(args.out).name)
         # The copy carries the curves of the training that made its weights (not those of a model it replaces).
         save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import Bundle, CleanBackground
 from .contrast import SpotContrast, measure_contrast
 from .engine import Engine
 from .images import (
@@ -46,11 +46,34 @@ class AnalysisResult:
     contrast: SpotContrast | None = None
 
     def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
-                  min_contrast: float) -> Tracks:
+                  min_contrast: float, clean: CleanBackground | None = None) -> Tracks:
         """The tracks at another threshold (or area, pixel size, contrast) from the same map;
-        the contrast filter applies where the contrast was measured."""
-        return extract_tracks(self.probability, self.image.data, threshold, min_area_px, pixel_size_um,
-                              self.contrast, min_contrast if self.contrast is not None else 0.0)
+        the contrast filter applies where the contrast was measured. ``clean`` (a bundle's own
+        setting for clean backgrounds) replaces the threshold and contrast on an image whose
+        background is clean."""
+        return tracks_in(self.probability, self.image.data, self.contrast, threshold, min_area_px, pixel_size_um,
+                         min_contrast, clean)
+
+
+def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast | None, threshold: float,
+              min_area_px: int, pixel_size_um: float | None, min_contrast: float,
+              clean: CleanBackground | None = None) -> Tracks:
+    """:func:`extract_tracks`, with the setting ``clean`` instead of ``threshold`` and ``min_contrast``
+    where the image's background is clean; the contrast filter applies where the contrast was measured."""
+    use_clean = clean_background(contrast, clean)
+    if use_clean:
+        assert clean is not None
+        threshold, min_contrast = clean.threshold, clean.min_contrast
+    tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
+                            min_contrast if contrast is not None else 0.0)
+    tracks.clean_background = use_clean
+    return tracks
+
+
+def clean_background(contrast: SpotContrast | None, clean: CleanBackground | None) -> bool:
+    """Whether an image (its measured ``contrast``) gets a bundle's setting ``clean`` for clean
+    backgrounds: its background's texture is at most the setting's."""
+    return clean is not None and contrast is not None and contrast.texture <= clean.max_texture
 
 
 def predict_probability(
@@ -184,15 +207,10 @@ def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundl
                             pixel_size_um: float | None = None, contrast: SpotContrast | None = None) -> Tracks:
     """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
     ``threshold`` is given), smallest track area and smallest contrast (measured here unless
-    ``contrast`` is given): the second half of :func:`analyze`."""
+    ``contrast`` is given): the second half of :func:`analyze`. Without a threshold, an image
+    with a clean background gets the bundle's setting for those (``config.clean_background``)."""
     if contrast is None:
         contrast = bundle_contrast(image, bundle)
-    return extract_tracks(
-        probability,
-        image.data,
-        bundle.config.threshold if threshold is None else threshold,
-        bundle.config.min_area_px,
-        pixel_size_um,
-        contrast,
-        bundle.config.min_contrast,
-    )
+    return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
+                     bundle.config.min_area_px, pixel_size_um, bundle.config.min_contrast,
+                     bundle.config.clean_background if threshold is None else None)

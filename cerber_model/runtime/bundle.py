@@ -51,6 +51,41 @@ class BundleError(Exception):
 
 
 @dataclass(frozen=True)
+class CleanBackground:
+    """The setting a model uses on images whose background is clean: a texture
+    (:attr:`~cerber_model.runtime.contrast.SpotContrast.texture`, dark dips per megapixel) of at
+    most ``max_texture``. There a faint bump is rarely anything but a spot, so a lower
+    ``threshold`` and smallest contrast ``min_contrast`` find fainter tracks."""
+
+    threshold: float
+    min_contrast: float
+    max_texture: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ConfigError(f"clean_background threshold must be between 0 and 1, got {self.threshold!r}")
+        if not 0 < float(self.min_contrast) <= 100:
+            raise ConfigError(f"clean_background min_contrast must be above 0 and at most 100 noise SDs, "
+                              f"got {self.min_contrast!r}")
+        if not 0 <= float(self.max_texture) < 1e6:
+            raise ConfigError(f"clean_background max_texture must be dips per megapixel from 0, "
+                              f"got {self.max_texture!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"threshold": float(self.threshold), "min_contrast": float(self.min_contrast),
+                "max_texture": float(self.max_texture)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CleanBackground:
+        if not isinstance(data, dict) or set(data) != {"threshold", "min_contrast", "max_texture"}:
+            raise ConfigError(f"clean_background must have threshold, min_contrast and max_texture, got {data!r}")
+        try:
+            return cls(float(data["threshold"]), float(data["min_contrast"]), float(data["max_texture"]))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"clean_background values must be numbers, got {data!r}") from exc
+
+
+@dataclass(frozen=True)
 class BundleConfig:
     """The contents of ``config.json`` (file checksums are added when saving).
 
@@ -65,6 +100,10 @@ class BundleConfig:
     ``benchmarks/bench_linearity.py`` measures it; None (left out of config.json): the documented
     default, :data:`cerber_model.runtime.dosimetry.DEFAULT_RESOLVING_DISTANCE_PX`. An optional
     key: bundles without it load as before, and older Cerbers ignore it.
+    clean_background: the threshold and smallest contrast on images with a clean background
+    (:class:`CleanBackground`; needs ``min_contrast`` above 0, which measures the texture), used
+    where no threshold is given; None (left out): the same setting on every image. Optional
+    like ``resolving_distance_px``.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -76,6 +115,7 @@ class BundleConfig:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     resolving_distance_px: float | None = None
+    clean_background: CleanBackground | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
@@ -87,6 +127,8 @@ class BundleConfig:
         if self.resolving_distance_px is not None and not 0 <= float(self.resolving_distance_px) < 1000:
             raise ConfigError(f"resolving_distance_px must be a distance in px from 0 to 1000, "
                               f"got {self.resolving_distance_px!r}")
+        if self.clean_background is not None and not self.min_contrast > 0:
+            raise ConfigError("clean_background needs min_contrast above 0 (the texture is measured with the contrast)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +141,8 @@ class BundleConfig:
             "min_contrast": float(self.min_contrast),
             "provenance": self.provenance,
             "metrics": self.metrics,
-        } | ({} if self.resolving_distance_px is None else {"resolving_distance_px": self.resolving_distance_px})
+        } | ({} if self.resolving_distance_px is None else {"resolving_distance_px": self.resolving_distance_px}) | (
+            {} if self.clean_background is None else {"clean_background": self.clean_background.to_dict()})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BundleConfig:
@@ -115,6 +158,8 @@ class BundleConfig:
             metrics=dict(data.get("metrics", {})),
             resolving_distance_px=None if data.get("resolving_distance_px") is None
             else float(data["resolving_distance_px"]),
+            clean_background=None if data.get("clean_background") is None
+            else CleanBackground.from_dict(data["clean_background"]),
         )
 
 
@@ -438,6 +483,10 @@ def describe_bundle(bundle) -> str:
         f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px"
         + (f"   minimum contrast: {cfg.min_contrast:g} noise SDs" if cfg.min_contrast else ""),
     ]
+    if cfg.clean_background is not None:
+        clean = cfg.clean_background
+        lines.append(f"Clean images:  threshold {clean.threshold:.3f}   minimum contrast: {clean.min_contrast:g} "
+                     f"noise SDs   (background texture up to {clean.max_texture:g} dips per Mpx)")
     if cfg.resolving_distance_px is not None:
         lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")
     if cfg.provenance:

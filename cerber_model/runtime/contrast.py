@@ -19,6 +19,12 @@ background keeps a high contrast; a broad faint blob, of which the texture makes
 gets a low one. On white noise a spot's contrast grows with its amplitude and size.
 Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen with the
 threshold on validation images (``cerber threshold``).
+
+The same windows say how textured the background is (:attr:`SpotContrast.texture`): texture
+makes dark dips as well as bright bumps, spots only bright ones. The dark dips that stand out by
+:data:`TEXTURE_LEVEL` or more (rings around bright spots left out) per megapixel are about 0-10
+on camera noise and 40-130 on the annotated samples. On a clean background a model may then
+keep fainter tracks (``BundleConfig.clean_background``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ _WINDOWS = 9
 _SAMPLES = 200_000
 #: Lowest SD of a LoG response counted as the background's (flat images have none).
 _NOISE_FLOOR = 1e-3
+#: Contrast (noise SDs) of the dark dips counted by :attr:`SpotContrast.texture`.
+TEXTURE_LEVEL = 5.0
 
 
 def _radius(scale: float) -> int:
@@ -63,10 +71,12 @@ def log_filter(x: np.ndarray, scale: float) -> np.ndarray:
 @dataclass(frozen=True)
 class SpotContrast:
     """What measuring track contrast on one image needs: its local noise and, per scale of
-    :data:`CONTRAST_SCALES`, the robust SD of the LoG response of its background."""
+    :data:`CONTRAST_SCALES`, the robust SD of the LoG response of its background; and the
+    background's texture: dark dips of contrast :data:`TEXTURE_LEVEL` or more per megapixel."""
 
     levels: BackgroundLevels
     scale_noise: tuple[float, ...]
+    texture: float = 0.0
 
     def of(self, data: np.ndarray, centres: np.ndarray) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
@@ -109,12 +119,38 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
     normalised = [levels.apply(np.asarray(data[box], dtype=np.float32),
                                np.arange(box[0].start, box[0].stop), np.arange(box[1].start, box[1].stop))
                   for box in windows]
+    inner = (slice(margin, -margin),) * 2 if margin else (slice(None),) * 2
+    responses = [[log_filter(x, scale)[inner] for x in normalised] for scale in CONTRAST_SCALES]
     noise = []
-    for scale in CONTRAST_SCALES:
-        inner = slice(margin, -margin) if margin else slice(None)
-        values = np.concatenate([log_filter(x, scale)[inner, inner].ravel() for x in normalised])
+    for per_window in responses:
+        values = np.concatenate([r.ravel() for r in per_window])
         if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
             values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
         mad = float(np.median(np.abs(values - np.median(values))))
         noise.append(max(1.4826 * mad, _NOISE_FLOOR))
-    return SpotContrast(levels, tuple(noise))
+    dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
+               for i in range(len(normalised)))
+    area = sum(r.size for r in responses[0])
+    return SpotContrast(levels, tuple(noise), dips / area * 1e6)
+
+
+def _dark_dips(ratios: list[np.ndarray]) -> int:
+    """How many dark dips stand out by :data:`TEXTURE_LEVEL` in one window's contrast ``ratios`` (one
+    array per scale): local minima of the response below minus that level, leaving out those within
+    3 SD + 2 px of a bright peak of that level at its own scale (the dark ring of a bright spot)."""
+    from scipy import ndimage
+
+    stack = np.stack(ratios)
+    bright, dark = stack.max(axis=0), -stack.min(axis=0)
+    peaks = (bright == ndimage.maximum_filter(bright, 3)) & (bright >= TEXTURE_LEVEL)
+    best = stack.argmax(axis=0)
+    rings = np.zeros(bright.shape, dtype=bool)
+    for i, scale in enumerate(CONTRAST_SCALES):
+        seeds = peaks & (best == i)
+        if seeds.any():
+            reach = 3 * scale + 2
+            offsets = np.arange(-int(reach), int(reach) + 1)
+            disc = np.hypot(offsets[:, None], offsets[None, :]) <= reach
+            rings |= ndimage.binary_dilation(seeds, disc)
+    dips = (dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL) & ~rings
+    return int(dips.sum())

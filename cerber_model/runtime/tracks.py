@@ -53,6 +53,8 @@ class Tracks:
 
     labels: int32 image, 0 = background, k = the track with ``track_id`` k.
     threshold, min_contrast: the probability and the smallest contrast they were found at (0: all kept).
+    clean_background: whether those were the model's setting for an image with a clean background
+    (:class:`~cerber_model.runtime.bundle.CleanBackground`) rather than its own threshold.
     """
 
     columns: dict[str, np.ndarray]
@@ -61,6 +63,7 @@ class Tracks:
     image_shape: tuple[int, int]
     pixel_size_um: float | None = None
     min_contrast: float = 0.0
+    clean_background: bool = False
 
     def __len__(self) -> int:
         return len(self.columns["track_id"])

@@ -38,8 +38,8 @@ def retrack_all(session: Session) -> list:
         if job is None:
             return order
         order.append(job.path)
-        session.set_tracks(job, analyze(job.result.image, session.bundle, threshold=job.threshold,
-                                        pixel_size_um=job.pixel_size_um).tracks)
+        session.set_tracks(job, job.result.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um,
+                                                     job.min_contrast, job.clean))
     raise AssertionError(f"re-tracking does not end: {order}")
 
 

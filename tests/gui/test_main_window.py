@@ -48,8 +48,11 @@ def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     found = table_positions(window.track_panel)
     assert_match(found, centres)
     assert f"<b>{len(found)}</b> tracks" in window.track_panel.summary.text()
-    # The default model drops tracks of low contrast, and the summary says so.
-    assert f"smallest contrast {window.session.bundle.config.min_contrast:g}" in window.track_panel.summary.text()
+    # The default model drops tracks of low contrast, and the summary says so; on this clean
+    # background with the setting it keeps for clean backgrounds.
+    clean = window.session.bundle.config.clean_background
+    assert (f"threshold {clean.threshold:.2f}, smallest contrast {clean.min_contrast:g} (the model's setting for a "
+            "clean background)") in window.track_panel.summary.text()
     assert window.viewer.markers.data.size == len(found)  # one marker per track
 
 
@@ -193,13 +196,14 @@ def test_the_four_exports_write_what_the_table_shows(qtbot, window, spots, tmp_p
     with open(out / "summary.csv", newline="") as fh:
         (summary,) = csv.DictReader(fh)
     assert summary["file"] == str(image_path.resolve()) and int(summary["track_count"]) == len(found)
-    own = window.session.threshold
-    assert summary["model"] == "default" and float(summary["threshold"]) == pytest.approx(own)
+    used = window.session.results[image_path.resolve()].tracks.threshold  # the clean background's (above)
+    assert summary["model"] == "default" and float(summary["threshold"]) == pytest.approx(used)
     overlay = np.asarray(PILImage.open(out / "overlay.png"))
     assert overlay.shape == (*SHAPE, 3)
     probability = tifffile.imread(out / "probability.tif")
     assert probability.shape == SHAPE and probability.dtype == np.float32
     r, c = np.rint(centres).astype(int).T
+    own = window.session.threshold
     assert (probability[r, c] > own).all() and np.median(probability) < 0.1  # high on the spots only
 
 

@@ -81,11 +81,12 @@ def test_jobs_carry_the_settings_they_were_started_with(tmp_path, bundle):
     assert session.queue_unanalyzed() == [p.resolve() for p in paths]
     job = session.next_job()
     assert session.busy and not session.can_analyze and seen == [("busy_changed", (True,))]
-    assert (job.path, job.threshold, job.pixel_size_um, job.waiting) == (paths[0].resolve(), own, 0.5, 2)
+    # At the model's own threshold the job leaves it to the model (its setting for clean backgrounds included).
+    assert (job.path, job.threshold, job.pixel_size_um, job.waiting) == (paths[0].resolve(), None, 0.5, 2)
     assert job.image is session.images[job.path] and job.bundle is bundle
     session.set_threshold(0.7)
     session.set_pixel_size(0)
-    assert (job.threshold, job.pixel_size_um) == (own, 0.5)  # a snapshot: later changes do not reach it
+    assert (job.threshold, job.pixel_size_um) == (None, 0.5)  # a snapshot: later changes do not reach it
     assert session.pixel_size_um is None
     assert session.queue_unanalyzed() == [] and not session.queue_selected()  # not while busy
     result = analyze(job.image, job.bundle, threshold=job.threshold, pixel_size_um=job.pixel_size_um)
@@ -290,3 +291,31 @@ def test_soak_open_analyze_close_100_images_keeps_memory_flat(tmp_path, bundle):
     # Each image holds ~0.6 MiB while open (pixels 128 KiB, probability map and labels 256 KiB each):
     # keeping even the pixels of every closed image would grow by 12.5 MiB.
     assert grown < 2**20, f"grew by {grown / 2**20:.1f} MiB over 100 images"
+
+
+def test_a_clean_image_keeps_the_models_clean_setting_at_its_own_threshold_only(tmp_path, bundle):
+    """Analyzed at the model's own threshold, an image with a clean background gets the model's
+    setting for those, as `cerber analyze` gives it; its tracks count as current (no endless
+    re-tracking). Off the model's threshold every image gets the slider's value, and back at it the
+    clean setting returns."""
+    clean = bundle.config.clean_background
+    assert clean is not None
+    session = Session(bundle)
+    path = spots_image(tmp_path / "a.tif", [(30, 40), (60, 60)], shape=(128, 128)).resolve()
+    session.open([path])
+    session.queue_unanalyzed()
+    job = session.next_job()
+    session.add_result(job, analyze(job.image, job.bundle, threshold=job.threshold))
+    tracks = session.results[path].tracks
+    assert tracks.clean_background and tracks.threshold == clean.threshold
+    assert session.retrack_job() is None
+    for threshold, expect_clean in ((0.5, False), (bundle.config.threshold, True)):
+        session.set_threshold(threshold)
+        job = session.retrack_job()
+        assert job is not None
+        session.set_tracks(job, job.result.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um,
+                                                     job.min_contrast, job.clean))
+        tracks = session.results[path].tracks
+        assert tracks.clean_background == expect_clean
+        assert tracks.threshold == (clean.threshold if expect_clean else threshold)
+        assert session.retrack_job() is None

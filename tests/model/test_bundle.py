@@ -322,3 +322,31 @@ def test_a_graph_of_other_weights_is_refused_at_load(saved, tmp_path):
     _recheck(saved)
     with pytest.raises(BundleError, match="does not give the output recorded"):
         load_bundle(saved)
+
+
+def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_path):
+    """An optional key like the resolving distance: saved and read back, shown in the model's
+    description, left out when unset (older bundles load without it), and named when wrong."""
+    from dataclasses import replace
+
+    from cerber_model.runtime.architecture import ConfigError
+    from cerber_model.runtime.bundle import CleanBackground
+
+    base = tiny_bundle(width=1, seed=3)
+    clean = CleanBackground(threshold=0.05, min_contrast=6.5, max_texture=20.0)
+    folder = save_bundle(make_bundle(replace(base.config, min_contrast=7.0, clean_background=clean), base.weights),
+                         tmp_path / "model")
+    assert load_bundle(folder).config.clean_background == clean
+    assert "Clean images:  threshold 0.050   minimum contrast: 6.5" in describe_bundle(load_bundle(folder))
+    config = json.loads((folder / "config.json").read_text())
+    del config["clean_background"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert load_bundle(folder).config.clean_background is None
+    config["clean_background"] = {"threshold": 0.05, "min_contrast": 6.5}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="clean_background must have threshold, min_contrast and max_texture"):
+        load_bundle(folder)
+    with pytest.raises(ConfigError, match="needs min_contrast above 0"):
+        replace(base.config, clean_background=clean)
+    with pytest.raises(ConfigError, match="clean_background threshold must be between 0 and 1"):
+        CleanBackground(1.5, 6.0, 20.0)

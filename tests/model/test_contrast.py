@@ -114,3 +114,55 @@ def test_retracking_at_another_threshold_drops_the_same_tracks_as_analyzing_at_i
         assert again.count == fresh.count
         np.testing.assert_array_equal(again.labels, fresh.labels)
         np.testing.assert_allclose(again.columns["contrast"], fresh.columns["contrast"])
+
+
+def _patchy(shape, rng):
+    """Patchy texture (sparse bumps and dips of SD 2.5 px, heavy-tailed like autofluorescence,
+    unlike Gaussian noise), SD 1."""
+    texture = ndimage.gaussian_filter(np.where(rng.random(shape) < 0.002, rng.laplace(0, 1, shape), 0.0), 2.5)
+    return texture / texture.std()
+
+
+def test_texture_counts_dark_dips_of_the_background_not_the_rings_of_bright_spots():
+    """Camera noise has almost no dips of 5 noise SDs at spot size; patchy texture of that size
+    (sparse bumps and dips, heavy-tailed like autofluorescence, unlike Gaussian noise) makes many.
+    Bright spots, however many, add none: the dark ring around each is left out."""
+    rng = np.random.default_rng(6)
+    shape = (700, 700)
+    white = 200 + rng.normal(0, 3, shape)
+    textured = white + 8 * _patchy(shape, rng)
+    spots = white.copy()
+    for r in range(30, 700, 40):
+        for c in range(30, 700, 40):
+            spots += _spot(shape, (r, c), rng.uniform(1, 3), 60)
+    clean, busy, bright = (measure_contrast(x).texture for x in (white, textured, spots))
+    assert clean <= 10 and bright <= 10
+    assert busy >= 40
+
+
+def test_a_clean_background_gets_the_models_setting_for_it_unless_a_threshold_is_given():
+    """A bundle with a setting for clean backgrounds uses it on an image whose texture allows, in
+    analysis and in re-tracking from the kept map alike; a threshold given overrides it, and a
+    textured image keeps the bundle's own."""
+    from dataclasses import replace
+
+    from cerber_model.runtime.analysis import analyze
+    from cerber_model.runtime.bundle import CleanBackground
+    from tests.model.helpers import tiny_bundle
+
+    base = tiny_bundle(width=1, seed=3)
+    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=20.0)
+    bundle = replace(base, config=replace(base.config, threshold=0.6, min_contrast=4.0, clean_background=clean))
+    rng = np.random.default_rng(4)
+    image = (300 + rng.normal(0, 5, (256, 256)) + _spot((256, 256), (40, 40), 1.5, 60)).astype(np.float32)
+    result = analyze(image, bundle)
+    assert result.contrast is not None and result.contrast.texture <= 20
+    assert result.tracks.clean_background and (result.tracks.threshold, result.tracks.min_contrast) == (0.2, 3.0)
+    again = result.tracks_at(0.6, bundle.config.min_area_px, None, 4.0, clean)
+    np.testing.assert_array_equal(again.labels, result.tracks.labels)
+    given = analyze(image, bundle, threshold=0.6).tracks
+    assert not given.clean_background and (given.threshold, given.min_contrast) == (0.6, 4.0)
+    strict = replace(bundle, config=replace(bundle.config, clean_background=replace(clean, max_texture=0.0)))
+    textured = analyze(image + 8 * _patchy(image.shape, rng), strict)
+    assert textured.contrast is not None and textured.contrast.texture > 0
+    assert not textured.tracks.clean_background and textured.tracks.threshold == 0.6
