@@ -179,7 +179,8 @@ def _read_pillow(path: Path, notes: list[str]) -> np.ndarray:
         raise
     except PILImage.DecompressionBombError as exc:
         raise ImageReadError(path, f"declares an absurd size ({exc}).", "The file is probably damaged.") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError) as exc:
+        # Pillow's TIFF reader raises TypeError ("Missing dimensions") and the like on damaged headers.
         raise ImageReadError(path, f"is not a readable image ({exc}).",
                              "The file may be truncated or damaged; export it again.") from exc
     if data.dtype == np.int32:  # Pillow's "I" mode, used for 16-bit PNGs
