@@ -61,18 +61,25 @@ _STRONG = dict(vignetting=(0.5, 0.8), gradient=(0.5, 1.0), inhomogeneities=(3, 6
                noise_grey_levels=(0.8, 1.5))
 
 
-def camera_sets(base: Path, count: int) -> list[tuple[str, Path]]:
-    """The camera-like SNR sweep (generated once into ``base``), as (label, folder) pairs."""
+_BACKGROUNDS = (("flat", _FLAT), ("strong bg", _STRONG), ("smoothed", _SMOOTHED))
+
+
+def camera_sets(base: Path, count: int, seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
+                backgrounds: tuple[str, ...] = ("flat", "strong bg", "smoothed")) -> list[tuple[str, Path]]:
+    """The camera-like SNR sweep (generated once into ``base``; the set of background i and SNR j
+    from ``seed + 10 i + j``), as (label, folder) pairs."""
     from cerber_model.runtime.realistic import RealisticRecipe
 
     out = []
-    for i, (background, extra) in enumerate((("flat", _FLAT), ("strong bg", _STRONG), ("smoothed", _SMOOTHED))):
-        for j, snr in enumerate((4.0, 2.0, 1.0)):
+    for i, (background, extra) in enumerate(_BACKGROUNDS):
+        if background not in backgrounds:
+            continue
+        for j, snr in enumerate(snrs):
             label = f"camera SNR {snr:g} {background}"
             folder = base / label.replace(" ", "_")
             if not (folder / "recipe.json").is_file():
                 recipe = RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **extra})  # type: ignore[arg-type]
-                generate_dataset(folder, count, seed=2000 + 10 * i + j, recipe=recipe, val_fraction=0.0)
+                generate_dataset(folder, count, seed=seed + 10 * i + j, recipe=recipe, val_fraction=0.0)
             out.append((label, folder / "train"))
     return out
 

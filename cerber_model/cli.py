@@ -347,7 +347,7 @@ def _write_folder_report(path: Path, rows: list[dict], analyzed: list[ImageResul
     settings = {
         "inputs": " ".join(args.inputs),
         "model": f"{bundle.name} ({bundle.path})" if bundle.path else bundle.name,
-        "threshold": args.threshold if args.threshold is not None else bundle.config.threshold,
+        "threshold": args.threshold if args.threshold is not None else _own_threshold(bundle.config),
         "pixel size (um)": args.pixel_size if args.pixel_size is not None else "from each file, where it says",
         "regions": str(args.roi) if args.roi else "<stem>_regions.json beside each image, where there is one",
         "page": args.page,
@@ -355,6 +355,15 @@ def _write_folder_report(path: Path, rows: list[dict], analyzed: list[ImageResul
     thumbnails = [(item.path.name, item.thumbnail) for item in analyzed if item.thumbnail is not None]
     write_report(path, rows, settings=settings, model_name=bundle.name, thumbnails=thumbnails, spectra=spectra,
                  linearity_note=linearity_note(resolving))
+
+
+def _own_threshold(config) -> str | float:
+    """The model's own threshold as the report's settings give it, with its setting for clean backgrounds."""
+    clean = config.clean_background
+    if clean is None:
+        return config.threshold
+    return (f"{config.threshold:g} (smallest contrast {config.min_contrast:g}); on a clean background "
+            f"{clean.threshold:g} (smallest contrast {clean.min_contrast:g}): each image's in its row")
 
 
 def _log_traceback(out: Path, path: Path, error: BaseException) -> Path:

@@ -31,14 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compare_real_images import _CLEAN, _FLAT, _STRONG, BLANKS, blank_images  # noqa: E402
+from compare_real_images import BLANKS, blank_images, camera_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import bundle_contrast, predict_probability  # noqa: E402
 from cerber_model.runtime.bundle import CleanBackground, load_model, save_bundle  # noqa: E402
 from cerber_model.runtime.datasets import find_pairs  # noqa: E402
 from cerber_model.runtime.evaluation import Match, match_points, truth_centres  # noqa: E402
 from cerber_model.runtime.images import Image, image_levels, read_image  # noqa: E402
-from cerber_model.runtime.realistic import RealisticRecipe  # noqa: E402
 from cerber_model.runtime.synthesis import Recipe, generate_dataset  # noqa: E402
 from cerber_model.runtime.tracks import track_centres  # noqa: E402
 
@@ -48,15 +47,7 @@ CONTRASTS = (5.0, 5.5, 6.0, 6.5, 7.0, 8.0)
 
 def spot_sets(base: Path, count: int) -> list[tuple[str, Path]]:
     """The validation spot sets (generated once into ``base``), as (label, folder) pairs."""
-    out = []
-    for i, (background, extra) in enumerate((("flat", _FLAT), ("strong bg", _STRONG))):
-        for j, snr in enumerate((4.0, 2.0)):
-            label = f"camera SNR {snr:g} {background}"
-            folder = base / label.replace(" ", "_")
-            if not (folder / "recipe.json").is_file():
-                recipe = RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **extra})  # type: ignore[arg-type]
-                generate_dataset(folder, count, seed=7000 + 10 * i + j, recipe=recipe, val_fraction=0.0)
-            out.append((label, folder / "train"))
+    out = camera_sets(base, count, seed=7000, snrs=(4.0, 2.0), backgrounds=("flat", "strong bg"))
     for j, snr in enumerate((4.0, 2.0)):
         label = f"prototype SNR {snr:g}"
         folder = base / label.replace(" ", "_")
@@ -85,8 +76,8 @@ class Candidates:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model folder, or a bundled model's name")
-    parser.add_argument("--max-texture", type=float, default=20.0,
-                        help="dark dips per megapixel up to which a background counts as clean (default 20)")
+    parser.add_argument("--max-texture", type=float, default=30.0,
+                        help="dark dips per megapixel up to which a background counts as clean (default 30)")
     parser.add_argument("--max-false", type=float, default=0.5,
                         help="false tracks per megapixel allowed on spot-free images (default 0.5)")
     parser.add_argument("--count", type=int, default=4, help="images per spot set (default 4)")

@@ -403,3 +403,27 @@ def test_an_engine_that_cannot_run_is_replaced_with_a_one_line_note(inputs, mode
     err = capsys.readouterr().err
     assert "cerber: note: the OpenVINO engine needs the openvino package" in err and "Warning" not in err
     assert (out / "a_tracks.csv").is_file()
+
+
+def test_each_image_gets_the_setting_its_background_calls_for(tmp_path):
+    """The default model on a textured real sample and on spots over camera noise: the sample keeps
+    the model's own threshold, the clean image gets its setting for clean backgrounds, and the
+    summary gives each image's; with --threshold both get the one given."""
+    import shutil
+    from pathlib import Path
+
+    config = load_default_bundle().config
+    clean = config.clean_background
+    assert clean is not None
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "assets" / "samples" / "img_hybiss_2d.tif", folder / "a.tif")
+    rng = np.random.default_rng(8)
+    spots = gaussian_spots((256, 256), np.array([[60, 60], [128, 190], [200, 90]], float), sigma=1.5)
+    tifffile.imwrite(folder / "b.tif", (spots * 400 + rng.normal(200, 10, spots.shape)).astype(np.uint16))
+    assert main(["analyze", str(folder), "--out", str(tmp_path / "own")]) == 0
+    sample, camera, _ = _read_csv(tmp_path / "own" / "summary.csv")
+    assert float(sample["threshold"]) == pytest.approx(config.threshold)
+    assert float(camera["threshold"]) == pytest.approx(clean.threshold) and int(camera["track_count"]) >= 3
+    assert main(["analyze", str(folder), "--out", str(tmp_path / "given"), "--threshold", "0.5"]) == 0
+    assert [r["threshold"] for r in _read_csv(tmp_path / "given" / "summary.csv")] == ["0.5"] * 3
