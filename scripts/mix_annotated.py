@@ -53,6 +53,10 @@ def cut_blocks(image_path: Path, out: Path) -> int:
 def link_synthetic(data: Path, out: Path, counts: dict[str, int]) -> None:
     """Link the first ``counts[split]`` pairs of each split of ``data`` into ``out``, prefixed by its name."""
     for split, count in counts.items():
+        if count == 0:
+            continue
+        # Only where there are masks: an empty masks folder is refused by training and evaluation.
+        (out / split / "masks").mkdir(exist_ok=True)
         images = sorted((data / split / "images").iterdir())[:count]
         if len(images) < count:
             raise SystemExit(f"{data / split / 'images'} has {len(images)} images, {count} asked for")
@@ -73,7 +77,7 @@ def main() -> None:
     if args.out.exists():
         parser.error(f"{args.out} exists; choose a new folder")
     for split in ("train", "val"):
-        for kind in ("images", "points", "masks"):
+        for kind in ("images", "points"):
             (args.out / split / kind).mkdir(parents=True)
     for image in args.images:
         try:
