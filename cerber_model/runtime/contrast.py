@@ -14,7 +14,10 @@ not spots. What tells them apart is measured on the image itself:
 
 A track's contrast is the largest ratio of the two over the scales, taken at the pixel of
 its centre and its 8 neighbours: the number of noise SDs by which it rises above what the
-background does at the scale where it stands out most. A small sharp spot on a textured
+background does at the scale where it stands out most. A scale counts only where the response
+peaks there (its largest within 2 px of the centre is the largest within max(3, SD + 1) px): at
+large scales a bright spot's response reaches several pixels out, and a faint bump beside it
+would otherwise borrow it (0 where no scale peaks at the track). A small sharp spot on a textured
 background keeps a high contrast; a broad faint blob, of which the texture makes many,
 gets a low one. On white noise a spot's contrast grows with its amplitude and size.
 Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen with the
@@ -30,6 +33,7 @@ annotated samples. On a clean background a model may then keep fainter tracks
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +90,7 @@ class SpotContrast:
         ``centres`` of the 2-D image ``data`` (the image these levels were measured on)."""
         centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         h, w = data.shape
-        out = np.full(len(centres), -np.inf)
+        out = np.zeros(len(centres))
         for start in range(0, len(centres), _CHUNK):
             part = centres[start:start + _CHUNK]
             r = np.clip(np.rint(part[:, 0]).astype(np.intp), 0, h - 1)
@@ -102,8 +106,12 @@ class SpotContrast:
                 # Near 0 before filtering: a truncated LoG kernel does not sum to exactly 0.
                 crops -= np.median(crops, axis=(1, 2), keepdims=True)
                 crops /= noise
-                response = log_filter(crops, scale)[:, m - 1:m + 2, m - 1:m + 2].max(axis=(1, 2))
-                np.maximum(best, response / scale_noise, out=best)
+                response = log_filter(crops, scale)
+                centre = response[:, m - 1:m + 2, m - 1:m + 2].max(axis=(1, 2))
+                near = response[:, m - 2:m + 3, m - 2:m + 3].max(axis=(1, 2))
+                k = max(3, math.ceil(scale) + 1)
+                around = response[:, m - k:m + k + 1, m - k:m + k + 1].max(axis=(1, 2))
+                np.maximum(best, np.where(near >= around, centre / scale_noise, 0.0), out=best)
         return out
 
 

@@ -166,3 +166,16 @@ def test_a_clean_background_gets_the_models_setting_for_it_unless_a_threshold_is
     textured = analyze(image + 8 * _patchy(image.shape, rng), strict)
     assert textured.contrast is not None and textured.contrast.texture > 0
     assert not textured.tracks.clean_background and textured.tracks.threshold == 0.6
+
+
+def test_noise_beside_a_bright_spot_does_not_borrow_its_contrast():
+    """At large scales a bright spot's response reaches several pixels out; points 5-7 px from it
+    count only what is theirs (a scale counts where its response peaks), as without the spot."""
+    rng = np.random.default_rng(8)
+    noise = 200 + rng.normal(0, 10, (256, 256))
+    image = noise + _spot(noise.shape, (60, 60), 1.5, 400)
+    beside = np.array([[60, 53], [67, 60], [55, 55], [63, 53], [60, 66]])
+    alone = measure_contrast(noise).of(noise, beside)
+    near = measure_contrast(image).of(image, beside)
+    assert (near <= alone + 0.5).all() and near.max() < 5  # were 8.5-23.9 when borrowed
+    assert measure_contrast(image).of(image, np.array([[60, 60]]))[0] > 50
