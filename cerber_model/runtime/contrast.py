@@ -148,23 +148,20 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
 def _dark_dips(ratios: list[np.ndarray]) -> int:
     """How many dark dips stand out by :data:`TEXTURE_LEVEL` in one window's contrast ``ratios`` (one
     array per scale): local minima of the response below minus that level, leaving out those
-    within 3 SD + 2 px (SD: the scale at which the dip is deepest) of a bright peak of that level:
-    the dark ring that a bright spot leaves at every scale larger than its own."""
+    within 3 SD + 2 px (SD: the scale at which the dip is deepest) of a bright peak more than
+    :data:`RING_RATIO` times as high: the dark ring that a bright spot leaves at every scale
+    larger than its own."""
     from scipy import ndimage
+    from scipy.spatial import cKDTree
 
     stack = np.stack(ratios)
     bright, dark = stack.max(axis=0), -stack.min(axis=0)
-    peaks = (bright == ndimage.maximum_filter(bright, 3)) & (bright >= TEXTURE_LEVEL)
-    dips = (dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL)
-    deepest = stack.argmin(axis=0)
-    count = 0
-    heights = np.where(peaks, bright, 0.0)
-    for i, scale in enumerate(CONTRAST_SCALES):
-        here = dips & (deepest == i)
-        if here.any() and peaks.any():
-            reach = 3 * scale + 2
-            offsets = np.arange(-int(reach), int(reach) + 1)
-            disc = np.hypot(offsets[:, None], offsets[None, :]) <= reach
-            here &= ndimage.maximum_filter(heights, footprint=disc) < RING_RATIO * dark
-        count += int(here.sum())
-    return count
+    dips = np.argwhere((dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL))
+    peaks = np.argwhere((bright == ndimage.maximum_filter(bright, 3)) & (bright >= TEXTURE_LEVEL))
+    if len(dips) == 0 or len(peaks) == 0:
+        return len(dips)
+    depth = dark[dips[:, 0], dips[:, 1]]
+    reach = 3 * np.asarray(CONTRAST_SCALES)[stack.argmin(axis=0)[dips[:, 0], dips[:, 1]]] + 2
+    heights = bright[peaks[:, 0], peaks[:, 1]]
+    near = cKDTree(peaks).query_ball_point(dips, reach)
+    return sum(not found or heights[found].max() < RING_RATIO * d for found, d in zip(near, depth, strict=True))
