@@ -695,9 +695,7 @@ class Session:
         tracks = result.tracks
         if tracks.clean_background:
             return self.at_own_threshold
-        return tracks.threshold == self.threshold and not (
-            self.at_own_threshold and self.bundle is not None and self.bundle.config.clean_background is not None
-            and clean_background(result.contrast, self.bundle.config.clean_background))
+        return tracks.threshold == self.threshold and not clean_background(result.contrast, self._clean_setting())
 
     def _clean_setting(self) -> CleanBackground | None:
         return self.bundle.config.clean_background if self.bundle is not None and self.at_own_threshold else None

@@ -93,8 +93,10 @@ def main() -> None:
         if problems:
             raise SystemExit(f"{folder}: {problems[0]}")
         sets[label] = [(Candidates(bundle, read_image(p.image).data), truth_centres(p)) for p in pairs]
+        print(f"analyzed {label} ({time.perf_counter() - t0:.0f} s)", flush=True)
     blanks = {kind: [Candidates(bundle, im) for im in blank_images(kind, 4, 1024, 700 + i)]
               for i, kind in enumerate(BLANKS)}
+    print(f"analyzed the spot-free images ({time.perf_counter() - t0:.0f} s)\n", flush=True)
     megapixels = 4 * 1024 * 1024 / 1e6  # of each kind
 
     print(f"images with a clean background (texture <= {args.max_texture:g} dips per Mpx):")
