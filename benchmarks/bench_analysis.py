@@ -19,12 +19,15 @@ of numpy's float32 matmul rate, measured in the same run before and after the en
 "max diff" is the largest difference of the engine's window output from ONNX Runtime's.
 
 Then, unless --skip-analyze, the whole analyze() (with the track table) and its peak RSS at the
-first width, a 8000 x 8000 image (unless --skip-8000) and the default model on the same sizes.
+first width, a 8000 x 8000 image (unless --skip-8000) and the default model on the same sizes;
+and one 1608 x 1608 image as a whole process: ``cerber analyze`` on each engine against a script
+running the straightforward Keras graph of the same weights (start-up and loading included).
 
 Timings on shared machines are noisy: compare the ratios printed in one run.
 
     python benchmarks/bench_analysis.py [--widths 2,4] [--repeats 2] [--rounds 1]
                                         [--engines keras,onnxruntime] [--skip-analyze] [--skip-8000]
+                                        [--whole-process-only]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -261,6 +265,52 @@ def analyze_figures(args, tmp: Path) -> None:
                   f"peak RSS {res['peak_rss_gib']:.2f} GiB")
 
 
+KERAS_PROCESS = """
+import sys
+import numpy as np
+from cerber_model.nn.keras_graph import KerasEngine
+from cerber_model.runtime.bundle import load_model
+from cerber_model.runtime.images import normalize, read_image
+bundle = load_model("default")
+x = normalize(read_image(sys.argv[1]).data, bundle.config.normalization)
+h, w = (-(-s // 4) * 4 for s in x.shape)
+KerasEngine(bundle.config.network, bundle.weights).predict(np.pad(x, ((0, h - x.shape[0]), (0, w - x.shape[1]))))
+"""
+
+
+def whole_process(tmp: Path, rounds: int) -> None:
+    """One 1608 x 1608 image, whole process (start-up, loading, reading, network, and for Cerber the
+    tracks and their files): ``cerber analyze`` on each engine against a script that runs the
+    straightforward Keras graph of the same weights on it. Best of ``rounds``, in turn."""
+    import tifffile
+
+    folder = tmp / "whole-process"
+    folder.mkdir()
+    image = folder / "image.tif"
+    tifffile.imwrite(image, synthetic_image(IMAGE, seed=3))
+    cerber = str(Path(sys.executable).with_name("cerber"))
+    commands = {"keras graph (predict only)": [sys.executable, "-c", KERAS_PROCESS, str(image)]}
+    for engine in ("onnxruntime", "openvino"):
+        commands[f"cerber analyze --engine {engine}"] = [cerber, "analyze", str(image), "--out",
+                                                         str(folder / engine), "--quiet", "--engine", engine]
+    best = dict.fromkeys(commands, np.inf)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for _ in range(rounds):
+        for label, cmd in commands.items():
+            for out in folder.iterdir():
+                if out.is_dir():
+                    shutil.rmtree(out)
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{proc.stderr[-3000:]}")
+            best[label] = min(best[label], time.perf_counter() - t)
+    keras = best["keras graph (predict only)"]
+    print(f"\nwhole process, one {IMAGE} x {IMAGE} image, best of {rounds} (default model):")
+    for label, seconds in best.items():
+        print(f"  {label:34s} {seconds:6.2f} s  {keras / seconds:5.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", default="2,4", help="network widths, comma-separated (default 2,4)")
@@ -270,6 +320,7 @@ def main() -> None:
                         help="run every engine this many times, in turn, keeping the best (default 1)")
     parser.add_argument("--skip-analyze", action="store_true", help="only the engines")
     parser.add_argument("--skip-8000", action="store_true")
+    parser.add_argument("--whole-process-only", action="store_true", help="only the whole-process comparison")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
@@ -291,6 +342,9 @@ def main() -> None:
     args.repeats, args.rounds = max(1, args.repeats), max(1, args.rounds)
 
     tmp = Path(tempfile.mkdtemp(prefix="cerber-bench-"))
+    if args.whole_process_only:
+        whole_process(tmp, args.rounds)
+        return
     before = matmul_gflops()
     rows = compare_engines(args, tmp)
     after = matmul_gflops()
@@ -301,6 +355,7 @@ def main() -> None:
     print_engines(rows, tmp, (before + after) / 2)
     if not args.skip_analyze:
         analyze_figures(args, tmp)
+        whole_process(tmp, args.rounds)
 
 
 if __name__ == "__main__":

@@ -34,19 +34,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_analysis import matmul_gflops  # noqa: E402
 from compare_real_images import SAMPLES, camera_sets  # noqa: E402
 from eval_snr import sets as snr_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import analyze  # noqa: E402
 from cerber_model.runtime.bundle import load_model  # noqa: E402
 from cerber_model.runtime.datasets import Pair, find_pairs, pair_mask  # noqa: E402
-from cerber_model.runtime.engine import OnnxEngine  # noqa: E402
+from cerber_model.runtime.engine import Engine, OnnxEngine, OpenVinoEngine  # noqa: E402
 from cerber_model.runtime.evaluation import Match, match_points, truth_centres  # noqa: E402
 from cerber_model.runtime.images import normalize, read_image  # noqa: E402
 from cerber_model.runtime.points import points_beside  # noqa: E402
 from cerber_model.runtime.synthesis import make_sample, named_recipe  # noqa: E402
 
 WINDOW = 1024
+VARIANTS = ("int8", "ov-bf16", "ov-int8", "ov-f32")
+
 
 
 def float_graph(bundle, out: Path) -> Path:
@@ -86,7 +89,7 @@ def quantize(source: Path, out: Path, inputs: list[np.ndarray], reduce_range: bo
     return out
 
 
-def seconds_per_window(engines: dict[str, OnnxEngine], repeats: int) -> dict[str, float]:
+def seconds_per_window(engines: dict[str, Engine], repeats: int) -> dict[str, float]:
     x = np.random.default_rng(0).random((WINDOW, WINDOW), dtype=np.float32)
     best = {k: np.inf for k in engines}
     for e in engines.values():
@@ -99,7 +102,7 @@ def seconds_per_window(engines: dict[str, OnnxEngine], repeats: int) -> dict[str
     return best
 
 
-def score(pairs: list[Pair], engines: dict[str, OnnxEngine], bundle) -> dict[str, Match]:
+def score(pairs: list[Pair], engines: dict[str, Engine], bundle) -> dict[str, Match]:
     total = {k: Match(0, 0, 0) for k in engines}
     for pair in pairs:
         image = read_image(pair.image)
@@ -110,14 +113,33 @@ def score(pairs: list[Pair], engines: dict[str, OnnxEngine], bundle) -> dict[str
     return total
 
 
+def engines_for(f32: Path, int8: Path, names: list[str]) -> dict[str, Engine]:
+    """The float reference (ONNX Runtime) and the reduced-precision variants asked for."""
+    engines: dict[str, Engine] = {"float": OnnxEngine(f32.read_bytes())}
+    for name in names:
+        if name == "int8":
+            engines[name] = OnnxEngine(int8.read_bytes())
+        elif name == "ov-bf16":
+            engines[name] = OpenVinoEngine(f32.read_bytes(), precision="bf16")
+        elif name == "ov-int8":
+            engines[name] = OpenVinoEngine(int8.read_bytes(), precision=None)
+        elif name == "ov-f32":
+            engines[name] = OpenVinoEngine(f32.read_bytes())
+        else:
+            raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return engines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--count", type=int, default=6, help="images per synthetic set")
+    parser.add_argument("--variants", default="int8", help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (for CPUs without VNNI)")
     parser.add_argument("--keep", type=Path, help="keep the graphs in this folder")
     args = parser.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
 
     bundle = load_model(args.model)
     with tempfile.TemporaryDirectory(prefix="cerber-quant-") as tmp:
@@ -128,19 +150,23 @@ def main() -> None:
         int8 = quantize(f32, folder / "int8.onnx", calibration_inputs(bundle),
                         args.reduce_range)
         print(f"quantised in {time.perf_counter() - t:.0f} s (reduce_range={args.reduce_range})")
-        engines = {"float": OnnxEngine(f32.read_bytes()), "int8": OnnxEngine(int8.read_bytes())}
+        engines = engines_for(f32, int8, names)
+        print(f"matmul rate {matmul_gflops():.0f} GFLOP/s (float32, numpy)")
         x = np.random.default_rng(1).random((512, 512), dtype=np.float32)
-        diff = float(np.abs(engines["int8"].predict(x) - engines["float"].predict(x)).max())
+        reference = engines["float"].predict(x)
         times = seconds_per_window(engines, args.repeats)
-        print(f"1024 x 1024 window, best of {args.repeats}: float {times['float']:.3f} s, int8 {times['int8']:.3f} s"
-              f" ({times['float'] / times['int8']:.2f}x); largest difference {diff:.4f}")
+        print(f"1024 x 1024 window, best of {args.repeats}: float (ONNX Runtime) {times['float']:.3f} s")
+        for name in names:
+            diff = float(np.abs(engines[name].predict(x) - reference).max())
+            print(f"  {name:8s} {times[name]:.3f} s ({times['float'] / times[name]:.2f}x), "
+                  f"largest difference {diff:.4f}")
 
         sets = [(label, p) for label, p in snr_sets(ROOT / "build" / "eval-snr", 12, 512)
                 if label in ("SNR 4", "SNR 2", "SNR 1", "prototype recipe")]
         sets += [(label, p) for label, p in camera_sets(ROOT / "build" / "eval-camera", 12)
                  if label in ("camera SNR 2 flat", "camera SNR 2 strong bg")]
-        print(f"\n{'set':28s} {'float F1':>9s} {'int8 F1':>9s} {'change':>8s}")
-        worst = 0.0
+        print(f"\n{'set':28s} {'float F1':>9s}" + "".join(f" {n + ' F1':>11s}" for n in names))
+        worst = dict.fromkeys(names, 0.0)
         rows = []
         for label, path in sets:
             pairs, problems, _ = find_pairs(path / "images", path / "masks")
@@ -149,10 +175,15 @@ def main() -> None:
         rows.append(("annotated samples", [Pair(p, None, points_beside(p)) for p in SAMPLES]))
         for label, pairs in rows:
             m = score(pairs, engines, bundle)
-            change = m["int8"].f1 - m["float"].f1
-            worst = max(worst, abs(change))
-            print(f"{label:28s} {m['float'].f1:9.3f} {m['int8'].f1:9.3f} {change:+8.3f}")
-        print(f"\nlargest F1 change {worst:.3f} ({'within' if worst <= 0.002 else 'outside'} the 0.002 asked for)")
+            line = f"{label:28s} {m['float'].f1:9.3f}"
+            for name in names:
+                change = m[name].f1 - m["float"].f1
+                worst[name] = max(worst[name], abs(change))
+                line += f" {m[name].f1:6.3f} {change:+.3f}"
+            print(line, flush=True)
+        for name in names:
+            print(f"{name}: largest F1 change {worst[name]:.3f} "
+                  f"({'within' if worst[name] <= 0.002 else 'outside'} the 0.002 asked for)")
 
 
 if __name__ == "__main__":

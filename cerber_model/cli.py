@@ -122,6 +122,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .runtime.batch import BatchSettings
     from .runtime.bundle import BundleError
     from .runtime.dosimetry import DEFAULT_RESOLVING_DISTANCE_PX
+    from .runtime.engine import resolve_engine
     from .runtime.export import write_summary_csv
     from .runtime.regions import RegionsError, load_regions
     from .runtime.report import REPORT_NAME
@@ -152,18 +153,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         bundle = _load_model(args.model)
     except BundleError as exc:
         return _fail(str(exc))
-    engine = None
-    if not args.scheduler:  # workers make their own
-        try:
-            engine = _engine_with_notes(bundle, args.engine)
-        except ValueError as exc:  # an unknown $CERBER_ENGINE
-            return _fail(str(exc))
+    try:
+        # Resolved here, so that workers run what a local run would (auto: OpenVINO where installed).
+        kind = resolve_engine(args.engine)
+        engine = None if args.scheduler else _engine_with_notes(bundle, kind)  # workers make their own
+    except ValueError as exc:  # an unknown $CERBER_ENGINE
+        return _fail(str(exc))
     resolving = bundle.config.resolving_distance_px
     resolving = DEFAULT_RESOLVING_DISTANCE_PX if resolving is None else resolving
     settings = BatchSettings(out, args.threshold, args.pixel_size, args.page, str(args.roi or ""),
                              args.save_probability, args.save_overlay, args.save_rois, args.save_napari,
                              keep_tracks=args.spectra, thumbnail=args.report, resolving_distance_px=resolving,
-                             engine=args.engine)
+                             engine=kind)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -774,8 +775,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--report", action="store_true", help="also write report.html (counts, fluences, spectra, "
                                                            "overlays in one page)")
     a.add_argument("--engine", choices=ENGINES,
-                   help="inference engine (default: $CERBER_ENGINE, else onnxruntime); one that does not give "
-                        "ONNX Runtime's output on the model's test input is replaced by ONNX Runtime, with a warning")
+                   help="inference engine (default: $CERBER_ENGINE, else auto: openvino where it is installed, else "
+                        "onnxruntime); one that does not give ONNX Runtime's output on the model's test input is "
+                        "replaced by ONNX Runtime, with a note")
     a.add_argument("--scheduler", metavar="ADDRESS",
                    help="send one task per image to the Dask cluster whose scheduler is at ADDRESS "
                         "(tcp://host:8786); workers read the inputs and write the results on shared storage "

@@ -68,8 +68,9 @@ def check(app: Path) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         frozen, source = Path(tmp) / "frozen", Path(tmp) / "source"
         subprocess.run([str(exe), "analyze", str(SAMPLE), "--out", str(frozen), "--quiet"], check=True)
+        # The analyzer has ONNX Runtime alone; the source run may have OpenVINO (auto), which agrees only to ~1e-6.
         subprocess.run([sys.executable, "-m", "cerber_model.cli", "analyze", str(SAMPLE), "--out", str(source),
-                        "--quiet"], check=True, cwd=ROOT)
+                        "--quiet", "--engine", "onnxruntime"], check=True, cwd=ROOT)
         table = f"{SAMPLE.stem}_tracks.csv"
         same = filecmp.cmp(frozen / table, source / table, shallow=False)
         rows = len((frozen / table).read_text().splitlines()) - 1
@@ -93,7 +94,7 @@ def check(app: Path) -> bool:
         runs = {}
         for label, command in (("frozen", [str(exe)]), ("source", [sys.executable, "-m", "cerber_model.cli"])):
             runs[label] = subprocess.run(command + ["analyze", *odd, "--out", str(Path(tmp) / label / "odd"),
-                                                    "--save-probability", "--quiet"],
+                                                    "--save-probability", "--quiet", "--engine", "onnxruntime"],
                                          capture_output=True, text=True, cwd=ROOT)
         maps = [f"{Path(name).stem}_probability.tif" for name in odd]
         same = all((Path(tmp) / "frozen" / "odd" / m).is_file() and np.array_equal(

@@ -66,7 +66,7 @@ class BatchSettings:
     keep_tracks: bool = False
     thumbnail: bool = False
     resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX
-    engine: str | None = None  # "onnxruntime" or "openvino"; None: $CERBER_ENGINE, else ONNX Runtime
+    engine: str | None = None  # "auto", "onnxruntime" or "openvino"; None: $CERBER_ENGINE, else auto
 
     def outputs(self, stem: str) -> list[Path]:
         """The files written for the image called ``stem``."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .architecture import ConfigError, NetworkConfig, parameter_shapes
-from .engine import DEFAULT_ENGINE, engine_kind
+from .engine import REFERENCE_ENGINE, engine_kind, resolve_engine
 from .files import temporary_folder
 from .images import Normalization
 
@@ -197,24 +197,25 @@ class Bundle:
     def engine(self, kind: str | None = None):
         """The light inference engine for this bundle, created once per kind, then reused.
 
-        ``kind``: ``"onnxruntime"`` or ``"openvino"``; None takes ``CERBER_ENGINE``, else ONNX
-        Runtime (:func:`cerber_model.runtime.engine.engine_kind`). An engine other than ONNX
-        Runtime is used only if it gives ONNX Runtime's :func:`probe` output; if it does not, or
-        cannot be loaded, ONNX Runtime runs instead, with an
+        ``kind``: ``"auto"``, ``"onnxruntime"`` or ``"openvino"``; None takes ``CERBER_ENGINE``,
+        else ``auto``: OpenVINO where it is installed, else ONNX Runtime
+        (:func:`cerber_model.runtime.engine.engine_kind`). An engine other than ONNX Runtime is
+        used only if it gives ONNX Runtime's :func:`probe` output; if it does not, or if OpenVINO
+        was asked for by name and cannot be loaded, ONNX Runtime runs instead, with an
         :class:`~cerber_model.runtime.engine.EngineFallbackWarning` saying why.
         """
         from .engine import EngineFallbackWarning, make_engine
 
-        kind = engine_kind(kind)
+        kind = resolve_engine(kind)
         if kind not in self._engines:
             engine = make_engine(self.onnx, kind)
-            if engine.name != DEFAULT_ENGINE:
-                output, reference = probe(engine), probe(self.engine(DEFAULT_ENGINE))
+            if engine.name != REFERENCE_ENGINE:
+                output, reference = probe(engine), probe(self.engine(REFERENCE_ENGINE))
                 if not probe_matches(output, reference):
                     warnings.warn(f"the {engine.name} engine gives {output} on the test input where ONNX Runtime "
                                   f"gives {reference}; running ONNX Runtime instead", EngineFallbackWarning,
                                   stacklevel=2)
-                    engine = self.engine(DEFAULT_ENGINE)
+                    engine = self.engine(REFERENCE_ENGINE)
             self._engines[kind] = engine
         return self._engines[kind]
 
@@ -329,7 +330,7 @@ def save_bundle(bundle: Bundle, path: Path | str, overwrite: bool = False,
             _fsync_write(tmp / name, data)
         config = bundle.config.to_dict()
         config["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, ONNX_FILE)}
-        config["probe"] = probe(bundle.engine(DEFAULT_ENGINE))  # the reference, whichever engine runs
+        config["probe"] = probe(bundle.engine(REFERENCE_ENGINE))  # the reference, whichever engine runs
         _fsync_write(tmp / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=False) + "\n").encode())
         if path.exists():
             # The user's files in the old folder move into the new one; only Cerber's own are replaced.
@@ -402,9 +403,9 @@ def load_bundle(path: Path | str) -> Bundle:
     if problem:
         raise BundleError(f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {problem}.")
     bundle = Bundle(path, config, weights, (path / ONNX_FILE).read_bytes())
-    kind = engine_kind()  # an unknown CERBER_ENGINE is the setting's fault, not the model's
+    engine_kind()  # an unknown CERBER_ENGINE is the setting's fault, not the model's
     try:  # parse the graph and run it once now, not in the middle of an analysis
-        output = probe(bundle.engine(kind))
+        output = probe(bundle.engine(REFERENCE_ENGINE))
     except Exception as exc:  # ONNX Runtime raises its own types for graphs it cannot load
         raise BundleError(f"{path / ONNX_FILE} cannot be run ({type(exc).__name__}: {exc}). The model is "
                           "damaged; copy it again from its source.") from exc

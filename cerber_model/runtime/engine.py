@@ -3,11 +3,13 @@
 Three engines sit behind one interface (:class:`Engine`):
 
 * :class:`OnnxEngine` runs the bundle's fused ONNX graph with ONNX Runtime. It is
-  the default: several times faster than the Keras graph, a fraction of its
-  memory, and it needs neither TensorFlow nor the ``onnx`` package.
+  the reference that other engines are checked against, and what runs where
+  OpenVINO is not installed (the standalone analyzer): a fraction of the Keras
+  graph's memory, and it needs neither TensorFlow nor the ``onnx`` package.
 * :class:`OpenVinoEngine` runs the same graph with OpenVINO's CPU plugin, which
   fuses the activations into the convolutions that ONNX Runtime runs apart
-  (optional: needs the ``openvino`` package).
+  (the optional ``openvino`` package; 1.4-1.6x ONNX Runtime, see the README).
+  ``auto``, the default, takes it where it is installed.
 * :class:`cerber_model.nn.keras_graph.KerasEngine` runs the straightforward Keras
   graph (the reference implementation) with TensorFlow; used to check the fused
   graph and to compare speed. It lives in the training tier.
@@ -18,6 +20,7 @@ Three engines sit behind one interface (:class:`Engine`):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import warnings
@@ -28,8 +31,11 @@ import numpy as np
 from .architecture import SIZE_MULTIPLE
 
 #: Engine names, as ``CERBER_ENGINE``, :func:`make_engine` and ``cerber analyze --engine`` take them.
-ENGINES = ("onnxruntime", "openvino")
-DEFAULT_ENGINE = "onnxruntime"
+#: ``auto``: OpenVINO where the package is installed, else ONNX Runtime, without a note.
+ENGINES = ("auto", "onnxruntime", "openvino")
+DEFAULT_ENGINE = "auto"
+#: The engine every other one must agree with (:meth:`cerber_model.runtime.bundle.Bundle.engine`).
+REFERENCE_ENGINE = "onnxruntime"
 ENGINE_VARIABLE = "CERBER_ENGINE"
 
 
@@ -192,14 +198,23 @@ def engine_kind(kind: str | None = None) -> str:
     return chosen
 
 
+def resolve_engine(kind: str | None = None) -> str:
+    """The engine that ``kind`` (as :func:`engine_kind` reads it) runs: ``auto`` is
+    ``openvino`` where the package is installed, else ``onnxruntime``."""
+    kind = engine_kind(kind)
+    if kind == "auto":
+        return "openvino" if importlib.util.find_spec("openvino") is not None else REFERENCE_ENGINE
+    return kind
+
+
 def make_engine(model: bytes, kind: str | None = None, threads: int | None = None) -> Engine:
     """An engine running the fused graph ``model`` (bytes of an .onnx file).
 
-    ``kind`` is one of :data:`ENGINES`; None reads ``CERBER_ENGINE``, else uses
-    ONNX Runtime. OpenVINO asked for but not installed gives ONNX Runtime, with an
-    :class:`EngineFallbackWarning` saying so.
+    ``kind`` is one of :data:`ENGINES`; None reads ``CERBER_ENGINE``, else ``auto``
+    (:func:`resolve_engine`). OpenVINO that cannot be imported gives ONNX Runtime,
+    with an :class:`EngineFallbackWarning` saying so.
     """
-    if engine_kind(kind) == "openvino":
+    if resolve_engine(kind) == "openvino":
         try:
             return OpenVinoEngine(model, threads)
         except ImportError:

@@ -145,7 +145,8 @@ def test_the_default_model_runs_on_openvino_as_on_onnx_runtime(ov):
 
 def test_the_engine_is_chosen_by_name_or_by_the_environment(ov, monkeypatch):
     monkeypatch.delenv("CERBER_ENGINE", raising=False)
-    assert engine_kind() == "onnxruntime"
+    assert engine_kind() == "auto"
+    assert tiny_bundle(width=1, seed=2).engine().name == "openvino"  # auto, where OpenVINO is installed
     monkeypatch.setenv("CERBER_ENGINE", "OpenVINO")
     assert engine_kind() == "openvino" and engine_kind("onnxruntime") == "onnxruntime"
     bundle = tiny_bundle(width=1, seed=2)
@@ -154,7 +155,7 @@ def test_the_engine_is_chosen_by_name_or_by_the_environment(ov, monkeypatch):
     assert bundle.engine() is bundle.engine("openvino")  # made once
     monkeypatch.setenv("CERBER_ENGINE", "tensorrt")
     with pytest.raises(ValueError, match=r"unknown engine 'tensorrt' \(from CERBER_ENGINE\); choose one of "
-                                         r"onnxruntime, openvino"):
+                                         r"auto, onnxruntime, openvino"):
         bundle.engine()
 
 
@@ -172,6 +173,18 @@ def test_without_openvino_onnx_runtime_runs_and_says_so(monkeypatch):
     with pytest.warns(EngineFallbackWarning, match=r"needs the openvino package.*running ONNX Runtime instead"):
         engine = make_engine(bundle.onnx, "openvino")
     assert engine.name == "onnxruntime"
+
+
+def test_without_openvino_auto_runs_onnx_runtime_without_a_note(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.delenv("CERBER_ENGINE", raising=False)
+    bundle = tiny_bundle(width=1, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bundle.engine().name == "onnxruntime"
+        assert make_engine(bundle.onnx, "auto").name == "onnxruntime"
 
 
 def test_an_engine_that_disagrees_with_onnx_runtime_is_not_used(monkeypatch):
