@@ -385,12 +385,18 @@ def _log_traceback(out: Path, path: Path, error: BaseException) -> Path:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .runtime.bundle import BundleError, describe_bundle
+    from .runtime.engine import engine_kind, resolve_engine
 
     try:
         bundle = _load_model(args.model)
+        kind = engine_kind()
     except BundleError as exc:
         return _fail(str(exc))
+    except ValueError as exc:  # an unknown $CERBER_ENGINE
+        return _fail(str(exc))
     print(describe_bundle(bundle))
+    how = {"auto": " (auto: OpenVINO where it is installed)"}.get(kind, f" (asked for: {kind})")
+    print(f"Engine here:   {resolve_engine(kind)}{how}")
     return EXIT_OK
 
 

@@ -129,6 +129,21 @@ def test_a_bundled_model_is_named_on_the_command_line(capsys):
     assert "Model:         v1" in capsys.readouterr().out
 
 
+def test_info_names_the_engine_that_runs_here(capsys, monkeypatch):
+    import sys as system
+
+    monkeypatch.delenv("CERBER_ENGINE", raising=False)
+    monkeypatch.setitem(system.modules, "openvino", None)  # as in the standalone analyzer
+    assert main(["info", "v1"]) == 0
+    assert "Engine here:   onnxruntime (auto: OpenVINO where it is installed)" in capsys.readouterr().out
+    monkeypatch.setenv("CERBER_ENGINE", "onnxruntime")
+    assert main(["info", "v1"]) == 0
+    assert "Engine here:   onnxruntime (asked for: onnxruntime)" in capsys.readouterr().out
+    monkeypatch.setenv("CERBER_ENGINE", "gpu")
+    assert main(["info", "v1"]) == 2
+    assert "unknown engine 'gpu'" in capsys.readouterr().err
+
+
 def test_same_names_in_different_folders_are_both_kept(tmp_path):
     rng = np.random.default_rng(4)
     for folder, spots in (("in1", SPOTS[:2]), ("in2", SPOTS)):
