@@ -1,23 +1,28 @@
-"""Reduced precision: is an int8 graph faster, and does it keep the results?
+"""Reduced precision: is an int8 or bf16 graph faster, and does it keep the results?
 
 The speed issue asks that int8 (or fp16) be judged by F1, not by the largest difference alone:
 unchanged within 0.002 on the synthetic SNR sweep and on the annotated samples. This builds the
 model's fused graph (gathers folded, as the exporter writes it), quantises it with ONNX Runtime's
 static quantisation (QDQ: weights int8 per output channel, activations uint8, ranges calibrated on
-normalised images of the training recipe, never the scored ones), and for the float and the int8
-graph reports, in one run:
+normalised images of the training recipe, never the scored ones), and compares the variants
+asked for (``--variants``) with the float graph on ONNX Runtime, in one run:
 
-* seconds per 1024 x 1024 window (engine.predict, best of the repeats, the two graphs in turn)
-  and the largest difference of the int8 output from the float one;
+  int8      the int8 graph on ONNX Runtime
+  ov-bf16   the float graph on OpenVINO at bf16 (native on CPUs with AVX512_BF16 or AMX)
+  ov-int8   the int8 graph on OpenVINO
+  ov-f32    the float graph on OpenVINO at f32 (what ``--engine auto`` runs where installed)
+
+* seconds per 1024 x 1024 window (engine.predict, best of the repeats, the engines in turn)
+  and the largest difference of each variant's output from the float one;
 * F1 at 3 px, at the model's threshold, on eval_snr's sets (SNR 4, 2, 1 and the prototype's
   recipe), the camera-like sweep of compare_real_images (flat and strong background, SNR 2) and
   the annotated samples.
 
-fp16 is not tried: this CPU family (AVX2) has no fp16 arithmetic, and ONNX Runtime's CPU
+fp16 is not tried: x86 CPUs without AVX512_FP16 have no fp16 arithmetic, and ONNX Runtime's CPU
 provider runs most fp16 operators by casting back to float.
 
-    python benchmarks/bench_quantized.py [--model default|FOLDER] [--repeats 3] [--count 6]
-                                         [--reduce-range] [--keep DIR]
+    python benchmarks/bench_quantized.py [--model default|FOLDER] [--variants int8,ov-bf16,ov-int8,ov-f32]
+                                         [--repeats 3] [--count 6] [--reduce-range] [--keep DIR]
 """
 
 from __future__ import annotations
