@@ -384,6 +384,8 @@ def _log_traceback(out: Path, path: Path, error: BaseException) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from .runtime.bundle import BundleError, describe_bundle
     from .runtime.engine import engine_kind, resolve_engine
 
@@ -395,8 +397,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ValueError as exc:  # an unknown $CERBER_ENGINE
         return _fail(str(exc))
     print(describe_bundle(bundle))
+    runs = resolve_engine(kind)
     how = {"auto": " (auto: OpenVINO where it is installed)"}.get(kind, f" (asked for: {kind})")
-    print(f"Engine here:   {resolve_engine(kind)}{how}")
+    if runs == "openvino" and importlib.util.find_spec("openvino") is None:
+        runs, how = "onnxruntime", " (openvino asked for, but not installed)"
+    print(f"Engine here:   {runs}{how}")
     return EXIT_OK
 
 

@@ -139,6 +139,9 @@ def test_info_names_the_engine_that_runs_here(capsys, monkeypatch):
     monkeypatch.setenv("CERBER_ENGINE", "onnxruntime")
     assert main(["info", "v1"]) == 0
     assert "Engine here:   onnxruntime (asked for: onnxruntime)" in capsys.readouterr().out
+    monkeypatch.setenv("CERBER_ENGINE", "openvino")
+    assert main(["info", "v1"]) == 0
+    assert "Engine here:   onnxruntime (openvino asked for, but not installed)" in capsys.readouterr().out
     monkeypatch.setenv("CERBER_ENGINE", "gpu")
     assert main(["info", "v1"]) == 2
     assert "unknown engine 'gpu'" in capsys.readouterr().err
