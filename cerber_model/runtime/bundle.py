@@ -201,7 +201,7 @@ class Bundle:
         else ``auto``: OpenVINO where it is installed, else ONNX Runtime
         (:func:`cerber_model.runtime.engine.engine_kind`). An engine other than ONNX Runtime is
         used only if it gives ONNX Runtime's :func:`probe` output; if it does not, or if OpenVINO
-        was asked for by name and cannot be loaded, ONNX Runtime runs instead, with an
+        is installed (or asked for by name) but cannot be imported, ONNX Runtime runs instead, with an
         :class:`~cerber_model.runtime.engine.EngineFallbackWarning` saying why.
         """
         from .engine import EngineFallbackWarning, make_engine
