@@ -384,10 +384,8 @@ def _log_traceback(out: Path, path: Path, error: BaseException) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import importlib.util
-
     from .runtime.bundle import BundleError, describe_bundle
-    from .runtime.engine import engine_kind, resolve_engine
+    from .runtime.engine import engine_kind, openvino_installed, resolve_engine
 
     try:
         bundle = _load_model(args.model)
@@ -399,7 +397,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(describe_bundle(bundle))
     runs = resolve_engine(kind)
     how = {"auto": " (auto: OpenVINO where it is installed)"}.get(kind, f" (asked for: {kind})")
-    if runs == "openvino" and importlib.util.find_spec("openvino") is None:
+    if runs == "openvino" and not openvino_installed():  # make_engine falls back, with a warning
         runs, how = "onnxruntime", " (openvino asked for, but not installed)"
     print(f"Engine here:   {runs}{how}")
     return EXIT_OK

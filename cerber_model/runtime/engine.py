@@ -198,12 +198,17 @@ def engine_kind(kind: str | None = None) -> str:
     return chosen
 
 
+def openvino_installed() -> bool:
+    """Whether the ``openvino`` package can be found (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
 def resolve_engine(kind: str | None = None) -> str:
     """The engine that ``kind`` (as :func:`engine_kind` reads it) runs: ``auto`` is
     ``openvino`` where the package is installed, else ``onnxruntime``."""
     kind = engine_kind(kind)
     if kind == "auto":
-        return "openvino" if importlib.util.find_spec("openvino") is not None else REFERENCE_ENGINE
+        return "openvino" if openvino_installed() else REFERENCE_ENGINE
     return kind
 
 
