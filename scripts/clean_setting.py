@@ -12,9 +12,12 @@ clean background it tries every threshold and smallest contrast below, and choos
 the best mean F1 (3 px) over the spot sets that keeps false tracks on the spot-free images (4 of
 each kind, 1024 x 1024 px) at or below ``--max-false`` per megapixel: 0.5 by default, half the
 aim of at most one, as 24 megapixels measure such a rate only roughly. ``--write`` stores it in
-the model's config.json.
+the model's config.json. ``--network NAME`` has the network of the bundled model NAME analyze
+the images with a clean background (the default model's own probabilities on faint synthetic
+spots are lower than those of ``synthetic``, from which it was fine-tuned on real images), and
+stores that name with the setting.
 
-    python scripts/clean_setting.py cerber_model/models/default [--write]
+    python scripts/clean_setting.py cerber_model/models/default [--network synthetic] [--write]
 """
 
 from __future__ import annotations
@@ -59,18 +62,32 @@ def spot_sets(base: Path, count: int) -> list[tuple[str, Path]]:
 
 
 class Candidates:
-    """One image's track centres at every threshold and smallest contrast tried, and its texture."""
+    """One image's texture, its track centres at the model's own setting, and (where its background
+    is clean) at every threshold and smallest contrast tried, from the network that would run there."""
 
-    def __init__(self, bundle, data: np.ndarray):
+    def __init__(self, bundle, data: np.ndarray, max_texture: float, network=None):
         levels = image_levels(data, bundle.config.normalization)
         contrast = bundle_contrast(Image(data), bundle, levels)
         if contrast is None:
             raise SystemExit(f"{bundle.name} keeps tracks of any contrast (min_contrast 0): it measures no texture")
-        probability = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
         self.texture = contrast.texture
-        own = (bundle.config.threshold, bundle.config.min_contrast)
-        self.centres = {(t, c): track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)
-                        for t, c in {own, *((t, c) for t in THRESHOLDS for c in CONTRASTS)}}
+        self.clean = contrast.texture <= max_texture
+
+        def centres(net, t: float, c: float, probability: np.ndarray) -> np.ndarray:
+            return track_centres(probability, data, t, net.config.min_area_px, contrast, c)
+
+        own = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
+        self.own = centres(bundle, bundle.config.threshold, bundle.config.min_contrast, own)
+        self.centres: dict[tuple[float, float], np.ndarray] = {}
+        if self.clean:
+            net = network or bundle
+            probability = own if net is bundle else predict_probability(data, net.engine(), bundle.config.normalization,
+                                                                         levels=levels)
+            self.centres = {(t, c): centres(bundle, t, c, probability) for t in THRESHOLDS for c in CONTRASTS}
+
+    def at(self, setting: tuple[float, float]) -> np.ndarray:
+        """The centres at ``setting`` where the background is clean, else at the model's own."""
+        return self.centres[setting] if self.clean else self.own
 
 
 def main() -> None:
@@ -82,43 +99,51 @@ def main() -> None:
                         help="false tracks per megapixel allowed on spot-free images (default 0.5)")
     parser.add_argument("--count", type=int, default=4, help="images per spot set (default 4)")
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "clean-setting")
+    parser.add_argument("--network", metavar="NAME",
+                        help="a bundled model (such as 'synthetic') whose network analyzes the images with a "
+                             "clean background; by default the model's own")
     parser.add_argument("--write", action="store_true", help="store the chosen setting in the model's config.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
     bundle = load_model(args.model)
+    network = None
+    if args.network:
+        network = load_model(args.network)
+        if network.config.normalization != bundle.config.normalization:
+            raise SystemExit(f"{args.network} reads its input otherwise than {bundle.name}; choose another network")
 
     sets: dict[str, list[tuple[Candidates, np.ndarray]]] = {}
     for label, folder in spot_sets(args.data, args.count):
         pairs, problems, _ = find_pairs(folder / "images", folder / "masks")
         if problems:
             raise SystemExit(f"{folder}: {problems[0]}")
-        sets[label] = [(Candidates(bundle, read_image(p.image).data), truth_centres(p)) for p in pairs]
+        sets[label] = [(Candidates(bundle, read_image(p.image).data, args.max_texture, network), truth_centres(p))
+                      for p in pairs]
         print(f"analyzed {label} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    blanks = {kind: [Candidates(bundle, im) for im in blank_images(kind, 4, 1024, 700 + i)]
+    blanks = {kind: [Candidates(bundle, im, args.max_texture, network) for im in blank_images(kind, 4, 1024, 700 + i)]
               for i, kind in enumerate(BLANKS)}
     print(f"analyzed the spot-free images ({time.perf_counter() - t0:.0f} s)\n", flush=True)
     megapixels = 4 * 1024 * 1024 / 1e6  # of each kind
 
     print(f"images with a clean background (texture <= {args.max_texture:g} dips per Mpx):")
     for label, images in sets.items():
-        print(f"  {label:24s} {sum(c.texture <= args.max_texture for c, _ in images)} of {len(images)}  "
+        print(f"  {label:24s} {sum(c.clean for c, _ in images)} of {len(images)}  "
               f"(texture {', '.join(f'{c.texture:.0f}' for c, _ in images)})")
-    print(f"  {'spot-free noise':24s} {sum(c.texture <= args.max_texture for k in blanks.values() for c in k)} "
+    print(f"  {'spot-free noise':24s} {sum(c.clean for k in blanks.values() for c in k)} "
           f"of {sum(len(k) for k in blanks.values())}")
 
     own = (bundle.config.threshold, bundle.config.min_contrast)
 
-    def f1(label: str, setting: tuple[float, float]) -> float:
+    def f1(label: str, setting: tuple[float, float] | None) -> float:
+        """F1 over a set at ``setting`` on its clean images (None: the model's own on every image)."""
         total = Match(0, 0, 0)
         for cand, truth in sets[label]:
-            chosen = setting if cand.texture <= args.max_texture else own
-            total = total + match_points(cand.centres[chosen], truth)
+            total = total + match_points(cand.own if setting is None else cand.at(setting), truth)
         return total.f1
 
     def false_per_mpx(setting: tuple[float, float]) -> float:
         """False tracks per megapixel on the spot-free images of the worst kind."""
-        return max(sum(len(c.centres[setting] if c.texture <= args.max_texture else c.centres[own]) for c in kind)
-                   for kind in blanks.values()) / megapixels
+        return max(sum(len(c.at(setting)) for c in kind) for kind in blanks.values()) / megapixels
 
     print(f"\n{'threshold':>9} {'contrast':>8} " + " ".join(f"{label[:14]:>14s}" for label in sets)
           + f" {'mean':>6} {'blank/Mpx':>9}")
@@ -132,13 +157,14 @@ def main() -> None:
             best, best_score = setting, mean
         print(f"{setting[0]:9.2f} {setting[1]:8g} " + " ".join(f"{s:14.3f}" for s in scores)
               + f" {mean:6.3f} {false:9.2f}" + ("" if allowed else "  (too many on spot-free images)"))
-    own_scores = [f1(label, own) for label in sets]
+    own_scores = [f1(label, None) for label in sets]
     print(f"\nthe model's own setting on every image (threshold {own[0]:.2f}, contrast {own[1]:g}): "
           + ", ".join(f"{s:.3f}" for s in own_scores))
     if best is None:
         raise SystemExit("no setting keeps the spot-free images clean enough; nothing chosen")
-    clean = CleanBackground(best[0], best[1], args.max_texture)
-    print(f"chosen for clean backgrounds: threshold {best[0]:.2f}, smallest contrast {best[1]:g} "
+    clean = CleanBackground(best[0], best[1], args.max_texture, args.network)
+    print(f"chosen for clean backgrounds: threshold {best[0]:.2f}, smallest contrast {best[1]:g}"
+          + (f", the network of {args.network}" if args.network else "") + " "
           f"(mean F1 {best_score:.3f})  ({time.perf_counter() - t0:.0f} s)")
     if args.write:
         if bundle.path is None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .bundle import Bundle, CleanBackground
 from .contrast import SpotContrast, measure_contrast
-from .engine import Engine
+from .engine import ENGINES, Engine
 from .images import (
     BackgroundLevels,
     Image,
@@ -74,6 +74,20 @@ def clean_background(contrast: SpotContrast | None, clean: CleanBackground | Non
     """Whether an image (its measured ``contrast``) gets a bundle's setting ``clean`` for clean
     backgrounds: its background's texture is at most the setting's."""
     return clean is not None and contrast is not None and contrast.texture <= clean.max_texture
+
+
+def network_engine(bundle: Bundle, contrast: SpotContrast | None, engine=None):
+    """The engine that makes the probability map of an image with this measured ``contrast``:
+    on a clean background, that of the network ``bundle``'s setting for clean backgrounds names
+    (:meth:`Bundle.clean_network`), else ``bundle``'s own; ``engine``, if given, is ``bundle``'s
+    and says which kind to run (the other network runs on the same kind). An engine of no kind
+    Cerber makes (a stand-in of the caller's) runs as it is."""
+    network = bundle.clean_network() if clean_background(contrast, bundle.config.clean_background) else bundle
+    if network is bundle:
+        return engine or bundle.engine()
+    if engine is not None and engine.name not in ENGINES:
+        return engine
+    return network.engine(engine.name if engine is not None else None)
 
 
 def predict_probability(
@@ -179,7 +193,7 @@ def analyze(
     check_memory(image.data.shape)
     levels = image_levels(image.data, bundle.config.normalization)
     contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
-    probability = predict_probability(image.data, engine or bundle.engine(), bundle.config.normalization,
+    probability = predict_probability(image.data, network_engine(bundle, contrast, engine), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel, levels=levels)
     tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
     return AnalysisResult(image, probability, tracks, bundle.name, source, contrast)

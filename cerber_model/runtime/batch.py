@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import bundle_contrast, check_memory, image_pixel_size, predict_probability, tracks_from_probability
+from .analysis import (
+    bundle_contrast,
+    check_memory,
+    image_pixel_size,
+    network_engine,
+    predict_probability,
+    tracks_from_probability,
+)
 from .bundle import Bundle
 from .contrast import SpotContrast
 from .dosimetry import DEFAULT_RESOLVING_DISTANCE_PX, Fluence, image_fluence
@@ -143,9 +150,10 @@ def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions 
 
 def predict(prepared: Prepared, bundle: Bundle, engine: Engine | None = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> np.ndarray:
-    """Stage 2: the probability map of the prepared image (float32, image shape)."""
-    return predict_probability(prepared.image.data, engine or bundle.engine(), bundle.config.normalization,
-                               progress=progress, cancel=cancel, levels=prepared.levels)
+    """Stage 2: the probability map of the prepared image (float32, image shape); ``engine``: ``bundle``'s
+    (on a clean background the network of its setting for those may run, :func:`.analysis.network_engine`)."""
+    return predict_probability(prepared.image.data, network_engine(bundle, prepared.contrast, engine),
+                               bundle.config.normalization, progress=progress, cancel=cancel, levels=prepared.levels)
 
 
 def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings: BatchSettings) -> ImageResult:

@@ -35,9 +35,11 @@ from .engine import REFERENCE_ENGINE, engine_kind, resolve_engine
 from .files import temporary_folder
 from .images import Normalization
 
-#: Version 2 added the "background" normalisation, version 3 its noise scale; older
-#: configs load unchanged. An older Cerber refuses a newer version instead of misreading it.
-FORMAT_VERSION = 4
+#: Version 2 added the "background" normalisation, version 3 its noise scale, version 4 the
+#: smallest track contrast, version 5 the network of another bundled model on clean backgrounds
+#: (``CleanBackground.network``); older configs load unchanged. An older Cerber refuses a newer
+#: version instead of misreading it.
+FORMAT_VERSION = 5
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
@@ -60,10 +62,17 @@ class CleanBackground:
     threshold: float
     min_contrast: float
     max_texture: float
+    #: The bundled model (its name, as :func:`bundled_models` lists them) whose network analyzes these
+    #: images; None: the model's own network.
+    network: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
             raise ConfigError(f"clean_background threshold must be between 0 and 1, got {self.threshold!r}")
+        if self.network is not None and (not isinstance(self.network, str) or Path(self.network).name != self.network
+                                         or self.network in ("", ".", "..")):
+            raise ConfigError(f"clean_background network must name a model shipped with Cerber (such as "
+                              f"'synthetic'), got {self.network!r}")
         if not 0 < float(self.min_contrast) <= 100:
             raise ConfigError(f"clean_background min_contrast must be above 0 and at most 100 noise SDs, "
                               f"got {self.min_contrast!r}")
@@ -71,18 +80,21 @@ class CleanBackground:
             raise ConfigError(f"clean_background max_texture must be dips per megapixel from 0, "
                               f"got {self.max_texture!r}")
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         return {"threshold": float(self.threshold), "min_contrast": float(self.min_contrast),
-                "max_texture": float(self.max_texture)}
+                "max_texture": float(self.max_texture)} | ({} if self.network is None else {"network": self.network})
 
     @classmethod
     def from_dict(cls, data: Any) -> CleanBackground:
-        if not isinstance(data, dict) or set(data) != {"threshold", "min_contrast", "max_texture"}:
-            raise ConfigError(f"clean_background must have threshold, min_contrast and max_texture, got {data!r}")
+        needed = {"threshold", "min_contrast", "max_texture"}
+        if not isinstance(data, dict) or not needed <= set(data) <= needed | {"network"}:
+            raise ConfigError(f"clean_background must have threshold, min_contrast and max_texture (and may name "
+                              f"a network), got {data!r}")
         try:
-            return cls(float(data["threshold"]), float(data["min_contrast"]), float(data["max_texture"]))
+            values = float(data["threshold"]), float(data["min_contrast"]), float(data["max_texture"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"clean_background values must be numbers, got {data!r}") from exc
+        return cls(*values, data.get("network"))
 
 
 @dataclass(frozen=True)
@@ -171,11 +183,12 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ConfigError(f"format version {version} is newer than this Cerber understands "
                           f"({FORMAT_VERSION}); update Cerber to use this model")
-    if version in (1, 2, 3):
+    if version in (1, 2, 3, 4):
         # Version 1 knew the "percentile" and "scale" normalisations only, whose settings
         # version 2 reads the same way; version 3 added the background normalisation's
         # optional noise scale, absent (0) in version 2; version 4 the smallest track
-        # contrast, absent (0, every track kept) in version 3: nothing to convert.
+        # contrast, absent (0, every track kept) in version 3; version 5 the optional network
+        # for clean backgrounds, absent (the model's own) in version 4: nothing to convert.
         return {**data, "format_version": FORMAT_VERSION}
     raise ConfigError(f"unknown format version {version!r}")
 
@@ -189,10 +202,28 @@ class Bundle:
     weights: dict[str, np.ndarray]
     onnx: bytes
     _engines: dict[str, Any] = field(default_factory=dict, repr=False)
+    _clean_network: Bundle | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def clean_network(self) -> Bundle:
+        """The bundle whose network analyzes images with a clean background: the bundled model
+        that ``config.clean_background.network`` names (loaded on first use, then kept), else this one.
+        Raises :class:`BundleError` if that model is missing or reads its input otherwise."""
+        clean = self.config.clean_background
+        if clean is None or clean.network is None:
+            return self
+        if self._clean_network is None:
+            other = load_bundle(_clean_network_path(self, clean.network))
+            if other.config.normalization != self.config.normalization or other.config.clean_background is not None:
+                raise BundleError(f"{other.path}: the model '{clean.network}', whose network {self.name} runs on "
+                                  "clean backgrounds, must read its input as that model does and have no network "
+                                  "of its own for them. Remove 'network' from clean_background in "
+                                  f"{self.name}'s {CONFIG_FILE}, or pair it with another model.")
+            self._clean_network = other
+        return self._clean_network
 
     def engine(self, kind: str | None = None):
         """The light inference engine for this bundle, created once per kind, then reused.
@@ -218,6 +249,18 @@ class Bundle:
                     engine = self.engine(REFERENCE_ENGINE)
             self._engines[kind] = engine
         return self._engines[kind]
+
+
+def _clean_network_path(bundle: Bundle, name: str) -> Path:
+    """Where the bundled model ``name``, whose network ``bundle`` runs on clean backgrounds, is;
+    :class:`BundleError` naming the fix where this Cerber does not ship it."""
+    path = bundled_models().get(name)
+    if path is None or not (path / CONFIG_FILE).is_file():
+        where = bundle.path / CONFIG_FILE if bundle.path else f"{bundle.name}'s {CONFIG_FILE}"
+        raise BundleError(f"{where}: on clean backgrounds this model runs the network of the model '{name}', "
+                          "which this Cerber does not ship. Update Cerber, or remove 'network' from "
+                          "clean_background in that file.")
+    return path
 
 
 def weights_problem(network: NetworkConfig, weights: dict[str, np.ndarray]) -> str | None:
@@ -414,6 +457,8 @@ def load_bundle(path: Path | str) -> Bundle:
         raise BundleError(f"{path / ONNX_FILE} does not give the output recorded when the model was saved "
                           f"({output} instead of {expected}): the model is damaged or was changed. "
                           "Copy it again from its source.")
+    if config.clean_background is not None and config.clean_background.network is not None:
+        _clean_network_path(bundle, config.clean_background.network)  # there now; loaded on first use
     return bundle
 
 
@@ -487,7 +532,8 @@ def describe_bundle(bundle) -> str:
     if cfg.clean_background is not None:
         clean = cfg.clean_background
         lines.append(f"Clean images:  threshold {clean.threshold:.3f}   minimum contrast: {clean.min_contrast:g} "
-                     f"noise SDs   (background texture up to {clean.max_texture:g} dips per Mpx)")
+                     f"noise SDs   (background texture up to {clean.max_texture:g} dips per Mpx)"
+                     + (f"; the network of the model '{clean.network}'" if clean.network else ""))
     if cfg.resolving_distance_px is not None:
         lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")
     if cfg.provenance:

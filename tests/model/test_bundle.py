@@ -63,7 +63,7 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == bundle_module.FORMAT_VERSION == 4
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 5
     assert data["min_contrast"] == 0.0
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
@@ -350,3 +350,7 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
         replace(base.config, clean_background=clean)
     with pytest.raises(ConfigError, match="clean_background threshold must be between 0 and 1"):
         CleanBackground(1.5, 6.0, 20.0)
+    with pytest.raises(ConfigError, match="clean_background network must name a model shipped with Cerber"):
+        CleanBackground(0.1, 6.0, 20.0, network="../elsewhere")
+    named = CleanBackground(0.1, 6.0, 20.0, network="synthetic")
+    assert CleanBackground.from_dict(named.to_dict()) == named and "network" not in clean.to_dict()

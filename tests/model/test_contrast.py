@@ -1,6 +1,7 @@
 """Track contrast: noise SDs above the image's own background, at the track's own size."""
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from cerber_model.runtime.contrast import CONTRAST_SCALES, measure_contrast
@@ -166,6 +167,55 @@ def test_a_clean_background_gets_the_models_setting_for_it_unless_a_threshold_is
     textured = analyze(image + 8 * _patchy(image.shape, rng), strict)
     assert textured.contrast is not None and textured.contrast.texture > 0
     assert not textured.tracks.clean_background and textured.tracks.threshold == 0.6
+
+
+def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_path, monkeypatch):
+    """A setting for clean backgrounds that names a bundled model's network: on a clean image that
+    network makes the probability map, in analysis, in a batch run and on a named engine alike; a
+    textured image gets the model's own; a model that is not shipped is named when loading."""
+    from dataclasses import replace
+
+    import tifffile
+
+    from cerber_model.runtime import bundle as bundle_module
+    from cerber_model.runtime.analysis import analyze, predict_probability
+    from cerber_model.runtime.batch import BatchSettings, predict, read_input
+    from cerber_model.runtime.bundle import BundleError, CleanBackground, describe_bundle, load_bundle, save_bundle
+    from tests.model.helpers import tiny_bundle
+
+    other = save_bundle(tiny_bundle(width=1, seed=5), tmp_path / "other")
+    monkeypatch.setattr(bundle_module, "bundled_models", lambda: {"other": other})
+    base = tiny_bundle(width=1, seed=3)
+    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=20.0, network="other")
+    folder = save_bundle(replace(base, config=replace(base.config, threshold=0.6, min_contrast=4.0,
+                                                      clean_background=clean)), tmp_path / "model")
+    bundle = load_bundle(folder)
+    assert bundle.config.clean_background == clean and bundle.clean_network().path == other
+    assert "the network of the model 'other'" in describe_bundle(bundle)
+    rng = np.random.default_rng(4)
+    image = (300 + rng.normal(0, 5, (256, 256)) + _spot((256, 256), (40, 40), 1.5, 60)).astype(np.float32)
+    norm = bundle.config.normalization
+    theirs = predict_probability(image, bundle.clean_network().engine(), norm)
+    ours = predict_probability(image, bundle.engine(), norm)
+    assert np.abs(theirs - ours).max() > 1e-3  # two different networks
+    result = analyze(image, bundle)
+    assert result.tracks.clean_background
+    np.testing.assert_allclose(result.probability, theirs, atol=1e-6)
+    named = analyze(image, bundle, engine=bundle.engine("onnxruntime")).probability  # engines agree to about 1e-6
+    np.testing.assert_allclose(named, predict_probability(image, bundle.clean_network().engine("onnxruntime"), norm),
+                               atol=1e-7)
+    tifffile.imwrite(tmp_path / "clean.tif", image)
+    prepared = read_input(tmp_path / "clean.tif", "clean", BatchSettings(tmp_path / "out"), bundle=bundle)
+    np.testing.assert_allclose(predict(prepared, bundle), theirs, atol=1e-6)
+    textured = (image + 8 * _patchy(image.shape, rng)).astype(np.float32)
+    strict = replace(bundle, config=replace(bundle.config, clean_background=replace(clean, max_texture=0.0)))
+    busy = analyze(textured, strict)
+    assert not busy.tracks.clean_background
+    np.testing.assert_allclose(busy.probability, predict_probability(textured, bundle.engine(), norm), atol=1e-6)
+
+    monkeypatch.setattr(bundle_module, "bundled_models", lambda: {})
+    with pytest.raises(BundleError, match="runs the network of the model 'other', which this Cerber does not ship"):
+        load_bundle(folder)
 
 
 def test_noise_beside_a_bright_spot_does_not_borrow_its_contrast():
