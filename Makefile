@@ -47,7 +47,8 @@ lint: setup
 # samples and on camera-like spots. Then 6 epochs at 1e-3 from the synthetic model on the two annotated
 # samples, each cut into 4 x 4 blocks (12 train, 4 validate), among 32 synthetic training images
 # (scripts/mix_annotated.py), the epoch, threshold and contrast that score best on the 8 validation blocks,
-# and the threshold and contrast for images with a clean background (scripts/clean_setting.py): the default
+# and, for images with a clean background, the synthetic model's network with the threshold and contrast
+# that score best there (scripts/clean_setting.py --network synthetic): the default
 # (r45 had 4 synthetic validation images besides, which entered only its validation loss).
 # Interrupted runs continue where they stopped (--resume); data are generated once.
 DEFAULT_DATA  := build/default-data
@@ -94,7 +95,7 @@ model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made
 		--epochs 6 --seed 777 --resume
 	$(BIN)/cerber threshold build/default-real $(DEFAULT_MIX) --out cerber_model/models/default --overwrite
 	$(BIN)/python benchmarks/bench_linearity.py --repeats 2 --write   # its resolving distance, into config.json
-	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --write   # its setting for clean backgrounds
+	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --network synthetic --write   # its setting (and network) for clean backgrounds
 
 # The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the
 # prototype's look; docs/pilot-real-images.md compares it): 25 epochs from fresh weights on the
