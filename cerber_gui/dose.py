@@ -134,10 +134,11 @@ def area_text(area_px: float, area_cm2: float | None, image_px: int | None = Non
 
 
 def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: float = 0.0,
-                   clean_background: bool = False) -> str:
+                   clean_background: bool = False, network: str = "") -> str:
     """The track panel's summary of one image (HTML; the image's name escaped); ``min_contrast``:
     the smallest track contrast kept (0: every track); ``clean_background``: whether those were the
-    model's setting for a clean background."""
+    model's setting for a clean background; ``network``: the model whose network made the
+    probability map, where not ``model``'s own."""
     e = html.escape
     where = "in the usable area" if dose.has_regions else "on the whole image"
     lines = [f"<b>{e(dose.name)}</b>: <b>{dose.count}</b> tracks {where}"
@@ -153,7 +154,8 @@ def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: 
     lines.append(line)
     contrast = f", smallest contrast {min_contrast:g}" if min_contrast else ""
     clean = " (the model's setting for a clean background)" if clean_background else ""
-    lines.append(f"threshold {threshold:.2f}{contrast}{clean}, model {e(model)}")
+    lines.append(f"threshold {threshold:.2f}{contrast}{clean}, model {e(model)}"
+                 + (f" (on this clean background, the network of {e(network)})" if network else ""))
     return "<br>".join(lines)
 
 

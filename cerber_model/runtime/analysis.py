@@ -36,6 +36,8 @@ class AnalysisResult:
     "file: OME-XML" (or another source of :attr:`Image.pixel_size_source`), or "" when unknown.
     contrast: what measuring track contrast on this image needs (models with a smallest
     contrast), kept so that re-tracking at another threshold drops the same tracks.
+    network: the model whose network made the probability map, where not the analyzing model's
+    own ("synthetic" for the default model on a clean background); "" otherwise.
     """
 
     image: Image
@@ -44,6 +46,7 @@ class AnalysisResult:
     model_name: str
     pixel_size_source: str = ""
     contrast: SpotContrast | None = None
+    network: str = ""
 
     def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
                   min_contrast: float, clean: CleanBackground | None = None) -> Tracks:
@@ -76,13 +79,18 @@ def clean_background(contrast: SpotContrast | None, clean: CleanBackground | Non
     return clean is not None and contrast is not None and contrast.texture <= clean.max_texture
 
 
+def network_for(bundle: Bundle, contrast: SpotContrast | None) -> Bundle:
+    """The bundle whose network makes the probability map of an image with this measured
+    ``contrast``: on a clean background, the one ``bundle``'s setting for clean backgrounds names
+    (:meth:`Bundle.clean_network`), else ``bundle`` itself."""
+    return bundle.clean_network() if clean_background(contrast, bundle.config.clean_background) else bundle
+
+
 def network_engine(bundle: Bundle, contrast: SpotContrast | None, engine=None):
-    """The engine that makes the probability map of an image with this measured ``contrast``:
-    on a clean background, that of the network ``bundle``'s setting for clean backgrounds names
-    (:meth:`Bundle.clean_network`), else ``bundle``'s own; ``engine``, if given, is ``bundle``'s
-    and says which kind to run (the other network runs on the same kind). An engine of no kind
-    Cerber makes (a stand-in of the caller's) runs as it is."""
-    network = bundle.clean_network() if clean_background(contrast, bundle.config.clean_background) else bundle
+    """The engine of :func:`network_for`'s network; ``engine``, if given, is ``bundle``'s and says
+    which kind to run (the other network runs on the same kind). An engine of no kind Cerber
+    makes (a stand-in of the caller's) runs as it is."""
+    network = network_for(bundle, contrast)
     if network is bundle:
         return engine or bundle.engine()
     if engine is not None and engine.name not in ENGINES:
@@ -196,7 +204,9 @@ def analyze(
     probability = predict_probability(image.data, network_engine(bundle, contrast, engine), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel, levels=levels)
     tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
-    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast)
+    clean = bundle.config.clean_background
+    network = clean.network if clean is not None and network_for(bundle, contrast) is not bundle else None
+    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network or "")
 
 
 def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None) -> SpotContrast | None:

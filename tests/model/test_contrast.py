@@ -199,7 +199,7 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
     ours = predict_probability(image, bundle.engine(), norm)
     assert np.abs(theirs - ours).max() > 1e-3  # two different networks
     result = analyze(image, bundle)
-    assert result.tracks.clean_background
+    assert result.tracks.clean_background and result.network == "other"
     np.testing.assert_allclose(result.probability, theirs, atol=1e-6)
     named = analyze(image, bundle, engine=bundle.engine("onnxruntime")).probability  # engines agree to about 1e-6
     np.testing.assert_allclose(named, predict_probability(image, bundle.clean_network().engine("onnxruntime"), norm),
@@ -210,7 +210,7 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
     textured = (image + 8 * _patchy(image.shape, rng)).astype(np.float32)
     strict = replace(bundle, config=replace(bundle.config, clean_background=replace(clean, max_texture=0.0)))
     busy = analyze(textured, strict)
-    assert not busy.tracks.clean_background
+    assert not busy.tracks.clean_background and busy.network == ""
     np.testing.assert_allclose(busy.probability, predict_probability(textured, bundle.engine(), norm), atol=1e-6)
 
     monkeypatch.setattr(bundle_module, "bundled_models", lambda: {})
