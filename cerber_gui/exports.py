@@ -83,10 +83,12 @@ def summary_rows(session: Session) -> list[dict]:
     """One summary row per analyzed image (counts and fluence over its usable area), then, for two
     or more, the pooled row ``ALL`` with the dispersion test of their counts."""
     doses = session.doses()
-    model = {p: r.model_name for p, r in session.results.items()}
+    results = session.results
     resolving = session.resolving_distance_px
-    rows = [summary_row(str(d.path), d.tracks, model[d.path], fluence=d.fluence, pixel_size_source=d.pixel_size_source,
-                        regions=str(d.regions_file or "") if d.has_regions else "", resolving_distance_px=resolving)
+    rows = [summary_row(str(d.path), d.tracks, results[d.path].model_name, fluence=d.fluence,
+                        pixel_size_source=d.pixel_size_source,
+                        regions=str(d.regions_file or "") if d.has_regions else "",
+                        resolving_distance_px=resolving, network=results[d.path].network)
             for d in doses]
     pooled = session.pooled_dose()
     if len(doses) > 1 and pooled is not None:

@@ -86,6 +86,12 @@ def network_for(bundle: Bundle, contrast: SpotContrast | None) -> Bundle:
     return bundle.clean_network() if clean_background(contrast, bundle.config.clean_background) else bundle
 
 
+def network_name(bundle: Bundle, contrast: SpotContrast | None) -> str:
+    """The name of the other model whose network :func:`network_for` gives, "" for ``bundle``'s own."""
+    clean = bundle.config.clean_background
+    return clean.network or "" if clean is not None and network_for(bundle, contrast) is not bundle else ""
+
+
 def network_engine(bundle: Bundle, contrast: SpotContrast | None, engine=None):
     """The engine of :func:`network_for`'s network; ``engine``, if given, is ``bundle``'s and says
     which kind to run (the other network runs on the same kind). An engine of no kind Cerber
@@ -204,9 +210,7 @@ def analyze(
     probability = predict_probability(image.data, network_engine(bundle, contrast, engine), bundle.config.normalization,
                                       window=window, progress=progress, cancel=cancel, levels=levels)
     tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
-    clean = bundle.config.clean_background
-    network = clean.network if clean is not None and network_for(bundle, contrast) is not bundle else None
-    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network or "")
+    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network_name(bundle, contrast))
 
 
 def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None) -> SpotContrast | None:

@@ -28,6 +28,7 @@ from .analysis import (
     check_memory,
     image_pixel_size,
     network_engine,
+    network_name,
     predict_probability,
     tracks_from_probability,
 )
@@ -191,7 +192,8 @@ def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings
     fluence = image_fluence(tracks.count, area_px, tracks.pixel_size_um, resolving)
     source = "--pixel-size" if source == "given" else source
     summary = summary_row(str(prepared.path), tracks, bundle.name, fluence=fluence, pixel_size_source=source,
-                          regions=prepared.regions_file, resolving_distance_px=resolving)
+                          regions=prepared.regions_file, resolving_distance_px=resolving,
+                          network=network_name(bundle, prepared.contrast))
     notes = list(prepared.notes)
     if fluence.saturated:
         notes.append(f"{tracks.count} tracks on {area_px:.0f} px is too dense for the overlap correction "

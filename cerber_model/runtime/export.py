@@ -23,9 +23,11 @@ from .tracks import TRACK_COLUMNS, Tracks
 #: Areas and fluences are over the usable area (``regions``: the regions file used, else the whole
 #: image); the fluence interval is the exact 95% Poisson interval of the count; the dispersion
 #: columns (pooled rows only) test the folder's counts against Poisson (see
-#: :mod:`cerber_model.runtime.dosimetry`).
+#: :mod:`cerber_model.runtime.dosimetry`). ``min_contrast`` is the smallest track contrast kept (0:
+#: every track); ``network`` names the other model whose network made the map (on a clean
+#: background, where the model's setting for those names one), empty for the model's own.
 SUMMARY_COLUMNS = ("file", "height_px", "width_px", "track_count", "density_per_mm2",
-                   "pixel_size_um", "threshold", "model",
+                   "pixel_size_um", "threshold", "min_contrast", "model", "network",
                    "pixel_size_source", "regions", "images", "area_px", "area_cm2", "fluence_per_cm2",
                    "fluence_ci95_low", "fluence_ci95_high", "resolving_distance_px", "corrected_count",
                    "corrected_fluence_per_cm2", "dispersion_chi2", "dispersion_dof", "dispersion_p")
@@ -81,12 +83,13 @@ def _fluence_columns(fluence: Fluence) -> dict:
 
 def summary_row(file: str, tracks: Tracks, model: str, *, fluence: Fluence | None = None,
                 pixel_size_source: str = "", regions: str = "",
-                resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX) -> dict:
+                resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX, network: str = "") -> dict:
     """The summary of one analyzed image (columns :data:`SUMMARY_COLUMNS`).
 
     ``fluence``: the image's counts over its usable area (default: ``tracks`` over the whole
     image, corrected with ``resolving_distance_px``); ``regions``: the regions file that set
-    that area; ``pixel_size_source``: where ``tracks.pixel_size_um`` came from.
+    that area; ``pixel_size_source``: where ``tracks.pixel_size_um`` came from; ``network``: the
+    other model whose network made the map ("" for ``model``'s own).
     """
     if fluence is None:
         fluence = image_fluence(tracks.count, tracks.image_shape[0] * tracks.image_shape[1], tracks.pixel_size_um,
@@ -97,7 +100,9 @@ def summary_row(file: str, tracks: Tracks, model: str, *, fluence: Fluence | Non
         "width_px": tracks.image_shape[1],
         "pixel_size_um": tracks.pixel_size_um,
         "threshold": tracks.threshold,
+        "min_contrast": tracks.min_contrast,
         "model": model,
+        "network": network,
         "pixel_size_source": pixel_size_source if tracks.pixel_size_um else "",
         "regions": regions,
         "resolving_distance_px": resolving_distance_px,
@@ -116,8 +121,8 @@ def pooled_row(file: str, rows: list[dict], fluences: list[Fluence], dispersion:
     their fluences, ``dispersion`` the test of their counts): counts and areas summed, settings
     that all share kept, the others left empty."""
     pooled = pooled_fluence(fluences)
-    row = {column: _common(rows, column) for column in ("pixel_size_um", "threshold", "model", "pixel_size_source",
-                                                          "resolving_distance_px")}
+    row = {column: _common(rows, column) for column in ("pixel_size_um", "threshold", "min_contrast", "model",
+                                                          "network", "pixel_size_source", "resolving_distance_px")}
     row.update(file=file, **_fluence_columns(pooled))
     if dispersion is not None:
         row.update(dispersion_chi2=dispersion.chi2, dispersion_dof=dispersion.dof, dispersion_p=dispersion.p_value)

@@ -55,11 +55,13 @@ COLUMN_LABELS = {
     "pixel_size_um": "pixel size (µm)",
     "pixel_size_source": "pixel size from",
     "threshold": "threshold",
+    "min_contrast": "smallest contrast",
     "resolving_distance_px": "resolving distance (px)",
     "dispersion_chi2": "dispersion χ²",
     "dispersion_dof": "dispersion dof",
     "dispersion_p": "dispersion p",
     "model": "model",
+    "network": "network (clean background)",
 }
 #: Columns kept in the table even when every row shares their value.
 _ALWAYS_SHOWN = {"file", "track_count", "fluence_per_cm2", "fluence_ci95", "corrected_count",

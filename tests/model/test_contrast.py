@@ -179,7 +179,7 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
 
     from cerber_model.runtime import bundle as bundle_module
     from cerber_model.runtime.analysis import analyze, predict_probability
-    from cerber_model.runtime.batch import BatchSettings, predict, read_input
+    from cerber_model.runtime.batch import BatchSettings, analyze_file, predict, read_input
     from cerber_model.runtime.bundle import BundleError, CleanBackground, describe_bundle, load_bundle, save_bundle
     from tests.model.helpers import tiny_bundle
 
@@ -207,6 +207,9 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
     tifffile.imwrite(tmp_path / "clean.tif", image)
     prepared = read_input(tmp_path / "clean.tif", "clean", BatchSettings(tmp_path / "out"), bundle=bundle)
     np.testing.assert_allclose(predict(prepared, bundle), theirs, atol=1e-6)
+    (tmp_path / "out").mkdir()
+    summary = analyze_file(tmp_path / "clean.tif", "clean", BatchSettings(tmp_path / "out"), bundle).summary
+    assert (summary["network"], summary["min_contrast"], summary["threshold"]) == ("other", 3.0, 0.2)
     textured = (image + 8 * _patchy(image.shape, rng)).astype(np.float32)
     strict = replace(bundle, config=replace(bundle.config, clean_background=replace(clean, max_texture=0.0)))
     busy = analyze(textured, strict)
