@@ -87,9 +87,10 @@ def network_for(bundle: Bundle, contrast: SpotContrast | None) -> Bundle:
 
 
 def network_name(bundle: Bundle, contrast: SpotContrast | None) -> str:
-    """The name of the other model whose network :func:`network_for` gives, "" for ``bundle``'s own."""
+    """The name of the other model whose network :func:`network_for` gives, "" for ``bundle``'s own
+    (read from the setting: nothing is loaded)."""
     clean = bundle.config.clean_background
-    return clean.network or "" if clean is not None and network_for(bundle, contrast) is not bundle else ""
+    return clean.network if clean is not None and clean.network and clean_background(contrast, clean) else ""
 
 
 def network_engine(bundle: Bundle, contrast: SpotContrast | None, engine=None):
