@@ -73,17 +73,17 @@ class Candidates:
         self.texture = contrast.texture
         self.clean = contrast.texture <= max_texture
 
-        def centres(net, t: float, c: float, probability: np.ndarray) -> np.ndarray:
-            return track_centres(probability, data, t, net.config.min_area_px, contrast, c)
+        def centres(t: float, c: float, probability: np.ndarray) -> np.ndarray:
+            return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)
 
         own = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
-        self.own = centres(bundle, bundle.config.threshold, bundle.config.min_contrast, own)
+        self.own = centres(bundle.config.threshold, bundle.config.min_contrast, own)
         self.centres: dict[tuple[float, float], np.ndarray] = {}
         if self.clean:
             net = network or bundle
             probability = own if net is bundle else predict_probability(data, net.engine(), bundle.config.normalization,
                                                                          levels=levels)
-            self.centres = {(t, c): centres(bundle, t, c, probability) for t in THRESHOLDS for c in CONTRASTS}
+            self.centres = {(t, c): centres(t, c, probability) for t in THRESHOLDS for c in CONTRASTS}
 
     def at(self, setting: tuple[float, float]) -> np.ndarray:
         """The centres at ``setting`` where the background is clean, else at the model's own."""
