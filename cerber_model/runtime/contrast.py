@@ -52,8 +52,10 @@ _SAMPLES = 200_000
 _NOISE_FLOOR = 1e-3
 #: Contrast (noise SDs) of the dark dips counted by :attr:`SpotContrast.texture`.
 TEXTURE_LEVEL = 5.0
-#: A dip is a bright spot's ring when a peak this many times its depth lies near it.
+#: A dip is the ring of bright spots when the peaks near it that are each at least RING_PEAK times its
+#: depth together reach RING_RATIO times it (the rings of neighbouring spots add up).
 RING_RATIO = 3.0
+RING_PEAK = 2.0
 
 
 def _radius(scale: float) -> int:
@@ -147,10 +149,13 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
 
 def _dark_dips(ratios: list[np.ndarray]) -> int:
     """How many dark dips stand out by :data:`TEXTURE_LEVEL` in one window's contrast ``ratios`` (one
-    array per scale): local minima of the response below minus that level, leaving out those
-    within 3 SD + 2 px (SD: the scale at which the dip is deepest) of a bright peak more than
-    :data:`RING_RATIO` times as high: the dark ring that a bright spot leaves at every scale
-    larger than its own."""
+    array per scale): local minima of the response below minus that level, leaving out the dark
+    rings that bright spots leave at every scale larger than their own: dips whose bright peaks
+    within 3 SD + 2 px (SD: the scale at which the dip is deepest), counting those at least
+    :data:`RING_PEAK` times as high as the dip is deep, reach :data:`RING_RATIO` times its depth
+    together. Together, because neighbouring spots' rings add up: a crowd of broad spots leaves
+    dips deeper than a third of any one of them (up to 46 dips per megapixel, instead of 4-19,
+    on the prototype's look at SNR 4, when each peak was compared alone)."""
     from scipy import ndimage
     from scipy.spatial import cKDTree
 
@@ -164,4 +169,5 @@ def _dark_dips(ratios: list[np.ndarray]) -> int:
     reach = 3 * np.asarray(CONTRAST_SCALES)[stack.argmin(axis=0)[dips[:, 0], dips[:, 1]]] + 2
     heights = bright[peaks[:, 0], peaks[:, 1]]
     near = cKDTree(peaks).query_ball_point(dips, reach)
-    return sum(not found or heights[found].max() < RING_RATIO * d for found, d in zip(near, depth, strict=True))
+    rings = (heights[found] for found in near)
+    return int(sum(np.sum(h[h >= RING_PEAK * d]) < RING_RATIO * d for h, d in zip(rings, depth, strict=True)))
