@@ -37,7 +37,7 @@ lint: setup
 
 # The default model (cerber_model/models/default, package data; docs/pilot-real-images.md, r45) and the
 # model it started from, trained on synthetic images alone (cerber_model/models/synthetic, r40): fixed
-# seeds, about an hour on a 2-core CPU. Inputs in noise SDs (the background normalisation).
+# seeds, about 75 minutes on a 2-core CPU. Inputs in noise SDs (the background normalisation).
 # 10 epochs from fresh weights on the realistic recipe (spots among clutter), then 5 epochs at a
 # lower learning rate on those images and 130 of the clean recipe (the same spots and
 # cameras without clutter) side by side, then the threshold and smallest track contrast that score
@@ -47,14 +47,19 @@ lint: setup
 # samples and on camera-like spots. Then 6 epochs at 1e-3 from the synthetic model on the two annotated
 # samples, each cut into 4 x 4 blocks (12 train, 4 validate), among 32 synthetic training images
 # (scripts/mix_annotated.py), the epoch, threshold and contrast that score best on the 8 validation blocks,
-# and, for images with a clean background, the synthetic model's network with the threshold and contrast
-# that score best there (scripts/clean_setting.py --network synthetic): the default
-# (r45 had 4 synthetic validation images besides, which entered only its validation loss).
+# (r45 had 4 synthetic validation images besides, which entered only its validation loss): the default.
+# Then 5 epochs at 1e-3 from the synthetic model on clean, prototype-look and realistic images side by
+# side: the network for clean backgrounds (cerber_model/models/clean), which the default runs on images
+# with a clean background, with the threshold and contrast that score best there
+# (scripts/clean_setting.py --network clean).
 # Interrupted runs continue where they stopped (--resume); data are generated once.
 DEFAULT_DATA  := build/default-data
 DEFAULT_CLEAN := build/default-clean-data
 DEFAULT_BOTH  := build/default-both
 DEFAULT_MIX   := build/default-mix
+CLEAN_PROTO   := build/clean-proto-data
+CLEAN_REAL    := build/clean-real-data
+CLEAN_BOTH    := build/clean-both
 SAMPLES_ANNOTATED := assets/samples/img_hybiss_2d.tif assets/samples/img_terra_2d.tif
 TRAIN_SETTINGS := --width 2 --steps 100 --patch-size 128 --batch-size 8 --focal-gamma 1 --focal-alpha 0.5
 $(DEFAULT_DATA)/recipe.json: | $(STAMP)
@@ -67,14 +72,33 @@ $(DEFAULT_CLEAN)/recipe.json: | $(STAMP)
 	$(BIN)/cerber generate $(DEFAULT_CLEAN) --count 130 --seed 31 --recipe clean --smoothed-fraction 0 \
 		--size 512 512 --quiet
 
-# Both sets in one folder, as links (the file names prefixed by their set).
-$(DEFAULT_BOTH)/.linked: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
-	rm -rf $(DEFAULT_BOTH)
-	for split in train val; do for sub in images masks tracks; do mkdir -p $(DEFAULT_BOTH)/$$split/$$sub; \
-		for set in $(DEFAULT_DATA) $(DEFAULT_CLEAN); do for f in $$set/$$split/$$sub/*; do \
-			ln -s "$(CURDIR)/$$f" "$(DEFAULT_BOTH)/$$split/$$sub/$$(basename $$set)_$$(basename $$f)"; \
+# Several sets in one folder ($(1)), as links (the file names prefixed by their set): $(2).
+define link_sets
+	rm -rf $(1)
+	for split in train val; do for sub in images masks tracks; do mkdir -p $(1)/$$split/$$sub; \
+		for set in $(2); do for f in $$set/$$split/$$sub/*; do \
+			ln -s "$(CURDIR)/$$f" "$(1)/$$split/$$sub/$$(basename $$set)_$$(basename $$f)"; \
 		done; done; done; done
-	touch $@
+	touch $(1)/.linked
+endef
+
+$(DEFAULT_BOTH)/.linked: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
+	$(call link_sets,$(DEFAULT_BOTH),$(DEFAULT_DATA) $(DEFAULT_CLEAN))
+
+# The network for clean backgrounds (cerber_model/models/clean): the clean recipe's images, as many of
+# the prototype's look at SNR 0.7-5 (spots of SD 2-6 px on smooth inhomogeneities: the "training"
+# recipe) and 80 of the realistic recipe, so that it keeps telling clutter from spots.
+$(CLEAN_PROTO)/recipe.json: | $(STAMP)
+	rm -rf $(CLEAN_PROTO)
+	$(BIN)/cerber generate $(CLEAN_PROTO) --count 130 --seed 41 --recipe training --size 512 512 --quiet
+
+$(CLEAN_REAL)/recipe.json: | $(STAMP)
+	rm -rf $(CLEAN_REAL)
+	$(BIN)/cerber generate $(CLEAN_REAL) --count 80 --seed 51 --recipe realistic --smoothed-fraction 0 \
+		--size 512 512 --quiet
+
+$(CLEAN_BOTH)/.linked: $(DEFAULT_CLEAN)/recipe.json $(CLEAN_PROTO)/recipe.json $(CLEAN_REAL)/recipe.json
+	$(call link_sets,$(CLEAN_BOTH),$(DEFAULT_CLEAN) $(CLEAN_PROTO) $(CLEAN_REAL))
 
 # The annotated samples among a few synthetic images, for the last step.
 $(DEFAULT_MIX)/.made: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
@@ -83,7 +107,7 @@ $(DEFAULT_MIX)/.made: $(DEFAULT_DATA)/recipe.json $(DEFAULT_CLEAN)/recipe.json
 		--synthetic $(DEFAULT_DATA) 24 0 --synthetic $(DEFAULT_CLEAN) 8 0
 	touch $@
 
-model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made
+model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made $(CLEAN_BOTH)/.linked
 	$(BIN)/cerber train $(DEFAULT_DATA) --out build/default-base $(TRAIN_SETTINGS) --epochs 10 --seed 781 \
 		--normalization background --background-block 32 --noise-scale 0 --resume
 	$(BIN)/cerber train $(DEFAULT_BOTH) --out build/default-tuned --start-from build/default-base $(TRAIN_SETTINGS) \
@@ -95,7 +119,11 @@ model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made
 		--epochs 6 --seed 777 --resume
 	$(BIN)/cerber threshold build/default-real $(DEFAULT_MIX) --out cerber_model/models/default --overwrite
 	$(BIN)/python benchmarks/bench_linearity.py --repeats 2 --write   # its resolving distance, into config.json
-	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --network synthetic --write   # its setting (and network) for clean backgrounds
+	$(BIN)/cerber train $(CLEAN_BOTH) --out build/clean-tuned --start-from cerber_model/models/synthetic $(TRAIN_SETTINGS) \
+		--epochs 5 --seed 790 --background-block 16 --lr 1e-3 --resume
+	$(BIN)/cerber threshold build/clean-tuned $(CLEAN_BOTH) --noise-scale 1.5 --out cerber_model/models/clean --overwrite
+	$(BIN)/python benchmarks/bench_linearity.py --model cerber_model/models/clean --repeats 2 --write
+	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --network clean --write   # its setting (and network) for clean backgrounds
 
 # The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the
 # prototype's look; docs/pilot-real-images.md compares it): 25 epochs from fresh weights on the

@@ -102,7 +102,8 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
 
 MODEL_HELP = ("model bundle folder, or the name of a model shipped with Cerber: 'default' (also when left out), "
               "'synthetic' (the default before it learnt from the two annotated samples; trained on synthetic "
-              "images alone) or 'v1' (the first default, for faint broad tracks of the prototype's look)")
+              "images alone), 'clean' (the network the default runs on clean backgrounds; synthetic images "
+              "alone) or 'v1' (the first default, for faint broad tracks of the prototype's look)")
 
 
 def _load_model(model: str | None):

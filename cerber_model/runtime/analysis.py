@@ -37,7 +37,7 @@ class AnalysisResult:
     contrast: what measuring track contrast on this image needs (models with a smallest
     contrast), kept so that re-tracking at another threshold drops the same tracks.
     network: the model whose network made the probability map, where not the analyzing model's
-    own ("synthetic" for the default model on a clean background); "" otherwise.
+    own ("clean" for the default model on a clean background); "" otherwise.
     """
 
     image: Image

@@ -151,8 +151,8 @@ def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     import tifffile
 
     # Four spots from bright to faint (the faintest at SNR 2.7): the default model finds all four at
-    # its threshold (0.30; on this clean background the synthetic model's network runs, and the
-    # faintest peaks at 0.75, the others at 0.90-0.92), the brightest three at 0.8.
+    # its threshold (0.30; on this clean background the network for clean backgrounds runs, and the
+    # faintest peaks at 0.77, the others at 0.84-0.86), the brightest three at 0.8.
     centres = np.array([(20, 20), (20, 70), (70, 20), (70, 70)])
     rng = np.random.default_rng(0)
     rr, cc = np.indices(SHAPE)

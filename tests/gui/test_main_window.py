@@ -52,7 +52,7 @@ def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     # background with the setting it keeps for clean backgrounds.
     clean = window.session.bundle.config.clean_background
     assert (f"threshold {clean.threshold:.2f}, smallest contrast {clean.min_contrast:g} (the model's setting for a "
-            "clean background), model default (on this clean background, the network of synthetic)"
+            f"clean background), model default (on this clean background, the network of {clean.network})"
             ) in window.track_panel.summary.text()
     assert window.viewer.markers.data.size == len(found)  # one marker per track
 

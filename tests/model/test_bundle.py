@@ -158,8 +158,9 @@ def test_bundled_models_are_reached_by_name_and_a_folder_of_that_name_comes_firs
     monkeypatch.delenv("CERBER_DEFAULT_MODEL", raising=False)
     monkeypatch.chdir(tmp_path)
     names = bundle_module.bundled_models()
-    assert list(names) == ["default", "synthetic", "v1"] and names["default"] == default_bundle_path()
+    assert list(names) == ["default", "clean", "synthetic", "v1"] and names["default"] == default_bundle_path()
     assert bundle_module.load_model("synthetic").config.name == "synthetic"
+    assert bundle_module.load_model("clean").config.name == "clean"
     assert bundle_module.load_model("v1").config.name == load_bundle(names["v1"]).config.name
     assert bundle_module.load_model(None).path == bundle_module.load_model("default").path == default_bundle_path()
     save_bundle(tiny_bundle(), tmp_path / "v1")

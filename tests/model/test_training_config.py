@@ -44,7 +44,8 @@ def test_a_run_started_under_the_old_names_can_be_resumed():
 def test_the_bundled_models_provenance_loads():
     """v1 was trained before the renames; its settings (and its first stage's, which predate the
     fused graph and fine-tuning) still read as a config. The default's are its last stage's (from
-    the synthetic model, on the annotated samples), the synthetic model's its second stage's."""
+    the synthetic model, on the annotated samples), the synthetic model's its second stage's, the clean
+    network's its one stage from the synthetic model."""
     provenance = load_bundle(default_bundle_path().parent / "v1").config.provenance
     stage2 = TrainingConfig.from_dict(provenance["training"])
     assert (stage2.patch_size, stage2.batch_size, stage2.patience, stage2.seed) == (128, 8, 10, 778)
@@ -56,6 +57,8 @@ def test_the_bundled_models_provenance_loads():
     synthetic_model = load_bundle(default_bundle_path().parent / "synthetic")
     synthetic = TrainingConfig.from_dict(synthetic_model.config.provenance["training"])
     assert (synthetic.epochs, synthetic.seed, synthetic.focal_gamma, synthetic.normalization.block) == (5, 782, 1.0, 16)
+    clean = TrainingConfig.from_dict(load_bundle(default_bundle_path().parent / "clean").config.provenance["training"])
+    assert (clean.epochs, clean.seed, clean.start_from) == (5, 790, "cerber_model/models/synthetic")
 
 
 def test_cli_takes_the_new_flags_and_the_old_ones():
