@@ -25,9 +25,9 @@ threshold on validation images (``cerber threshold``).
 
 The same windows say how textured the background is (:attr:`SpotContrast.texture`): texture
 makes dark dips as well as bright bumps, spots only bright ones. The dark dips that stand out by
-:data:`TEXTURE_LEVEL` or more per megapixel, leaving out the dark rings of bright spots, are 0-11
-on camera-like synthetic images, 0-34 on the prototype's recipe, and 69 and 312 on the
-annotated samples. On a clean background a model may then keep fainter tracks
+:data:`TEXTURE_LEVEL` or more per megapixel, leaving out the dark rings of bright spots, are 0-19
+on camera-like synthetic images (thousands on a few 8-bit ones with 4-5 grey levels in all), 0-34
+on the prototype's look, and 65 and 300 on the annotated samples. On a clean background a model may then keep fainter tracks
 (``BundleConfig.clean_background``).
 """
 
@@ -154,8 +154,8 @@ def _dark_dips(ratios: list[np.ndarray]) -> int:
     within 3 SD + 2 px (SD: the scale at which the dip is deepest), counting those at least
     :data:`RING_PEAK` times as high as the dip is deep, reach :data:`RING_RATIO` times its depth
     together. Together, because neighbouring spots' rings add up: a crowd of broad spots leaves
-    dips deeper than a third of any one of them (up to 46 dips per megapixel, instead of 4-19,
-    on the prototype's look at SNR 4, when each peak was compared alone)."""
+    dips deeper than a third of any one of them (on the prototype's look at SNR 4, comparing each
+    peak with the dip alone counted 4-46 dips per megapixel; together, 4-19)."""
     from scipy import ndimage
     from scipy.spatial import cKDTree
 
