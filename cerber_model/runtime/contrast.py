@@ -27,8 +27,8 @@ The same windows say how textured the background is (:attr:`SpotContrast.texture
 makes dark dips as well as bright bumps, spots only bright ones. The dark dips that stand out by
 :data:`TEXTURE_LEVEL` or more per megapixel, leaving out the dark rings of bright spots, are 0-19
 on camera-like synthetic images (thousands on a few 8-bit ones with 4-5 grey levels in all), 0-34
-on the prototype's look, and 65 and 300 on the annotated samples. On a clean background a model may then keep fainter tracks
-(``BundleConfig.clean_background``).
+on the prototype's look, and 65 and 300 on the annotated samples. On a clean background a model
+may then keep fainter tracks (``BundleConfig.clean_background``).
 """
 
 from __future__ import annotations
