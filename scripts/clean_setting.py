@@ -14,10 +14,10 @@ each kind, 1024 x 1024 px) at or below ``--max-false`` per megapixel: 0.5 by def
 aim of at most one, as 24 megapixels measure such a rate only roughly. ``--write`` stores it in
 the model's config.json. ``--network NAME`` has the network of the bundled model NAME analyze
 the images with a clean background (the default model's own probabilities on faint synthetic
-spots are lower than those of ``synthetic``, from which it was fine-tuned on real images), and
-stores that name with the setting.
+spots are low; it runs the network of ``clean``, trained on faint and broad spots without
+clutter), and stores that name with the setting.
 
-    python scripts/clean_setting.py cerber_model/models/default [--network synthetic] [--write]
+    python scripts/clean_setting.py cerber_model/models/default [--network clean] [--write]
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from compare_real_images import BLANKS, blank_images, camera_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import bundle_contrast, predict_probability  # noqa: E402
-from cerber_model.runtime.bundle import CleanBackground, load_model, save_bundle  # noqa: E402
+from cerber_model.runtime.bundle import (  # noqa: E402
+    BundleError,
+    CleanBackground,
+    load_clean_network,
+    load_model,
+    save_bundle,
+)
 from cerber_model.runtime.datasets import find_pairs  # noqa: E402
 from cerber_model.runtime.evaluation import Match, match_points, truth_centres  # noqa: E402
 from cerber_model.runtime.images import Image, image_levels, read_image  # noqa: E402
@@ -100,7 +106,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4, help="images per spot set (default 4)")
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "clean-setting")
     parser.add_argument("--network", metavar="NAME",
-                        help="a bundled model (such as 'synthetic') whose network analyzes the images with a "
+                        help="a bundled model (such as 'clean') whose network analyzes the images with a "
                              "clean background; by default the model's own")
     parser.add_argument("--write", action="store_true", help="store the chosen setting in the model's config.json")
     args = parser.parse_args()
@@ -108,9 +114,10 @@ def main() -> None:
     bundle = load_model(args.model)
     network = None
     if args.network:
-        network = load_model(args.network)
-        if network.config.normalization != bundle.config.normalization:
-            raise SystemExit(f"{args.network} reads its input otherwise than {bundle.name}; choose another network")
+        try:
+            network = load_clean_network(bundle, args.network)
+        except BundleError as exc:
+            raise SystemExit(str(exc)) from exc
 
     sets: dict[str, list[tuple[Candidates, np.ndarray]]] = {}
     for label, folder in spot_sets(args.data, args.count):

@@ -72,7 +72,7 @@ class CleanBackground:
         if self.network is not None and (not isinstance(self.network, str) or Path(self.network).name != self.network
                                          or self.network in ("", ".", "..")):
             raise ConfigError(f"clean_background network must name a model shipped with Cerber (such as "
-                              f"'synthetic'), got {self.network!r}")
+                              f"'clean'), got {self.network!r}")
         if not 0 < float(self.min_contrast) <= 100:
             raise ConfigError(f"clean_background min_contrast must be above 0 and at most 100 noise SDs, "
                               f"got {self.min_contrast!r}")
@@ -216,13 +216,7 @@ class Bundle:
         if clean is None or clean.network is None:
             return self
         if self._clean_network is None:
-            other = load_bundle(_clean_network_path(self, clean.network))
-            if other.config.normalization != self.config.normalization or other.config.clean_background is not None:
-                raise BundleError(f"{other.path}: the model '{clean.network}', whose network {self.name} runs on "
-                                  "clean backgrounds, must read its input as that model does and have no network "
-                                  "of its own for them. Remove 'network' from clean_background in "
-                                  f"{self.name}'s {CONFIG_FILE}, or pair it with another model.")
-            self._clean_network = other
+            self._clean_network = load_clean_network(self, clean.network)
         return self._clean_network
 
     def engine(self, kind: str | None = None):
@@ -249,6 +243,19 @@ class Bundle:
                     engine = self.engine(REFERENCE_ENGINE)
             self._engines[kind] = engine
         return self._engines[kind]
+
+
+def load_clean_network(bundle: Bundle, name: str) -> Bundle:
+    """The bundled model ``name``, loaded to run its network on ``bundle``'s images with a clean
+    background; :class:`BundleError` if this Cerber does not ship it, or if it reads its input
+    otherwise than ``bundle`` or has such a network of its own."""
+    other = load_bundle(_clean_network_path(bundle, name))
+    if other.config.normalization != bundle.config.normalization or other.config.clean_background is not None:
+        raise BundleError(f"{other.path}: the model '{name}', whose network {bundle.name} runs on "
+                          "clean backgrounds, must read its input as that model does and have no network "
+                          "of its own for them. Remove 'network' from clean_background in "
+                          f"{bundle.name}'s {CONFIG_FILE}, or pair it with another model.")
+    return other
 
 
 def _clean_network_path(bundle: Bundle, name: str) -> Path:
@@ -490,8 +497,9 @@ def load_default_bundle() -> Bundle:
 
 def bundled_models() -> dict[str, Path]:
     """The models shipped inside the package by name (``cerber_model/models/<name>``), the default
-    first: ``default`` and ``v1`` in a source tree or an installed wheel; the frozen analyzer packs
-    the default alone. ``default`` is where :func:`default_bundle_path` says."""
+    first: all of them in a source tree or an installed wheel; the frozen analyzer packs the default
+    and the model whose network it runs on clean backgrounds. ``default`` is where
+    :func:`default_bundle_path` says."""
     folder = package_folder() / DEFAULT_BUNDLE_RELPATH.parent
     others = sorted(q.parent.name for q in folder.glob(f"*/{CONFIG_FILE}") if q.parent.name != "default")
     return {"default": default_bundle_path()} | {name: folder / name for name in others}
