@@ -134,11 +134,12 @@ def area_text(area_px: float, area_cm2: float | None, image_px: int | None = Non
 
 
 def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: float = 0.0,
-                   clean_background: bool = False, network: str = "") -> str:
+                   clean_background: bool = False, network: str = "", coarse: int = 0) -> str:
     """The track panel's summary of one image (HTML; the image's name escaped); ``min_contrast``:
     the smallest track contrast kept (0: every track); ``clean_background``: whether those were the
     model's setting for a clean background; ``network``: the model whose network made the
-    probability map, where not ``model``'s own."""
+    probability map, where not ``model``'s own; ``coarse``: how many tracks the coarse look at the
+    binned image added."""
     e = html.escape
     where = "in the usable area" if dose.has_regions else "on the whole image"
     lines = [f"<b>{e(dose.name)}</b>: <b>{dose.count}</b> tracks {where}"
@@ -155,7 +156,8 @@ def describe_image(dose: ImageDose, threshold: float, model: str, min_contrast: 
     contrast = f", smallest contrast {min_contrast:g}" if min_contrast else ""
     clean = " (the model's setting for a clean background)" if clean_background else ""
     lines.append(f"threshold {threshold:.2f}{contrast}{clean}, model {e(model)}"
-                 + (f" (on this clean background, the network of {e(network)})" if network else ""))
+                 + (f" (on this clean background, the network of {e(network)})" if network else "")
+                 + (f"; {coarse} of the tracks found on the image binned 2 x 2 (broad faint spots)" if coarse else ""))
     return "<br>".join(lines)
 
 

@@ -302,7 +302,7 @@ class MainWindow(QMainWindow):
             tracks = result.tracks
             self.track_panel.set_tracks(dose.tracks, describe_image(dose, tracks.threshold, result.model_name,
                                                                     tracks.min_contrast, tracks.clean_background,
-                                                                    result.network))
+                                                                    result.network, tracks.coarse_count))
         pooled = self.session.pooled_dose() if len(self.session.results) > 1 else None
         self.track_panel.set_pooled(describe_pooled(pooled) if pooled is not None else "")
         self._show_spectra()

@@ -15,9 +15,11 @@ aim of at most one, as 24 megapixels measure such a rate only roughly. ``--write
 the model's config.json. ``--network NAME`` has the network of the bundled model NAME analyze
 the images with a clean background (the default model's own probabilities on faint synthetic
 spots are low; it runs the network of ``clean``, trained on faint and broad spots without
-clutter), and stores that name with the setting.
+clutter), and stores that name with the setting. ``--coarse`` adds the tracks of the coarse look
+(the network again on the image binned 2 x 2, ``CleanBackground.coarse``) at each setting tried,
+and stores it with the setting.
 
-    python scripts/clean_setting.py cerber_model/models/default [--network clean] [--write]
+    python scripts/clean_setting.py cerber_model/models/default [--network clean] [--coarse] [--write]
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare_real_images import BLANKS, blank_images, camera_sets  # noqa: E402
 
-from cerber_model.runtime.analysis import bundle_contrast, predict_probability  # noqa: E402
+from cerber_model.runtime.analysis import (  # noqa: E402
+    bundle_contrast,
+    coarse_look,
+    predict_probability,
+    tracks_in,
+)
 from cerber_model.runtime.bundle import (  # noqa: E402
     BundleError,
     CleanBackground,
@@ -71,7 +78,7 @@ class Candidates:
     """One image's texture, its track centres at the model's own setting, and (where its background
     is clean) at every threshold and smallest contrast tried, from the network that would run there."""
 
-    def __init__(self, bundle, data: np.ndarray, max_texture: float, network=None):
+    def __init__(self, bundle, data: np.ndarray, max_texture: float, network=None, coarse: bool = False):
         levels = image_levels(data, bundle.config.normalization)
         contrast = bundle_contrast(Image(data), bundle, levels)
         if contrast is None:
@@ -79,17 +86,23 @@ class Candidates:
         self.texture = contrast.texture
         self.clean = contrast.texture <= max_texture
 
-        def centres(t: float, c: float, probability: np.ndarray) -> np.ndarray:
-            return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)
+        def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
+            if look is None:
+                return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)
+            tracks = tracks_in(probability, data, contrast, t, bundle.config.min_area_px, None, c,
+                               CleanBackground(t, c, max_texture), look)
+            return np.c_[tracks.columns["row"], tracks.columns["col"]]
 
         own = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
         self.own = centres(bundle.config.threshold, bundle.config.min_contrast, own)
         self.centres: dict[tuple[float, float], np.ndarray] = {}
         if self.clean:
             net = network or bundle
-            probability = own if net is bundle else predict_probability(data, net.engine(), bundle.config.normalization,
+            engine = net.engine()
+            probability = own if net is bundle else predict_probability(data, engine, bundle.config.normalization,
                                                                          levels=levels)
-            self.centres = {(t, c): centres(t, c, probability) for t in THRESHOLDS for c in CONTRASTS}
+            look = coarse_look(data, engine, bundle.config.normalization) if coarse else None
+            self.centres = {(t, c): centres(t, c, probability, look) for t in THRESHOLDS for c in CONTRASTS}
 
     def at(self, setting: tuple[float, float]) -> np.ndarray:
         """The centres at ``setting`` where the background is clean, else at the model's own."""
@@ -108,6 +121,8 @@ def main() -> None:
     parser.add_argument("--network", metavar="NAME",
                         help="a bundled model (such as 'clean') whose network analyzes the images with a "
                              "clean background; by default the model's own")
+    parser.add_argument("--coarse", action="store_true",
+                        help="add the tracks of a second look at the image binned 2 x 2 on clean backgrounds")
     parser.add_argument("--write", action="store_true", help="store the chosen setting in the model's config.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -124,11 +139,11 @@ def main() -> None:
         pairs, problems, _ = find_pairs(folder / "images", folder / "masks")
         if problems:
             raise SystemExit(f"{folder}: {problems[0]}")
-        sets[label] = [(Candidates(bundle, read_image(p.image).data, args.max_texture, network), truth_centres(p))
-                      for p in pairs]
+        sets[label] = [(Candidates(bundle, read_image(p.image).data, args.max_texture, network, args.coarse),
+                        truth_centres(p)) for p in pairs]
         print(f"analyzed {label} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    blanks = {kind: [Candidates(bundle, im, args.max_texture, network) for im in blank_images(kind, 4, 1024, 700 + i)]
-              for i, kind in enumerate(BLANKS)}
+    blanks = {kind: [Candidates(bundle, im, args.max_texture, network, args.coarse)
+                     for im in blank_images(kind, 4, 1024, 700 + i)] for i, kind in enumerate(BLANKS)}
     print(f"analyzed the spot-free images ({time.perf_counter() - t0:.0f} s)\n", flush=True)
     megapixels = 4 * 1024 * 1024 / 1e6  # of each kind
 
@@ -169,9 +184,10 @@ def main() -> None:
           + ", ".join(f"{s:.3f}" for s in own_scores))
     if best is None:
         raise SystemExit("no setting keeps the spot-free images clean enough; nothing chosen")
-    clean = CleanBackground(best[0], best[1], args.max_texture, args.network)
+    clean = CleanBackground(best[0], best[1], args.max_texture, args.network, args.coarse)
     print(f"chosen for clean backgrounds: threshold {best[0]:.2f}, smallest contrast {best[1]:g}"
-          + (f", the network of {args.network}" if args.network else "") + " "
+          + (f", the network of {args.network}" if args.network else "")
+          + (", with the coarse look" if args.coarse else "") + " "
           f"(mean F1 {best_score:.3f})  ({time.perf_counter() - t0:.0f} s)")
     if args.write:
         if bundle.path is None:

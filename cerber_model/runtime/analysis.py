@@ -6,7 +6,7 @@ so every front end gives the same tracks for the same image and model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,8 +24,27 @@ from .images import (
     reflect_index,
 )
 from .progress import CancelToken, ProgressFn
-from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, iter_predict, pad_image
-from .tracks import Tracks, extract_tracks
+from .tiling import DEFAULT_BORDER, DEFAULT_MARGIN, DEFAULT_WINDOW, count_tiles, iter_predict, pad_image
+from .tracks import Tracks, add_coarse_tracks, extract_tracks
+
+#: How many pixels a side the coarse look on a clean background (``CleanBackground.coarse``) bins
+#: into one: a broad faint spot of SD 4 px at an SNR of 1 is one of SD 2 px at an SNR of 2 there.
+COARSE_BINNING = 2
+#: The contrast (noise SDs, at spot scales on the image itself) that a track of the coarse look
+#: needs besides the setting's on the binned image: broad blobs of the background, which the
+#: binned image makes spot-sized, mostly stay below it (see the README, "Clean backgrounds").
+COARSE_FULL_CONTRAST = 5.0
+
+
+@dataclass
+class CoarseLook:
+    """The second look at an image with a clean background: the image binned
+    :data:`COARSE_BINNING` x :data:`COARSE_BINNING` (float32, the mean of each block), its
+    probability map from the same network, and what measuring contrast on it needs."""
+
+    data: np.ndarray
+    probability: np.ndarray
+    contrast: SpotContrast
 
 
 @dataclass
@@ -38,6 +57,9 @@ class AnalysisResult:
     contrast), kept so that re-tracking at another threshold drops the same tracks.
     network: the model whose network made the probability map, where not the analyzing model's
     own ("clean" for the default model on a clean background); "" otherwise.
+    coarse: the coarse look at an image with a clean background, where the model's setting for
+    those asks for one (:class:`CoarseLook`); its tracks join those of ``probability``, which is
+    the full-resolution map alone.
     """
 
     image: Image
@@ -47,6 +69,7 @@ class AnalysisResult:
     pixel_size_source: str = ""
     contrast: SpotContrast | None = None
     network: str = ""
+    coarse: CoarseLook | None = None
 
     def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
                   min_contrast: float, clean: CleanBackground | None = None) -> Tracks:
@@ -55,22 +78,69 @@ class AnalysisResult:
         setting for clean backgrounds) replaces the threshold and contrast on an image whose
         background is clean."""
         return tracks_in(self.probability, self.image.data, self.contrast, threshold, min_area_px, pixel_size_um,
-                         min_contrast, clean)
+                         min_contrast, clean, self.coarse)
 
 
 def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast | None, threshold: float,
               min_area_px: int, pixel_size_um: float | None, min_contrast: float,
-              clean: CleanBackground | None = None) -> Tracks:
+              clean: CleanBackground | None = None, coarse: CoarseLook | None = None) -> Tracks:
     """:func:`extract_tracks`, with the setting ``clean`` instead of ``threshold`` and ``min_contrast``
-    where the image's background is clean; the contrast filter applies where the contrast was measured."""
+    where the image's background is clean, and then the tracks of its ``coarse`` look (found at the
+    same setting) that overlap none of these; the contrast filter applies where the contrast was measured."""
     use_clean = clean_background(contrast, clean)
     if use_clean:
         assert clean is not None
         threshold, min_contrast = clean.threshold, clean.min_contrast
     tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
                             min_contrast if contrast is not None else 0.0)
+    if use_clean and coarse is not None:
+        found = extract_tracks(coarse.probability, coarse.data, threshold, min_area_px, None, coarse.contrast,
+                               min_contrast)
+        tracks = add_coarse_tracks(tracks, found, data, COARSE_BINNING, contrast, COARSE_FULL_CONTRAST)
     tracks.clean_background = use_clean
     return tracks
+
+
+def bin_image(data: np.ndarray, factor: int = COARSE_BINNING) -> np.ndarray:
+    """``data`` binned ``factor`` x ``factor``: the float32 mean of each block (a last row or column
+    that fills no block is left out)."""
+    h, w = data.shape[0] // factor, data.shape[1] // factor
+    blocks = np.asarray(data[:h * factor, :w * factor], dtype=np.float32).reshape(h, factor, w, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def wants_coarse(bundle: Bundle, contrast: SpotContrast | None, shape: tuple[int, ...]) -> bool:
+    """Whether an image of ``shape`` with this measured ``contrast`` gets a coarse look: its
+    background is clean, ``bundle``'s setting for those asks for one, and the binned image is at
+    least 16 px a side."""
+    clean = bundle.config.clean_background
+    return (clean is not None and clean.coarse and clean_background(contrast, clean)
+            and min(shape) // COARSE_BINNING >= 16)
+
+
+def coarse_tiles(shape: tuple[int, ...], window: int = DEFAULT_WINDOW) -> int:
+    """How many network tiles the coarse look at an image of ``shape`` takes."""
+    return count_tiles((shape[0] // COARSE_BINNING, shape[1] // COARSE_BINNING), DEFAULT_BORDER, window,
+                       DEFAULT_MARGIN)
+
+
+def coarse_normalization(normalization: Normalization) -> Normalization:
+    """``normalization`` for the binned image: the background's blocks as large on the sample
+    as at full resolution."""
+    if normalization.method != "background":
+        return normalization
+    return replace(normalization, block=max(8, normalization.block // COARSE_BINNING))
+
+
+def coarse_look(data: np.ndarray, engine: Engine, normalization: Normalization, *, window: int = DEFAULT_WINDOW,
+                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> CoarseLook:
+    """The :class:`CoarseLook` at the 2-D image ``data`` with ``engine`` (the network that ran on it)."""
+    binned = bin_image(data)
+    levels = image_levels(binned, coarse_normalization(normalization))
+    contrast = measure_contrast(binned, levels=levels if isinstance(levels, BackgroundLevels) else None)
+    probability = predict_probability(binned, engine, coarse_normalization(normalization), window=window,
+                                      progress=progress, cancel=cancel, levels=levels)
+    return CoarseLook(binned, probability, contrast)
 
 
 def clean_background(contrast: SpotContrast | None, clean: CleanBackground | None) -> bool:
@@ -208,10 +278,46 @@ def analyze(
     check_memory(image.data.shape)
     levels = image_levels(image.data, bundle.config.normalization)
     contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
-    probability = predict_probability(image.data, network_engine(bundle, contrast, engine), bundle.config.normalization,
-                                      window=window, progress=progress, cancel=cancel, levels=levels)
-    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast)
-    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network_name(bundle, contrast))
+    probability, look = predict_maps(image.data, bundle, contrast, levels, engine, window=window, progress=progress,
+                                     cancel=cancel)
+    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look)
+    return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network_name(bundle, contrast),
+                          look)
+
+
+def predict_maps(data: np.ndarray, bundle: Bundle, contrast: SpotContrast | None, levels: Levels | None = None,
+                 engine=None, *,
+                 window: int = DEFAULT_WINDOW, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> tuple[np.ndarray, CoarseLook | None]:
+    """The probability map of the 2-D image ``data`` (its measured ``contrast`` and network input
+    ``levels``, estimated here unless given) from the network :func:`network_engine` gives, and the
+    :class:`CoarseLook` at it where :func:`wants_coarse`; ``progress`` follows the tiles of both."""
+    network = network_engine(bundle, contrast, engine)
+    coarse = wants_coarse(bundle, contrast, data.shape)
+    full, later = progress_in_turn(progress, coarse_tiles(data.shape, window) if coarse else 0)
+    probability = predict_probability(data, network, bundle.config.normalization, window=window, progress=full,
+                                      cancel=cancel, levels=levels)
+    look = coarse_look(data, network, bundle.config.normalization, window=window, progress=later,
+                       cancel=cancel) if coarse else None
+    return probability, look
+
+
+def progress_in_turn(progress: ProgressFn | None, later_total: int) -> tuple[ProgressFn | None, ProgressFn | None]:
+    """Two progress callbacks for two tile runs one after the other, reporting to ``progress`` as one
+    run: the first's totals grow by ``later_total`` (the second's tiles), the second's counts start
+    where the first's ended."""
+    if progress is None or not later_total:
+        return progress, progress
+    first_total = [0]
+
+    def first(done: int, total: int) -> None:
+        first_total[0] = total
+        progress(done, total + later_total)
+
+    def second(done: int, total: int) -> None:
+        progress(first_total[0] + done, first_total[0] + total)
+
+    return first, second
 
 
 def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None) -> SpotContrast | None:
@@ -233,13 +339,15 @@ def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | 
 
 
 def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundle, threshold: float | None = None,
-                            pixel_size_um: float | None = None, contrast: SpotContrast | None = None) -> Tracks:
+                            pixel_size_um: float | None = None, contrast: SpotContrast | None = None,
+                            coarse: CoarseLook | None = None) -> Tracks:
     """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
     ``threshold`` is given), smallest track area and smallest contrast (measured here unless
     ``contrast`` is given): the second half of :func:`analyze`. Without a threshold, an image
-    with a clean background gets the bundle's setting for those (``config.clean_background``)."""
+    with a clean background gets the bundle's setting for those (``config.clean_background``),
+    and the tracks of its ``coarse`` look, if given."""
     if contrast is None:
         contrast = bundle_contrast(image, bundle)
     return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
                      bundle.config.min_area_px, pixel_size_um, bundle.config.min_contrast,
-                     bundle.config.clean_background if threshold is None else None)
+                     bundle.config.clean_background if threshold is None else None, coarse)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import (
+    CoarseLook,
     bundle_contrast,
     check_memory,
     image_pixel_size,
-    network_engine,
     network_name,
-    predict_probability,
+    predict_maps,
     tracks_from_probability,
 )
 from .bundle import Bundle
@@ -150,19 +150,24 @@ def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions 
 
 
 def predict(prepared: Prepared, bundle: Bundle, engine: Engine | None = None, progress: ProgressFn | None = None,
-            cancel: CancelToken | None = None) -> np.ndarray:
-    """Stage 2: the probability map of the prepared image (float32, image shape); ``engine``: ``bundle``'s
-    (on a clean background the network of its setting for those may run, :func:`.analysis.network_engine`)."""
-    return predict_probability(prepared.image.data, network_engine(bundle, prepared.contrast, engine),
-                               bundle.config.normalization, progress=progress, cancel=cancel, levels=prepared.levels)
+            cancel: CancelToken | None = None) -> tuple[np.ndarray, CoarseLook | None]:
+    """Stage 2: the probability map of the prepared image (float32, image shape), and the coarse look
+    at it where its background is clean and ``bundle``'s setting for those asks for one; ``engine``:
+    ``bundle``'s (on a clean background the network of its setting for those may run,
+    :func:`.analysis.network_engine`)."""
+    return predict_maps(prepared.image.data, bundle, prepared.contrast, prepared.levels, engine, progress=progress,
+                        cancel=cancel)
 
 
-def finish(prepared: Prepared, probability: np.ndarray, bundle: Bundle, settings: BatchSettings) -> ImageResult:
-    """Stage 3: tracks in the usable area, fluence, and the image's files in ``settings.out``."""
+def finish(prepared: Prepared, predicted: tuple[np.ndarray, CoarseLook | None], bundle: Bundle,
+           settings: BatchSettings) -> ImageResult:
+    """Stage 3: tracks in the usable area, fluence, and the image's files in ``settings.out``;
+    ``predicted``: what :func:`predict` gave."""
     image, out, stem = prepared.image, settings.out, prepared.stem
+    probability, coarse = predicted
     pixel_size_um, source = image_pixel_size(image, settings.pixel_size_um)
     tracks = tracks_from_probability(image, probability, bundle, settings.threshold, pixel_size_um,
-                                     prepared.contrast)
+                                     prepared.contrast, coarse)
     shape = tracks.image_shape
     area_px = float(shape[0] * shape[1])
     regions = prepared.regions

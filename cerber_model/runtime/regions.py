@@ -162,7 +162,8 @@ def filter_tracks(tracks: Tracks, regions: Regions) -> Tracks:
     lut = np.zeros(top + 1, dtype=tracks.labels.dtype)
     lut[ids[keep]] = ids[keep]
     labels = np.take(lut, tracks.labels)
-    return replace(tracks, columns=columns, labels=labels)
+    coarse = int(np.count_nonzero(keep[len(keep) - tracks.coarse_count:])) if tracks.coarse_count else 0
+    return replace(tracks, columns=columns, labels=labels, coarse_count=coarse)
 
 
 def density_per_mm2(tracks: Tracks, regions: Regions) -> float | None:

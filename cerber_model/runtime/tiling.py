@@ -50,15 +50,24 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _padded_shape(shape: tuple[int, int], border: int) -> tuple[int, int]:
+    return (_round_up(shape[0] + 2 * border, SIZE_MULTIPLE), _round_up(shape[1] + 2 * border, SIZE_MULTIPLE))
+
+
 def pad_image(x: np.ndarray, border: int = DEFAULT_BORDER) -> tuple[np.ndarray, tuple[int, int]]:
     """Reflect-pad a 2-D image by ``border`` and up to a multiple of 4.
 
     Returns the padded array and the (row, col) offset of the original image in it.
     """
     h, w = x.shape
-    ph = _round_up(h + 2 * border, SIZE_MULTIPLE) - h - border
-    pw = _round_up(w + 2 * border, SIZE_MULTIPLE) - w - border
-    return np.pad(x, ((border, ph), (border, pw)), mode="reflect"), (border, border)
+    ph, pw = _padded_shape((h, w), border)
+    return np.pad(x, ((border, ph - h - border), (border, pw - w - border)), mode="reflect"), (border, border)
+
+
+def count_tiles(shape: tuple[int, int], border: int = DEFAULT_BORDER, window: int = DEFAULT_WINDOW,
+                margin: int = DEFAULT_MARGIN) -> int:
+    """How many tiles :func:`iter_predict` reports for an image of ``shape`` padded by ``border``."""
+    return len(plan_tiles(_padded_shape(shape, border), window, margin))
 
 
 def _axis_spans(length: int, window: int, margin: int) -> list[tuple[int, int, int, int]]:

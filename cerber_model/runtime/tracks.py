@@ -55,6 +55,8 @@ class Tracks:
     threshold, min_contrast: the probability and the smallest contrast they were found at (0: all kept).
     clean_background: whether those were the model's setting for an image with a clean background
     (:class:`~cerber_model.runtime.bundle.CleanBackground`) rather than its own threshold.
+    coarse_count: how many of the tracks (the last ones) the coarse look on the binned image added
+    (:func:`add_coarse_tracks`).
     """
 
     columns: dict[str, np.ndarray]
@@ -64,6 +66,7 @@ class Tracks:
     pixel_size_um: float | None = None
     min_contrast: float = 0.0
     clean_background: bool = False
+    coarse_count: int = 0
 
     def __len__(self) -> int:
         return len(self.columns["track_id"])
@@ -222,14 +225,23 @@ def extract_tracks(
     Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
     label image.
     """
-    from skimage.measure import regionprops_table
-
     if probability.shape != image.shape:
         raise ValueError(f"probability map {probability.shape} and image {image.shape} differ in shape")
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
     labels, count = label_tracks(probability, threshold, min_area_px)
     centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast)
+    fg, lab = _foreground(labels)
+    max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, len(centres))
+    return _table(labels, image, centres, contrasts, max_prob, float(threshold), pixel_size_um, float(min_contrast))
+
+
+def _table(labels: np.ndarray, image: np.ndarray, centres: np.ndarray, contrasts: np.ndarray, max_prob: np.ndarray,
+           threshold: float, pixel_size_um: float | None, min_contrast: float) -> Tracks:
+    """The :class:`Tracks` of ``labels`` (1..count, in the order of ``centres``, their contrasts and
+    their highest probabilities), measured on ``image``."""
+    from skimage.measure import regionprops_table
+
     count = len(centres)
     # The image is measured as it is (no float copy of a large image).
     props = regionprops_table(
@@ -240,8 +252,6 @@ def extract_tracks(
     )
     idx = np.arange(1, count + 1)
     row, col = centres[:, 0].copy(), centres[:, 1].copy()
-    fg, lab = _foreground(labels)
-    max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, count)
     area = np.asarray(props["area"], dtype=np.int64)
     # skimage's orientation is from the row axis; convert to the column axis,
     # counter-clockwise as displayed.
@@ -255,14 +265,58 @@ def extract_tracks(
         "mean_intensity": np.asarray(props["intensity_mean"], dtype=np.float64),
         "max_intensity": np.asarray(props["intensity_max"], dtype=np.float64),
         "integrated_intensity": np.asarray(props["intensity_mean"], dtype=np.float64) * area,
-        "max_probability": max_prob,
+        "max_probability": np.asarray(max_prob, dtype=np.float64),
         "major_axis_px": np.asarray(props["axis_major_length"], dtype=np.float64),
         "minor_axis_px": np.asarray(props["axis_minor_length"], dtype=np.float64),
         "orientation_deg": orientation,
         "eccentricity": np.asarray(props["eccentricity"], dtype=np.float64),
-        "contrast": contrasts.astype(np.float64),
+        "contrast": np.asarray(contrasts, dtype=np.float64),
     }
-    return Tracks(columns, labels, float(threshold), probability.shape, pixel_size_um, float(min_contrast))
+    return Tracks(columns, labels, threshold, (int(labels.shape[0]), int(labels.shape[1])), pixel_size_um,
+                  min_contrast)
+
+
+def add_coarse_tracks(tracks: Tracks, coarse: Tracks, image: np.ndarray, factor: int,
+                      contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> Tracks:
+    """``tracks`` of ``image`` and, numbered after them, the tracks ``coarse`` found on ``image``
+    binned ``factor`` x ``factor`` (its top-left ``factor`` multiples) that overlap none of them
+    (a spot found at full resolution keeps its own track) and, where ``contrast`` (``image``'s) is
+    given, whose contrast on ``image`` itself reaches ``min_contrast``: its scales stop at the
+    largest spot's, so a broad blob that only the binned image's larger scales pick out is left
+    out. The added tracks are measured on ``image``, their outline the coarse one enlarged; they
+    keep the contrast and the highest probability that the coarse look gave them, and its centre
+    (the weighted centre of a broad faint spot is steadier on the binned image, whose noise is
+    half as strong). ``tracks.labels`` becomes the label image of the result (changed in place:
+    no second label image of a large image)."""
+    small = coarse.labels
+    ch, cw = small.shape
+    occupied = (tracks.labels[:ch * factor, :cw * factor] > 0).reshape(ch, factor, cw, factor).any(axis=(1, 3))
+    overlapping = np.unique(small[occupied & (small > 0)])
+    keep = ~np.isin(coarse.columns["track_id"], overlapping)
+    # Binned pixel i holds pixels factor * i .. factor * i + factor - 1: its centre is theirs.
+    centres = np.c_[coarse.columns["row"], coarse.columns["col"]] * factor + (factor - 1) / 2
+    if contrast is not None and min_contrast > 0 and keep.any():
+        keep[keep] = contrast.of(image, centres[keep]) >= min_contrast
+    if not keep.any():
+        return tracks
+    n = len(tracks)
+    lut = np.zeros(len(coarse) + 1, dtype=np.int32)
+    lut[1:][keep] = np.arange(n + 1, n + 1 + int(keep.sum()), dtype=np.int32)
+    fg, lab = _foreground(small)
+    added = lut[lab]
+    fg, added = fg[added > 0], added[added > 0]
+    rows, cols = np.divmod(fg, cw)
+    labels = tracks.labels
+    for dr in range(factor):
+        for dc in range(factor):
+            labels[rows * factor + dr, cols * factor + dc] = added
+    centres = np.r_[np.c_[tracks.columns["row"], tracks.columns["col"]], centres[keep]]
+    contrasts = np.r_[tracks.columns["contrast"], coarse.columns["contrast"][keep]]
+    max_prob = np.r_[tracks.columns["max_probability"], coarse.columns["max_probability"][keep]]
+    merged = _table(labels, image, centres, contrasts, max_prob, tracks.threshold, tracks.pixel_size_um,
+                    tracks.min_contrast)
+    merged.coarse_count = tracks.coarse_count + int(keep.sum())
+    return merged
 
 
 def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):

@@ -57,6 +57,25 @@ def test_open_analyze_and_see_the_spots_in_the_table(qtbot, window, spots):
     assert window.viewer.markers.data.size == len(found)  # one marker per track
 
 
+def test_the_summary_counts_the_tracks_found_on_the_binned_image(qtbot, window, tmp_path):
+    """Broad faint spots on a clean background: some are found only by the coarse look, and the
+    summary says how many."""
+    rng = np.random.default_rng(3)
+    rr, cc = np.indices((512, 512))
+    data = 1000 + rng.normal(0, 10, rr.shape)
+    for r in range(64, 512, 128):
+        for c in range(64, 512, 128):
+            data += 12 * np.exp(-((rr - r - rng.uniform(-8, 8)) ** 2 + (cc - c - rng.uniform(-8, 8)) ** 2) / 32)
+    faint = tmp_path / "broad.tif"
+    tifffile.imwrite(faint, np.rint(data).astype(np.uint16))
+    open_and_wait(qtbot, window, [faint])
+    analyze_clicked(qtbot, window)
+    tracks = window.session.results[faint].tracks
+    assert tracks.clean_background and tracks.coarse_count > 0
+    assert (f"; {tracks.coarse_count} of the tracks found on the image binned 2 x 2 (broad faint spots)"
+            in window.track_panel.summary.text())
+
+
 def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp_path, bundle, monkeypatch):
     # Spots from barely visible to clear: the count depends on the threshold.
     rng = np.random.default_rng(0)

@@ -63,7 +63,7 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == bundle_module.FORMAT_VERSION == 5
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 6
     assert data["min_contrast"] == 0.0
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
@@ -340,6 +340,9 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
     assert load_bundle(folder).config.clean_background == clean
     assert "Clean images:  threshold 0.050   minimum contrast: 6.5" in describe_bundle(load_bundle(folder))
     config = json.loads((folder / "config.json").read_text())
+    config["format_version"] = 5  # before the coarse look: none
+    (folder / "config.json").write_text(json.dumps(config))
+    assert load_bundle(folder).config.clean_background == clean
     del config["clean_background"]
     (folder / "config.json").write_text(json.dumps(config))
     assert load_bundle(folder).config.clean_background is None
@@ -355,3 +358,9 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
         CleanBackground(0.1, 6.0, 20.0, network="../elsewhere")
     named = CleanBackground(0.1, 6.0, 20.0, network="synthetic")
     assert CleanBackground.from_dict(named.to_dict()) == named and "network" not in clean.to_dict()
+    coarse = CleanBackground(0.1, 6.0, 20.0, network="synthetic", coarse=True)
+    assert CleanBackground.from_dict(coarse.to_dict()) == coarse and "coarse" not in named.to_dict()
+    assert "a second look at the image binned 2 x 2" in describe_bundle(
+        make_bundle(replace(base.config, min_contrast=7.0, clean_background=coarse), base.weights))
+    with pytest.raises(ConfigError, match="clean_background coarse must be true or false, got 'yes'"):
+        CleanBackground.from_dict({**coarse.to_dict(), "coarse": "yes"})

@@ -222,7 +222,7 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
                                atol=1e-7)
     tifffile.imwrite(tmp_path / "clean.tif", image)
     prepared = read_input(tmp_path / "clean.tif", "clean", BatchSettings(tmp_path / "out"), bundle=bundle)
-    np.testing.assert_allclose(predict(prepared, bundle), theirs, atol=1e-6)
+    np.testing.assert_allclose(predict(prepared, bundle)[0], theirs, atol=1e-6)
     (tmp_path / "out").mkdir()
     summary = analyze_file(tmp_path / "clean.tif", "clean", BatchSettings(tmp_path / "out"), bundle).summary
     assert (summary["network"], summary["min_contrast"], summary["threshold"]) == ("other", 3.0, 0.2)
