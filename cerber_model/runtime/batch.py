@@ -206,6 +206,8 @@ def finish(prepared: Prepared, predicted: tuple[np.ndarray, CoarseLook | None], 
     where = (f" in the usable area ({area_px / (shape[0] * shape[1]):.0%} of the image)"
              if prepared.regions_file else "")
     extra = f", {fluence.describe()}" if fluence.fluence_per_cm2 is not None else ""
+    if tracks.coarse_count:
+        where += f" ({tracks.coarse_count} found on the image binned 2 x 2)"
     kept = replace(tracks, labels=np.zeros((0, 0), np.int32)) if settings.keep_tracks else None
     return ImageResult(prepared.path, stem, summary, fluence, f"{tracks.count} tracks{where}{extra}", notes, kept,
                        prepared.acquisition, thumbnail)

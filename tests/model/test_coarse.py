@@ -105,5 +105,7 @@ def test_the_coarse_look_finds_broad_faint_spots_that_full_resolution_misses(fai
     assert at_own.count < result.tracks.count  # a threshold of the user's own: no setting for clean images
     tifffile.imwrite(tmp_path / "faint.tif", image)
     (tmp_path / "out").mkdir()
-    summary = analyze_file(tmp_path / "faint.tif", "faint", BatchSettings(tmp_path / "out"), bundle).summary
-    assert summary["track_count"] == result.tracks.count
+    done = analyze_file(tmp_path / "faint.tif", "faint", BatchSettings(tmp_path / "out"), bundle)
+    assert done.summary["track_count"] == result.tracks.count
+    assert done.line.startswith(f"{result.tracks.count} tracks ({result.tracks.coarse_count} found on the image "
+                                   "binned 2 x 2)")
