@@ -34,6 +34,10 @@ COARSE_BINNING = 2
 #: needs besides the setting's on the binned image: broad blobs of the background, which the
 #: binned image makes spot-sized, mostly stay below it (see the README, "Clean backgrounds").
 COARSE_FULL_CONTRAST = 5.0
+#: A track of the full-resolution look with under 1 / COARSE_FRAGMENT of the area of the only coarse
+#: track over it (and a lower highest probability) is a fragment of the broad spot that the coarse
+#: track covers, which replaces it.
+COARSE_FRAGMENT = 3.0
 
 
 @dataclass
@@ -86,7 +90,8 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
               clean: CleanBackground | None = None, coarse: CoarseLook | None = None) -> Tracks:
     """:func:`extract_tracks`, with the setting ``clean`` instead of ``threshold`` and ``min_contrast``
     where the image's background is clean, and then the tracks of its ``coarse`` look (found at the
-    same setting) that overlap none of these; the contrast filter applies where the contrast was measured."""
+    same setting) that overlap none of these or replace a fragment of theirs (:func:`add_coarse_tracks`);
+    the contrast filter applies where the contrast was measured."""
     use_clean = clean_background(contrast, clean)
     if use_clean:
         assert clean is not None
@@ -96,7 +101,8 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
     if use_clean and coarse is not None:
         found = extract_tracks(coarse.probability, coarse.data, threshold, min_area_px, None, coarse.contrast,
                                min_contrast)
-        tracks = add_coarse_tracks(tracks, found, data, COARSE_BINNING, contrast, COARSE_FULL_CONTRAST)
+        tracks = add_coarse_tracks(tracks, found, data, COARSE_BINNING, contrast, COARSE_FULL_CONTRAST,
+                                   COARSE_FRAGMENT)
     tracks.clean_background = use_clean
     return tracks
 

@@ -277,42 +277,69 @@ def _table(labels: np.ndarray, image: np.ndarray, centres: np.ndarray, contrasts
 
 
 def add_coarse_tracks(tracks: Tracks, coarse: Tracks, image: np.ndarray, factor: int,
-                      contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> Tracks:
+                      contrast: SpotContrast | None = None, min_contrast: float = 0.0,
+                      fragment: float = 0.0) -> Tracks:
     """``tracks`` of ``image`` and, numbered after them, the tracks ``coarse`` found on ``image``
     binned ``factor`` x ``factor`` (its top-left ``factor`` multiples) that overlap none of them
     (a spot found at full resolution keeps its own track) and, where ``contrast`` (``image``'s) is
     given, whose contrast on ``image`` itself reaches ``min_contrast``: its scales stop at the
     largest spot's, so a broad blob that only the binned image's larger scales pick out is left
-    out. The added tracks are measured on ``image``, their outline the coarse one enlarged; they
-    keep the contrast and the highest probability that the coarse look gave them, and its centre
-    (the weighted centre of a broad faint spot is steadier on the binned image, whose noise is
-    half as strong). ``tracks.labels`` becomes the label image of the result (changed in place:
-    no second label image of a large image)."""
+    out. With ``fragment`` above 0, a coarse track that overlaps exactly one track, which overlaps
+    no other coarse track, has under 1 / ``fragment`` of its area and a lower highest probability,
+    replaces it: the network saw only the brightest part of a broad faint spot at full resolution,
+    and that part's centre lies off the spot's. The added tracks are measured on ``image``, their
+    outline the coarse one enlarged; they keep the contrast and the highest probability that the
+    coarse look gave them, and its centre (the weighted centre of a broad faint spot is steadier on
+    the binned image, whose noise is half as strong). ``tracks.labels`` becomes the label image of
+    the result (changed in place: no second label image of a large image)."""
     small = coarse.labels
     ch, cw = small.shape
-    occupied = (tracks.labels[:ch * factor, :cw * factor] > 0).reshape(ch, factor, cw, factor).any(axis=(1, 3))
-    overlapping = np.unique(small[occupied & (small > 0)])
-    keep = ~np.isin(coarse.columns["track_id"], overlapping)
+    n, m = len(tracks), len(coarse)
+    # The (coarse track, track) pairs that share a pixel, one offset within the blocks at a time.
+    keys = []
+    for dr in range(factor):
+        for dc in range(factor):
+            under = tracks.labels[dr:ch * factor:factor, dc:cw * factor:factor]
+            both = (small > 0) & (under > 0)
+            keys.append(small[both].astype(np.int64) * (n + 1) + under[both])
+    pairs = np.unique(np.concatenate(keys))
+    pair_coarse, pair_track = np.divmod(pairs, n + 1)
+    touching = np.bincount(pair_coarse, minlength=m + 1)[1:]  # tracks each coarse track overlaps
+    covered = np.bincount(pair_track, minlength=n + 1)  # coarse tracks over each track
+    keep = touching == 0
+    replaced = np.zeros(n + 1, dtype=bool)
+    if fragment > 0 and len(pairs):
+        area = np.asarray(tracks.columns["area_px"], dtype=np.float64)
+        coarse_area = np.asarray(coarse.columns["area_px"], dtype=np.float64) * factor**2
+        one = (touching[pair_coarse - 1] == 1) & (covered[pair_track] == 1)
+        one &= area[pair_track - 1] * fragment < coarse_area[pair_coarse - 1]
+        one &= (np.asarray(tracks.columns["max_probability"])[pair_track - 1]
+                < np.asarray(coarse.columns["max_probability"])[pair_coarse - 1])
+        keep[pair_coarse[one] - 1] = True
     # Binned pixel i holds pixels factor * i .. factor * i + factor - 1: its centre is theirs.
     centres = np.c_[coarse.columns["row"], coarse.columns["col"]] * factor + (factor - 1) / 2
     if contrast is not None and min_contrast > 0 and keep.any():
         keep[keep] = contrast.of(image, centres[keep]) >= min_contrast
     if not keep.any():
         return tracks
-    n = len(tracks)
-    lut = np.zeros(len(coarse) + 1, dtype=np.int32)
+    if fragment > 0 and len(pairs):
+        replaced[pair_track[one & keep[pair_coarse - 1]]] = True
+    labels = tracks.labels
+    kept = ~replaced[1:]
+    n = _keep_labels(labels, kept)  # the fragments go, the others are numbered 1..n again
+    lut = np.zeros(m + 1, dtype=np.int32)
     lut[1:][keep] = np.arange(n + 1, n + 1 + int(keep.sum()), dtype=np.int32)
     fg, lab = _foreground(small)
     added = lut[lab]
     fg, added = fg[added > 0], added[added > 0]
     rows, cols = np.divmod(fg, cw)
-    labels = tracks.labels
     for dr in range(factor):
         for dc in range(factor):
             labels[rows * factor + dr, cols * factor + dc] = added
-    centres = np.r_[np.c_[tracks.columns["row"], tracks.columns["col"]], centres[keep]]
-    contrasts = np.r_[tracks.columns["contrast"], coarse.columns["contrast"][keep]]
-    max_prob = np.r_[tracks.columns["max_probability"], coarse.columns["max_probability"][keep]]
+    own = {name: np.asarray(values)[kept] for name, values in tracks.columns.items()}
+    centres = np.r_[np.c_[own["row"], own["col"]], centres[keep]]
+    contrasts = np.r_[own["contrast"], coarse.columns["contrast"][keep]]
+    max_prob = np.r_[own["max_probability"], coarse.columns["max_probability"][keep]]
     merged = _table(labels, image, centres, contrasts, max_prob, tracks.threshold, tracks.pixel_size_um,
                     tracks.min_contrast)
     merged.coarse_count = tracks.coarse_count + int(keep.sum())

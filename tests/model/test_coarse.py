@@ -49,6 +49,33 @@ def test_coarse_tracks_that_overlap_none_at_full_resolution_are_added_after_them
     assert add_coarse_tracks(full, extract_tracks(np.zeros_like(coarse_map), coarse_image, 0.5), image, 2) is full
 
 
+def test_a_coarse_track_replaces_the_one_small_fragment_it_covers_but_never_joins_two_tracks():
+    """The brightest part of a broad spot, found alone and less surely at full resolution, gives way
+    to the coarse track of the whole spot; a track of a third of its area or more, one the network
+    was surer of, and two tracks under it (a crowded pair) stay."""
+    shape = (64, 96)
+    image = (100 + 20 * _disc(shape, (41, 61), 8) + 50 * _disc(shape, (20, 20), 3)).astype(np.float32)
+    coarse_image = bin_image(image)
+    coarse = extract_tracks(_disc(coarse_image.shape, (20.5, 30.5), 4), coarse_image, 0.5)
+    fragment_map = _disc(shape, (20, 20), 3) + 0.6 * _disc(shape, (39, 63), 1.5)
+    merged = add_coarse_tracks(extract_tracks(fragment_map, image, 0.5), coarse, image, 2, fragment=3.0)
+    assert len(merged) == 2 and merged.coarse_count == 1
+    np.testing.assert_allclose((merged.columns["row"][1], merged.columns["col"][1]),
+                               (2 * coarse.columns["row"][0] + 0.5, 2 * coarse.columns["col"][0] + 0.5))
+    assert merged.labels.max() == 2 and np.count_nonzero(merged.labels == 2) == 4 * coarse.columns["area_px"][0]
+    kept = add_coarse_tracks(extract_tracks(fragment_map, image, 0.5), coarse, image, 2)  # no replacing asked
+    assert len(kept) == 2 and kept.coarse_count == 0 and kept.columns["area_px"][1] < 20
+    large = add_coarse_tracks(extract_tracks(0.6 * _disc(shape, (41, 61), 6), image, 0.5), coarse, image, 2,
+                              fragment=3.0)
+    assert large.coarse_count == 0  # over a third of the coarse track's area: a track of its own
+    sure = add_coarse_tracks(extract_tracks((fragment_map > 0).astype(np.float32), image, 0.5), coarse, image, 2,
+                             fragment=3.0)
+    assert len(sure) == 2 and sure.coarse_count == 0  # the network was as sure of it as of the coarse track
+    pair_map = _disc(shape, (38, 58), 1.5) + _disc(shape, (44, 64), 1.5)
+    pair = add_coarse_tracks(extract_tracks(pair_map, image, 0.5), coarse, image, 2, fragment=3.0)
+    assert len(pair) == 2 and pair.coarse_count == 0
+
+
 def test_two_runs_report_their_tiles_as_one():
     seen = []
     first, second = progress_in_turn(lambda done, total: seen.append((done, total)), 2)
