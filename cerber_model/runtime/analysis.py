@@ -109,10 +109,14 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
 
 def bin_image(data: np.ndarray, factor: int = COARSE_BINNING) -> np.ndarray:
     """``data`` binned ``factor`` x ``factor``: the float32 mean of each block (a last row or column
-    that fills no block is left out)."""
+    that fills no block is left out). Summed one offset at a time: no float copy of the whole image."""
     h, w = data.shape[0] // factor, data.shape[1] // factor
-    blocks = np.asarray(data[:h * factor, :w * factor], dtype=np.float32).reshape(h, factor, w, factor)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+    out = np.zeros((h, w), dtype=np.float32)
+    for dr in range(factor):
+        for dc in range(factor):
+            out += data[dr:h * factor:factor, dc:w * factor:factor]
+    out /= factor * factor
+    return out
 
 
 def wants_coarse(bundle: Bundle, contrast: SpotContrast | None, shape: tuple[int, ...]) -> bool:
