@@ -146,10 +146,11 @@ def coarse_look(data: np.ndarray, engine: Engine, normalization: Normalization, 
                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> CoarseLook:
     """The :class:`CoarseLook` at the 2-D image ``data`` with ``engine`` (the network that ran on it)."""
     binned = bin_image(data)
-    levels = image_levels(binned, coarse_normalization(normalization))
+    normalization = coarse_normalization(normalization)
+    levels = image_levels(binned, normalization)
     contrast = measure_contrast(binned, levels=levels if isinstance(levels, BackgroundLevels) else None)
-    probability = predict_probability(binned, engine, coarse_normalization(normalization), window=window,
-                                      progress=progress, cancel=cancel, levels=levels)
+    probability = predict_probability(binned, engine, normalization, window=window, progress=progress,
+                                      cancel=cancel, levels=levels)
     return CoarseLook(binned, probability, contrast)
 
 
