@@ -56,6 +56,23 @@ TEXTURE_LEVEL = 5.0
 #: depth together reach RING_RATIO times it (the rings of neighbouring spots add up).
 RING_RATIO = 3.0
 RING_PEAK = 2.0
+#: Scales (px, among :data:`CONTRAST_SCALES`) at which one track is looked at for several spots,
+#: the largest first (:meth:`SpotContrast.spot_peaks`): a larger scale is less easily fooled by
+#: noise, a smaller one parts closer spots. A track of equivalent radius r (sqrt(area / pi)) is
+#: looked at only at scales of r / SPLIT_SCALE_RATIO or more: small scales split broad spots on noise.
+SPLIT_SCALES = (3.0, 2.0, 1.5)
+SPLIT_SCALE_RATIO = 4.0
+#: A spot's own peak in a track: its contrast at that scale (noise SDs), and how far it rises above
+#: the way to a higher peak: SPLIT_DIP of the track's highest response, and SPLIT_MIN_DIP at least.
+SPLIT_CONTRAST = 5.0
+SPLIT_DIP = 0.3
+SPLIT_MIN_DIP = 2.0
+#: Tracks looked at: at least this many pixels, and not longer than this eccentricity (a ridge or
+#: filament has peaks all along it; two touching round spots are 0.8-0.9).
+SPLIT_MIN_AREA = 20
+SPLIT_MAX_ECCENTRICITY = 0.95
+#: How far (px) the box given to :meth:`SpotContrast.spot_peaks` reaches beyond the track.
+SPLIT_MARGIN = int(4 * max(SPLIT_SCALES)) + 1
 
 
 def _radius(scale: float) -> int:
@@ -115,6 +132,36 @@ class SpotContrast:
                 around = response[:, m - k:m + k + 1, m - k:m + k + 1].max(axis=(1, 2))
                 np.maximum(best, np.where(near >= around, centre / scale_noise, 0.0), out=best)
         return out
+
+    def spot_peaks(self, data: np.ndarray, box: tuple[slice, slice], region: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where one track, ``region`` (bool, the shape of ``data[box]``), holds several spots: their
+        peaks as markers (int labels 1..k, region's shape) and the response to split it along (the
+        scale-normalised LoG, in noise units, at the largest scale of :data:`SPLIT_SCALES` where two
+        or more peaks of contrast :data:`SPLIT_CONTRAST` each rise by the dip above the way to a
+        higher one); None where it holds one. ``box`` should reach :data:`SPLIT_MARGIN` beyond the track."""
+        from scipy import ndimage
+        from skimage.measure import regionprops
+        from skimage.morphology import h_maxima
+
+        area = int(region.sum())
+        if area < SPLIT_MIN_AREA or regionprops(region.astype(np.uint8))[0].eccentricity > SPLIT_MAX_ECCENTRICITY:
+            return None
+        x = self.levels.apply(np.asarray(data[box], dtype=np.float32), np.arange(box[0].start, box[0].stop),
+                              np.arange(box[1].start, box[1].stop))
+        x -= np.median(x)
+        smallest = math.sqrt(area / math.pi) / SPLIT_SCALE_RATIO
+        for scale in SPLIT_SCALES:
+            if scale < smallest:
+                break
+            response = log_filter(x, scale) / self.scale_noise[CONTRAST_SCALES.index(scale)]
+            inside = response[region]
+            dip = max(SPLIT_MIN_DIP, SPLIT_DIP * float(inside.max()))
+            peaks = h_maxima(np.where(region, response, inside.min()).astype(np.float64), dip).astype(bool)
+            markers, count = ndimage.label(peaks & region & (response >= SPLIT_CONTRAST), structure=np.ones((3, 3)))
+            if count >= 2:
+                return markers, response
+        return None
 
 
 def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels | None = None) -> SpotContrast:

@@ -2,7 +2,10 @@
 
 Pixels at or above the threshold form connected components (8-connectivity).
 A component with more than one probability maximum (touching tracks; maxima
-found on the map smoothed by 1 px) is split by a watershed between its maxima. Each resulting region is a track,
+found on the map smoothed by 1 px) is split by a watershed between its maxima. Where the image's
+contrast is measured, a region that holds several spots of the image itself (peaks of its LoG
+response at the spots' scale, :meth:`~cerber_model.runtime.contrast.SpotContrast.spot_peaks`) is
+split between them as well. Each resulting region is a track,
 unless its contrast (:mod:`cerber_model.runtime.contrast`) is below the model's smallest one.
 
 Coordinates: ``row`` and ``col`` are 0-based with pixel centres at integers,
@@ -102,14 +105,11 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
 
     next_label = n + 1
     pad = 4 * int(np.ceil(SPLIT_SMOOTHING))
-    h, w = labels.shape
     # Boxes are found before any split, so new labels are never revisited.
     for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
         if bbox is None:
             continue
-        r0, r1 = max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, h)
-        c0, c1 = max(bbox[1].start - pad, 0), min(bbox[1].stop + pad, w)
-        box = (slice(r0, r1), slice(c0, c1))
+        box = _around(bbox, pad, labels.shape)
         region = labels[box] == index
         if region.sum() < 8:  # too small to hold two tracks
             continue
@@ -121,13 +121,51 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
         markers, m = ndimage.label(peaks, structure=_EIGHT)
         if m < 2:
             continue
-        split = watershed(-smoothed, markers, mask=region)
-        basins = np.unique(split[region])
-        # The first basin keeps the component's label, the others get new ones.
-        lut = np.zeros(int(basins.max()) + 1, dtype=labels.dtype)
-        lut[basins] = np.r_[index, np.arange(next_label, next_label + len(basins) - 1)]
-        next_label += len(basins) - 1
-        labels[box][region] = lut[split[region]]
+        next_label = _relabel_basins(labels, box, region, index, watershed(-smoothed, markers, mask=region),
+                                     next_label)
+    return next_label - 1
+
+
+def _around(bbox: tuple[slice, slice], pad: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The box ``bbox`` (of :func:`scipy.ndimage.find_objects`) enlarged by ``pad`` px within ``shape``."""
+    return (slice(max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, shape[0])),
+            slice(max(bbox[1].start - pad, 0), min(bbox[1].stop + pad, shape[1])))
+
+
+def _relabel_basins(labels: np.ndarray, box: tuple[slice, slice], region: np.ndarray, index: int,
+                    split: np.ndarray, next_label: int) -> int:
+    """Write the basins of ``split`` (a watershed of the track ``index``, ``region`` of ``labels[box]``)
+    into ``labels``: the first keeps the track's label, the others get new ones from ``next_label``
+    on. Returns the next free label."""
+    basins = np.unique(split[region])
+    lut = np.zeros(int(basins.max()) + 1, dtype=labels.dtype)
+    lut[basins] = np.r_[index, np.arange(next_label, next_label + len(basins) - 1)]
+    labels[box][region] = lut[split[region]]
+    return next_label + len(basins) - 1
+
+
+def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: SpotContrast) -> int:
+    """Split tracks that hold several spots of the image, in place: at the peaks of the image's own
+    LoG response (:meth:`SpotContrast.spot_peaks`), by watershed of that response. The network
+    marks two broad spots a few px apart as one region without a dip in probability between
+    them; the image, looked at at the spots' scale, often shows two. Returns the new number of
+    labels."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    from .contrast import SPLIT_MARGIN
+
+    next_label = n + 1
+    for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
+        if bbox is None:
+            continue
+        box = _around(bbox, SPLIT_MARGIN, labels.shape)
+        region = labels[box] == index
+        found = contrast.spot_peaks(image, box, region)
+        if found is not None:
+            markers, response = found
+            next_label = _relabel_basins(labels, box, region, index, watershed(-response, markers, mask=region),
+                                         next_label)
     return next_label - 1
 
 
@@ -144,6 +182,16 @@ def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1
     areas = np.bincount(_foreground(labels)[1], minlength=n + 1)
     keep = areas[1:] >= max(min_area_px, 1)
     return labels, _keep_labels(labels, keep)
+
+
+def _spot_labels(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int,
+                 contrast: SpotContrast | None) -> tuple[np.ndarray, int]:
+    """:func:`label_tracks`, then, where the image's contrast is measured, tracks that hold several
+    of its spots split (:func:`_split_at_spots`)."""
+    labels, count = label_tracks(probability, threshold, min_area_px)
+    if contrast is not None:
+        count = _split_at_spots(image, labels, count, contrast)
+    return labels, count
 
 
 def _foreground(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +253,7 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
 def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1,
                   contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> np.ndarray:
     """Just the (N, 2) track centres (row, col) of :func:`extract_tracks`, computed faster."""
-    labels, count = label_tracks(probability, threshold, min_area_px)
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast)
     return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast)[0]
 
 
@@ -229,7 +277,7 @@ def extract_tracks(
         raise ValueError(f"probability map {probability.shape} and image {image.shape} differ in shape")
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
-    labels, count = label_tracks(probability, threshold, min_area_px)
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast)
     centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast)
     fg, lab = _foreground(labels)
     max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, len(centres))

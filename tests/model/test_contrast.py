@@ -248,3 +248,41 @@ def test_noise_beside_a_bright_spot_does_not_borrow_its_contrast():
     near = measure_contrast(image).of(image, beside)
     assert (near <= alone + 0.5).all() and near.max() < 5  # were 8.5-23.9 when borrowed
     assert measure_contrast(image).of(image, np.array([[60, 60]]))[0] > 50
+
+
+def _one_region(shape, centres, radius):
+    """A probability map that marks the spots at ``centres`` as one flat region (no dip between them),
+    as the network does for two broad spots a few pixels apart."""
+    rr, cc = np.indices(shape)
+    near = np.zeros(shape, dtype=bool)
+    for r, c in centres:
+        near |= (rr - r) ** 2 + (cc - c) ** 2 <= radius**2
+    return ndimage.binary_closing(near, np.ones((5, 5))).astype(np.float32)
+
+
+def test_a_track_over_two_spots_of_the_image_is_split_between_them():
+    rng = np.random.default_rng(5)
+    shape = (120, 120)
+    centres = [(60, 55), (60, 63)]  # 8 px apart, SD 2.5: hardly a dip in the image itself
+    image = 100 + rng.normal(0, 1, shape) + sum(_spot(shape, c, 2.5, 6) for c in centres)
+    prob = _one_region(shape, centres, 4.5)  # about 150 px, as the network marks such a pair
+    assert extract_tracks(prob, image, 0.5).count == 1  # the map alone gives one track
+    split = extract_tracks(prob, image, 0.5, contrast=measure_contrast(image), min_contrast=5)
+    assert split.count == 2
+    found = np.sort(np.c_[split.columns["row"], split.columns["col"]], axis=0)
+    np.testing.assert_allclose(found[:, 1], [55, 63], atol=1.5)
+    assert set(np.unique(split.labels)) == {0, 1, 2} and split.columns["area_px"].sum() == (prob > 0.5).sum()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_broad_spot_or_a_ridge_stays_one_track(seed):
+    rng = np.random.default_rng(seed)
+    shape = (120, 120)
+    spot = 100 + rng.normal(0, 1, shape) + _spot(shape, (60, 60), 4.0, 12)
+    prob = _one_region(shape, [(60, 60)], 8)
+    assert extract_tracks(prob, spot, 0.5, contrast=measure_contrast(spot)).count == 1
+    # A ridge with bumps along it (a filament): elongated, never split into spots.
+    rr, cc = np.indices(shape)
+    ridge = 100 + rng.normal(0, 1, shape) + 6 * np.exp(-((rr - 60) ** 2) / 2.0) * (1 + 0.5 * np.sin(cc / 2.0))
+    prob = ((np.abs(rr - 60) <= 1) & (np.abs(cc - 60) <= 25)).astype(np.float32)
+    assert extract_tracks(prob, ridge, 0.5, contrast=measure_contrast(ridge)).count == 1
