@@ -73,6 +73,7 @@ SPLIT_MIN_AREA = 20
 SPLIT_MAX_ECCENTRICITY = 0.95
 #: How far (px) the box given to :meth:`SpotContrast.spot_peaks` reaches beyond the track.
 SPLIT_MARGIN = int(4 * max(SPLIT_SCALES)) + 1
+_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def _radius(scale: float) -> int:
@@ -155,10 +156,15 @@ class SpotContrast:
             if scale < smallest:
                 break
             response = log_filter(x, scale) / self.scale_noise[CONTRAST_SCALES.index(scale)]
-            inside = response[region]
-            dip = max(SPLIT_MIN_DIP, SPLIT_DIP * float(inside.max()))
-            peaks = h_maxima(np.where(region, response, inside.min()).astype(np.float64), dip).astype(bool)
-            markers, count = ndimage.label(peaks & region & (response >= SPLIT_CONTRAST), structure=np.ones((3, 3)))
+            within = np.where(region, response, response[region].min())
+            # Every peak that h_maxima keeps is a local maximum: where there are fewer than two of
+            # contrast SPLIT_CONTRAST, it need not run (most tracks; it takes most of the time).
+            candidates = region & (response >= SPLIT_CONTRAST) & (within == ndimage.maximum_filter(within, 3))
+            if ndimage.label(candidates, structure=_EIGHT)[1] < 2:
+                continue
+            dip = max(SPLIT_MIN_DIP, SPLIT_DIP * float(response[region].max()))
+            peaks = h_maxima(within.astype(np.float64), dip).astype(bool)
+            markers, count = ndimage.label(peaks & candidates, structure=_EIGHT)
             if count >= 2:
                 return markers, response
         return None
