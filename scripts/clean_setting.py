@@ -88,7 +88,7 @@ class Candidates:
 
         def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
             if look is None:
-                return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)
+                return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)[0]
             tracks = tracks_in(probability, data, contrast, t, bundle.config.min_area_px, None, c,
                                CleanBackground(t, c, max_texture), look)
             return np.c_[tracks.columns["row"], tracks.columns["col"]]

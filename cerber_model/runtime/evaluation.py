@@ -204,8 +204,10 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
                 for row in by_contrast.values():
                     row[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
                 continue
-            found = track_centres(prob, image.data, t, min_area_px)
-            values = contrast.of(image.data, found) if contrast is not None else np.zeros(len(found))
+            # With the contrast measured, tracks are split at the image's spots as analysis splits them.
+            found, values = track_centres(prob, image.data, t, min_area_px, contrast)
+            if contrast is None:
+                values = np.zeros(len(found))
             for k, row in by_contrast.items():
                 row[t] += match_points(found[values >= k], truth, radius)
         pred = prob >= 0.5

@@ -251,10 +251,11 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
 
 
 def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1,
-                  contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> np.ndarray:
-    """Just the (N, 2) track centres (row, col) of :func:`extract_tracks`, computed faster."""
+                  contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Just the (N, 2) track centres (row, col) of :func:`extract_tracks` and their contrasts (NaN
+    without ``contrast``), computed faster."""
     labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast)
-    return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast)[0]
+    return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast)
 
 
 def extract_tracks(
