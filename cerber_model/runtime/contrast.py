@@ -71,14 +71,16 @@ SPLIT_MIN_DIP = 2.0
 #: filament has peaks all along it; two touching round spots are 0.8-0.9).
 SPLIT_MIN_AREA = 20
 SPLIT_MAX_ECCENTRICITY = 0.95
-#: How far (px) the box given to :meth:`SpotContrast.spot_peaks` reaches beyond the track.
-SPLIT_MARGIN = int(4 * max(SPLIT_SCALES)) + 1
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def _radius(scale: float) -> int:
     """The reach of scipy's Gaussian filters at ``scale`` (their default truncation, 4 SD)."""
     return int(4.0 * scale + 0.5)
+
+
+#: How far (px) the box given to :meth:`SpotContrast.spot_peaks` reaches beyond the track.
+SPLIT_MARGIN = _radius(max(SPLIT_SCALES)) + 1
 
 
 def log_filter(x: np.ndarray, scale: float) -> np.ndarray:
