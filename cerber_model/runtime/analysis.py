@@ -40,6 +40,12 @@ COARSE_FULL_CONTRAST = 5.0
 COARSE_FRAGMENT = 3.0
 
 
+#: Pixels (one window of 256 px) on which an image's texture must be counted for its background to
+#: count as clean. On fewer, a textured background may show no dip at all: a 128 px block of the
+#: hybiss sample (65 dips per megapixel) expects one, and 3 of its 4 validation blocks showed none.
+CLEAN_MIN_PX = 256 * 256
+
+
 @dataclass
 class CoarseLook:
     """The second look at an image with a clean background: the image binned
@@ -156,8 +162,10 @@ def coarse_look(data: np.ndarray, engine: Engine, normalization: Normalization, 
 
 def clean_background(contrast: SpotContrast | None, clean: CleanBackground | None) -> bool:
     """Whether an image (its measured ``contrast``) gets a bundle's setting ``clean`` for clean
-    backgrounds: its background's texture is at most the setting's."""
-    return clean is not None and contrast is not None and contrast.texture <= clean.max_texture
+    backgrounds: its background's texture is at most the setting's, counted on at least
+    :data:`CLEAN_MIN_PX` pixels."""
+    return (clean is not None and contrast is not None and contrast.texture <= clean.max_texture
+            and contrast.texture_px >= CLEAN_MIN_PX)
 
 
 def network_for(bundle: Bundle, contrast: SpotContrast | None) -> Bundle:

@@ -101,11 +101,13 @@ def log_filter(x: np.ndarray, scale: float) -> np.ndarray:
 class SpotContrast:
     """What measuring track contrast on one image needs: its local noise and, per scale of
     :data:`CONTRAST_SCALES`, the robust SD of the LoG response of its background; and the
-    background's texture: dark dips of contrast :data:`TEXTURE_LEVEL` or more per megapixel."""
+    background's texture: dark dips of contrast :data:`TEXTURE_LEVEL` or more per megapixel,
+    counted on ``texture_px`` pixels (the windows' insides; fewer on a small image)."""
 
     levels: BackgroundLevels
     scale_noise: tuple[float, ...]
     texture: float = 0.0
+    texture_px: int = 0
 
     def of(self, data: np.ndarray, centres: np.ndarray) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
@@ -199,7 +201,7 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
     dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
                for i in range(len(normalised)))
     area = sum(r.size for r in responses[0])
-    return SpotContrast(levels, tuple(noise), dips / area * 1e6)
+    return SpotContrast(levels, tuple(noise), dips / area * 1e6, area)
 
 
 def _dark_dips(ratios: list[np.ndarray]) -> int:

@@ -301,7 +301,8 @@ def test_a_clean_image_keeps_the_models_clean_setting_at_its_own_threshold_only(
     clean = bundle.config.clean_background
     assert clean is not None
     session = Session(bundle)
-    path = spots_image(tmp_path / "a.tif", [(30, 40), (60, 60)], shape=(128, 128)).resolve()
+    # 320 px: room for one window of 256 px, on which the texture is counted.
+    path = spots_image(tmp_path / "a.tif", [(30, 40), (60, 60)], shape=(320, 320)).resolve()
     session.open([path])
     session.queue_unanalyzed()
     job = session.next_job()

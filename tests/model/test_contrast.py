@@ -168,13 +168,18 @@ def test_a_clean_background_gets_the_models_setting_for_it_unless_a_threshold_is
     from tests.model.helpers import tiny_bundle
 
     base = tiny_bundle(width=1, seed=3)
-    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=20.0)
+    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=30.0)
     bundle = replace(base, config=replace(base.config, threshold=0.6, min_contrast=4.0, clean_background=clean))
     rng = np.random.default_rng(4)
-    image = (300 + rng.normal(0, 5, (256, 256)) + _spot((256, 256), (40, 40), 1.5, 60)).astype(np.float32)
+    image = (300 + rng.normal(0, 5, (320, 320)) + _spot((320, 320), (40, 40), 1.5, 60)).astype(np.float32)
     result = analyze(image, bundle)
-    assert result.contrast is not None and result.contrast.texture <= 20
+    assert result.contrast is not None and result.contrast.texture <= 30
     assert result.tracks.clean_background and (result.tracks.threshold, result.tracks.min_contrast) == (0.2, 3.0)
+    # On an image too small for one window of 256 px the texture is counted on too few pixels to
+    # call the background clean: the bundle's own setting.
+    small = analyze(image[:200, :200], bundle)
+    assert small.contrast is not None and small.contrast.texture <= 30 and small.contrast.texture_px < 256 * 256
+    assert not small.tracks.clean_background and small.tracks.threshold == 0.6
     again = result.tracks_at(0.6, bundle.config.min_area_px, None, 4.0, clean)
     np.testing.assert_array_equal(again.labels, result.tracks.labels)
     given = analyze(image, bundle, threshold=0.6).tracks
@@ -202,14 +207,14 @@ def test_a_clean_background_may_run_the_network_of_another_bundled_model(tmp_pat
     other = save_bundle(tiny_bundle(width=1, seed=5), tmp_path / "other")
     monkeypatch.setattr(bundle_module, "bundled_models", lambda: {"other": other})
     base = tiny_bundle(width=1, seed=3)
-    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=20.0, network="other")
+    clean = CleanBackground(threshold=0.2, min_contrast=3.0, max_texture=30.0, network="other")
     folder = save_bundle(replace(base, config=replace(base.config, threshold=0.6, min_contrast=4.0,
                                                       clean_background=clean)), tmp_path / "model")
     bundle = load_bundle(folder)
     assert bundle.config.clean_background == clean and bundle.clean_network().path == other
     assert "the network of the model 'other'" in describe_bundle(bundle)
     rng = np.random.default_rng(4)
-    image = (300 + rng.normal(0, 5, (256, 256)) + _spot((256, 256), (40, 40), 1.5, 60)).astype(np.float32)
+    image = (300 + rng.normal(0, 5, (320, 320)) + _spot((320, 320), (40, 40), 1.5, 60)).astype(np.float32)
     norm = bundle.config.normalization
     theirs = predict_probability(image, bundle.clean_network().engine(), norm)
     ours = predict_probability(image, bundle.engine(), norm)
