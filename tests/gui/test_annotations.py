@@ -155,8 +155,9 @@ def test_accepting_detections_adds_them_at_the_threshold(tmp_path, bundle):
     # faintest peaks at 0.77, the others at 0.84-0.86), the brightest three at 0.8.
     centres = np.array([(20, 20), (20, 70), (70, 20), (70, 70)])
     rng = np.random.default_rng(0)
-    rr, cc = np.indices(SHAPE)
-    data = 400 + rng.normal(0, 30, SHAPE)
+    shape = (320, 320)  # room for one window of 256 px, on which the background's texture is counted
+    rr, cc = np.indices(shape)
+    data = 400 + rng.normal(0, 30, shape)
     for (r, c), amplitude in zip(centres, [3000, 1500, 800, 80], strict=True):
         data += amplitude * np.exp(-0.5 * ((rr - r) ** 2 + (cc - c) ** 2) / 2.5**2)
     path = tmp_path / "four.tif"
