@@ -95,53 +95,23 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
     and flat, saturated tops do not count), as connected sets of pixels equal to
     the maximum of their 5x5 neighbourhood that rise at least ``SPLIT_PROMINENCE``
     above the way to any higher maximum (so ripples on a plateau do not count).
-    Work is done component by component inside bounding boxes (with a margin for
-    the smoothing), so memory follows the tracks, not the image. Returns the new
-    number of labels.
+    Returns the new number of labels.
     """
     from scipy import ndimage
     from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
 
-    next_label = n + 1
-    pad = 4 * int(np.ceil(SPLIT_SMOOTHING))
-    # Boxes are found before any split, so new labels are never revisited.
-    for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
-        if bbox is None:
-            continue
-        box = _around(bbox, pad, labels.shape)
-        region = labels[box] == index
+    def maxima(box: tuple[slice, slice], region: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if region.sum() < 8:  # too small to hold two tracks
-            continue
+            return None
         smoothed = ndimage.gaussian_filter(prob[box].astype(np.float32), SPLIT_SMOOTHING)
         peaks = (smoothed == ndimage.maximum_filter(smoothed, size=5)) & region
         if ndimage.label(peaks, structure=_EIGHT)[1] < 2:
-            continue
+            return None
         peaks &= h_maxima(np.where(region, smoothed, 0).astype(np.float64), SPLIT_PROMINENCE).astype(bool)
         markers, m = ndimage.label(peaks, structure=_EIGHT)
-        if m < 2:
-            continue
-        next_label = _relabel_basins(labels, box, region, index, watershed(-smoothed, markers, mask=region),
-                                     next_label)
-    return next_label - 1
+        return (markers, smoothed) if m >= 2 else None
 
-
-def _around(bbox: tuple[slice, slice], pad: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
-    """The box ``bbox`` (of :func:`scipy.ndimage.find_objects`) enlarged by ``pad`` px within ``shape``."""
-    return (slice(max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, shape[0])),
-            slice(max(bbox[1].start - pad, 0), min(bbox[1].stop + pad, shape[1])))
-
-
-def _relabel_basins(labels: np.ndarray, box: tuple[slice, slice], region: np.ndarray, index: int,
-                    split: np.ndarray, next_label: int) -> int:
-    """Write the basins of ``split`` (a watershed of the track ``index``, ``region`` of ``labels[box]``)
-    into ``labels``: the first keeps the track's label, the others get new ones from ``next_label``
-    on. Returns the next free label."""
-    basins = np.unique(split[region])
-    lut = np.zeros(int(basins.max()) + 1, dtype=labels.dtype)
-    lut[basins] = np.r_[index, np.arange(next_label, next_label + len(basins) - 1)]
-    labels[box][region] = lut[split[region]]
-    return next_label + len(basins) - 1
+    return _split_each(labels, n, 4 * int(np.ceil(SPLIT_SMOOTHING)), maxima)
 
 
 def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: SpotContrast) -> int:
@@ -150,22 +120,39 @@ def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: Spo
     marks two broad spots a few px apart as one region without a dip in probability between
     them; the image, looked at at the spots' scale, often shows two. Returns the new number of
     labels."""
+    from .contrast import SPLIT_MARGIN
+
+    return _split_each(labels, n, SPLIT_MARGIN, lambda box, region: contrast.spot_peaks(image, box, region))
+
+
+def _split_each(labels: np.ndarray, n: int, pad: int, markers_of) -> int:
+    """Split the tracks 1..n of ``labels`` in place, each inside its bounding box enlarged by ``pad``
+    px (so memory follows the tracks, not the image): ``markers_of(box, region)`` gives the markers
+    (int labels) and the surface (high inside a spot) to split ``region``, the track's pixels in
+    ``labels[box]``, along by watershed, or None to keep it whole. The first basin keeps the track's
+    label, the others get new ones. Returns the new number of labels."""
     from scipy import ndimage
     from skimage.segmentation import watershed
 
-    from .contrast import SPLIT_MARGIN
-
     next_label = n + 1
+    h, w = labels.shape
+    # Boxes are found before any split, so new labels are never revisited.
     for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
         if bbox is None:
             continue
-        box = _around(bbox, SPLIT_MARGIN, labels.shape)
+        box = (slice(max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, h)),
+               slice(max(bbox[1].start - pad, 0), min(bbox[1].stop + pad, w)))
         region = labels[box] == index
-        found = contrast.spot_peaks(image, box, region)
-        if found is not None:
-            markers, response = found
-            next_label = _relabel_basins(labels, box, region, index, watershed(-response, markers, mask=region),
-                                         next_label)
+        found = markers_of(box, region)
+        if found is None:
+            continue
+        markers, surface = found
+        split = watershed(-surface, markers, mask=region)
+        basins = np.unique(split[region])
+        lut = np.zeros(int(basins.max()) + 1, dtype=labels.dtype)
+        lut[basins] = np.r_[index, np.arange(next_label, next_label + len(basins) - 1)]
+        labels[box][region] = lut[split[region]]
+        next_label += len(basins) - 1
     return next_label - 1
 
 
