@@ -24,9 +24,10 @@ from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_i
 
 
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
-    """Worker job: tracks from the cached probability map (extract_tracks is quick: no progress, no cancel)."""
+    """Worker job: tracks from the cached probability map (no progress: seconds at most, on an image of
+    8000 x 8000 px; ``cancel`` is checked between tracks)."""
     r = job.result
-    return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast, job.clean)
+    return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast, job.clean, cancel)
 
 
 class JobRunner(QObject):
@@ -96,6 +97,8 @@ class JobRunner(QObject):
         """Work for images that were closed is not wanted: it is cancelled (the queue goes on)."""
         if self.worker is not None and self.worker.tag.path in paths:
             self.worker.cancel()
+        if self.retrack_worker is not None and self.retrack_worker.tag.path in paths:
+            self.retrack_worker.cancel()
         for worker in self.readers:
             if not any(self.session.reading.get(p) is worker.tag for p in worker.tag.files):
                 worker.cancel()
@@ -174,9 +177,11 @@ class JobRunner(QObject):
     # -- re-tracking ------------------------------------------------------------
     def retrack_soon(self, new_settings: bool = False) -> None:
         """Re-extract the tracks at the session's settings (the selected image's first), once they rest for
-        a moment."""
+        a moment. New settings stop a re-tracking at the old ones: on a large image it takes seconds."""
         if new_settings:
             self.retrack_failed = False
+            if self.retrack_worker is not None:
+                self.retrack_worker.cancel()
         self.retrack_timer.start()
 
     def _retrack(self) -> None:

@@ -115,7 +115,8 @@ class MainWindow(QMainWindow):
         self.regions_label = QLabel("")  # in regions mode: how to draw, and the file they are saved in
         self.regions_label.setVisible(False)
         self.statusBar().addPermanentWidget(self.regions_label)
-        self.progress = QProgressBar()
+        self.progress = QProgressBar()  # the running analysis: its tiles, then "finding tracks"
+        self._analyzing: AnalysisJob | None = None
         self.progress.setFixedWidth(260)
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
@@ -426,12 +427,21 @@ class MainWindow(QMainWindow):
             self.menu_bar.set_undo(points.can_undo, points.can_redo)
 
     def _job_started(self, job: AnalysisJob) -> None:
-        self.progress.setFormat(f"{job.path.name}: %v/%m tiles" + (f" ({job.waiting} more)" if job.waiting else ""))
+        self._analyzing = job
+        self.progress.setFormat(self._progress_text("%v/%m tiles"))
         self.progress.setRange(0, 0)
+
+    def _progress_text(self, what: str) -> str:
+        job = self._analyzing
+        if job is None:
+            return what
+        return f"{job.path.name}: {what}" + (f" ({job.waiting} more)" if job.waiting else "")
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
         self.progress.setValue(done)
+        if done >= total:  # the network is done; the tracks are found next (seconds on a large image)
+            self.progress.setFormat(self._progress_text("finding tracks"))
 
     def _hovered(self, row: int, col: int, value: float, prob: float) -> None:
         text = f"row {row}, col {col}: value {value:g}"

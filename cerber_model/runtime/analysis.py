@@ -82,33 +82,35 @@ class AnalysisResult:
     coarse: CoarseLook | None = None
 
     def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
-                  min_contrast: float, clean: CleanBackground | None = None) -> Tracks:
+                  min_contrast: float, clean: CleanBackground | None = None,
+                  cancel: CancelToken | None = None) -> Tracks:
         """The tracks at another threshold (or area, pixel size, contrast) from the same map;
         the contrast filter applies where the contrast was measured. ``clean`` (a bundle's own
         setting for clean backgrounds) replaces the threshold and contrast on an image whose
-        background is clean."""
+        background is clean. ``cancel`` is checked between tracks."""
         return tracks_in(self.probability, self.image.data, self.contrast, threshold, min_area_px, pixel_size_um,
-                         min_contrast, clean, self.coarse)
+                         min_contrast, clean, self.coarse, cancel)
 
 
 def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast | None, threshold: float,
               min_area_px: int, pixel_size_um: float | None, min_contrast: float,
-              clean: CleanBackground | None = None, coarse: CoarseLook | None = None) -> Tracks:
+              clean: CleanBackground | None = None, coarse: CoarseLook | None = None,
+              cancel: CancelToken | None = None) -> Tracks:
     """:func:`extract_tracks`, with the setting ``clean`` instead of ``threshold`` and ``min_contrast``
     where the image's background is clean, and then the tracks of its ``coarse`` look (found at the
     same setting) that overlap none of these or replace a fragment of theirs (:func:`add_coarse_tracks`);
-    the contrast filter applies where the contrast was measured."""
+    the contrast filter applies where the contrast was measured. ``cancel`` is checked between tracks."""
     use_clean = clean_background(contrast, clean)
     if use_clean:
         assert clean is not None
         threshold, min_contrast = clean.threshold, clean.min_contrast
     tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
-                            min_contrast if contrast is not None else 0.0)
+                            min_contrast if contrast is not None else 0.0, cancel)
     if use_clean and coarse is not None:
         found = extract_tracks(coarse.probability, coarse.data, threshold, min_area_px, None, coarse.contrast,
-                               min_contrast)
+                               min_contrast, cancel)
         tracks = add_coarse_tracks(tracks, found, data, COARSE_BINNING, contrast, COARSE_FULL_CONTRAST,
-                                   COARSE_FRAGMENT)
+                                   COARSE_FRAGMENT, cancel)
     tracks.clean_background = use_clean
     return tracks
 
@@ -292,6 +294,8 @@ def analyze(
     (micrometres per pixel) adds a track density per mm^2, and wins over the pixel size the
     image's file gives (``image.pixel_size_um``), which is used otherwise. Raises
     :class:`NotEnoughMemory` before starting when the image would not fit in free memory.
+    ``progress(done, total)`` follows the network's tiles; once they are all done, the tracks are
+    found, with ``cancel`` checked between tracks as between tiles (:class:`Cancelled`).
     """
     if not isinstance(image, Image):
         image = Image(np.asarray(image))
@@ -301,7 +305,7 @@ def analyze(
     contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
     probability, look = predict_maps(image.data, bundle, contrast, levels, engine, window=window, progress=progress,
                                      cancel=cancel)
-    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look)
+    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look, cancel)
     return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network_name(bundle, contrast),
                           look)
 
@@ -361,14 +365,14 @@ def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | 
 
 def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundle, threshold: float | None = None,
                             pixel_size_um: float | None = None, contrast: SpotContrast | None = None,
-                            coarse: CoarseLook | None = None) -> Tracks:
+                            coarse: CoarseLook | None = None, cancel: CancelToken | None = None) -> Tracks:
     """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
     ``threshold`` is given), smallest track area and smallest contrast (measured here unless
     ``contrast`` is given): the second half of :func:`analyze`. Without a threshold, an image
     with a clean background gets the bundle's setting for those (``config.clean_background``),
-    and the tracks of its ``coarse`` look, if given."""
+    and the tracks of its ``coarse`` look, if given. ``cancel`` is checked between tracks."""
     if contrast is None:
         contrast = bundle_contrast(image, bundle)
     return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
                      bundle.config.min_area_px, pixel_size_um, bundle.config.min_contrast,
-                     bundle.config.clean_background if threshold is None else None, coarse)
+                     bundle.config.clean_background if threshold is None else None, coarse, cancel)

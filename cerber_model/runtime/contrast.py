@@ -35,10 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .images import BackgroundLevels, background_levels, reflect_index, sample_windows
+
+if TYPE_CHECKING:
+    from .progress import CancelToken
 
 #: Spot SDs (px) at which the contrast is measured: the sizes of spots Cerber detects.
 CONTRAST_SCALES = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
@@ -109,13 +113,16 @@ class SpotContrast:
     texture: float = 0.0
     texture_px: int = 0
 
-    def of(self, data: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    def of(self, data: np.ndarray, centres: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
-        ``centres`` of the 2-D image ``data`` (the image these levels were measured on)."""
+        ``centres`` of the 2-D image ``data`` (the image these levels were measured on); ``cancel``
+        is checked between chunks of centres."""
         centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         h, w = data.shape
         out = np.zeros(len(centres))
         for start in range(0, len(centres), _CHUNK):
+            if cancel is not None:
+                cancel.check()
             part = centres[start:start + _CHUNK]
             r = np.clip(np.rint(part[:, 0]).astype(np.intp), 0, h - 1)
             c = np.clip(np.rint(part[:, 1]).astype(np.intp), 0, w - 1)

@@ -205,7 +205,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
                     row[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
                 continue
             # With the contrast measured, tracks are split at the image's spots as analysis splits them.
-            found, values = track_centres(prob, image.data, t, min_area_px, contrast)
+            found, values = track_centres(prob, image.data, t, min_area_px, contrast, cancel=cancel)
             if contrast is None:
                 values = np.zeros(len(found))
             for k, row in by_contrast.items():

@@ -25,6 +25,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .contrast import SpotContrast
+    from .progress import CancelToken
 
 TRACK_COLUMNS = (
     "track_id",
@@ -88,7 +89,7 @@ class Tracks:
 
 
 
-def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
+def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int, cancel: CancelToken | None = None) -> int:
     """Split components that hold several probability maxima, by watershed, in place.
 
     Maxima are found on the map smoothed with a 1-px Gaussian (so noise ripples
@@ -111,10 +112,11 @@ def _split_touching(prob: np.ndarray, labels: np.ndarray, n: int) -> int:
         markers, m = ndimage.label(peaks, structure=_EIGHT)
         return (markers, smoothed) if m >= 2 else None
 
-    return _split_each(labels, n, 4 * int(np.ceil(SPLIT_SMOOTHING)), maxima)
+    return _split_each(labels, n, 4 * int(np.ceil(SPLIT_SMOOTHING)), maxima, cancel)
 
 
-def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: SpotContrast) -> int:
+def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: SpotContrast,
+                    cancel: CancelToken | None = None) -> int:
     """Split tracks that hold several spots of the image, in place: at the peaks of the image's own
     LoG response (:meth:`SpotContrast.spot_peaks`), by watershed of that response. The network
     marks two broad spots a few px apart as one region without a dip in probability between
@@ -122,15 +124,16 @@ def _split_at_spots(image: np.ndarray, labels: np.ndarray, n: int, contrast: Spo
     labels."""
     from .contrast import SPLIT_MARGIN
 
-    return _split_each(labels, n, SPLIT_MARGIN, lambda box, region: contrast.spot_peaks(image, box, region))
+    return _split_each(labels, n, SPLIT_MARGIN, lambda box, region: contrast.spot_peaks(image, box, region), cancel)
 
 
-def _split_each(labels: np.ndarray, n: int, pad: int, markers_of) -> int:
+def _split_each(labels: np.ndarray, n: int, pad: int, markers_of, cancel: CancelToken | None = None) -> int:
     """Split the tracks 1..n of ``labels`` in place, each inside its bounding box enlarged by ``pad``
     px (so memory follows the tracks, not the image): ``markers_of(box, region)`` gives the markers
     (int labels) and the surface (high inside a spot) to split ``region``, the track's pixels in
     ``labels[box]``, along by watershed, or None to keep it whole. The first basin keeps the track's
-    label, the others get new ones. Returns the new number of labels."""
+    label, the others get new ones. ``cancel`` is checked before each track. Returns the new number
+    of labels."""
     from scipy import ndimage
     from skimage.segmentation import watershed
 
@@ -138,6 +141,8 @@ def _split_each(labels: np.ndarray, n: int, pad: int, markers_of) -> int:
     h, w = labels.shape
     # Boxes are found before any split, so new labels are never revisited.
     for index, bbox in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
+        if cancel is not None:
+            cancel.check()
         if bbox is None:
             continue
         box = (slice(max(bbox[0].start - pad, 0), min(bbox[0].stop + pad, h)),
@@ -156,15 +161,17 @@ def _split_each(labels: np.ndarray, n: int, pad: int, markers_of) -> int:
     return next_label - 1
 
 
-def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1) -> tuple[np.ndarray, int]:
-    """The label image of the tracks (int32, 0 = background, 1..count) and their count."""
+def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1,
+                 cancel: CancelToken | None = None) -> tuple[np.ndarray, int]:
+    """The label image of the tracks (int32, 0 = background, 1..count) and their count; ``cancel``
+    is checked between tracks while they are split."""
     from scipy import ndimage
 
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
     labels, n = ndimage.label(probability >= threshold, structure=_EIGHT)
     labels = labels.astype(np.int32, copy=False)
-    n = _split_touching(probability, labels, n)
+    n = _split_touching(probability, labels, n, cancel)
     # Drop specks smaller than the minimum area, then number the rest 1..count (in place).
     areas = np.bincount(_foreground(labels)[1], minlength=n + 1)
     keep = areas[1:] >= max(min_area_px, 1)
@@ -172,12 +179,12 @@ def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1
 
 
 def _spot_labels(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int,
-                 contrast: SpotContrast | None) -> tuple[np.ndarray, int]:
+                 contrast: SpotContrast | None, cancel: CancelToken | None = None) -> tuple[np.ndarray, int]:
     """:func:`label_tracks`, then, where the image's contrast is measured, tracks that hold several
     of its spots split (:func:`_split_at_spots`)."""
-    labels, count = label_tracks(probability, threshold, min_area_px)
+    labels, count = label_tracks(probability, threshold, min_area_px, cancel)
     if contrast is not None:
-        count = _split_at_spots(image, labels, count, contrast)
+        count = _split_at_spots(image, labels, count, contrast, cancel)
     return labels, count
 
 
@@ -220,7 +227,7 @@ def _track_centres(image: np.ndarray, labels: np.ndarray, count: int) -> np.ndar
 
 
 def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast: SpotContrast | None,
-                     min_contrast: float) -> tuple[np.ndarray, np.ndarray]:
+                     min_contrast: float, cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Centres and contrasts (NaN without ``contrast``) of the tracks, after dropping (in place,
     renumbering ``labels``) those whose contrast is below ``min_contrast``."""
     centres = _track_centres(image, labels, count)
@@ -228,7 +235,7 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
         if min_contrast > 0:
             raise ValueError("a smallest contrast needs the image's contrast measured (measure_contrast)")
         return centres, np.full(count, np.nan)
-    values = contrast.of(image, centres)
+    values = contrast.of(image, centres, cancel)
     if min_contrast > 0:
         keep = values >= min_contrast
         if not keep.all():
@@ -238,11 +245,12 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
 
 
 def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1,
-                  contrast: SpotContrast | None = None, min_contrast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  contrast: SpotContrast | None = None, min_contrast: float = 0.0,
+                  cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Just the (N, 2) track centres (row, col) of :func:`extract_tracks` and their contrasts (NaN
     without ``contrast``), computed faster."""
-    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast)
-    return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast)
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel)
+    return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast, cancel)
 
 
 def extract_tracks(
@@ -253,20 +261,22 @@ def extract_tracks(
     pixel_size_um: float | None = None,
     contrast: SpotContrast | None = None,
     min_contrast: float = 0.0,
+    cancel: CancelToken | None = None,
 ) -> Tracks:
     """Tracks in ``probability`` (2-D, 0..1), measured on ``image`` (same shape).
 
     ``contrast`` (:func:`~cerber_model.runtime.contrast.measure_contrast` of ``image``) fills
     the ``contrast`` column (NaN without it), and tracks below ``min_contrast`` are dropped.
-    Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
+    ``cancel`` is checked between tracks while they are split and measured (an image of 8000 x 8000 px
+    takes seconds here). Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
     label image.
     """
     if probability.shape != image.shape:
         raise ValueError(f"probability map {probability.shape} and image {image.shape} differ in shape")
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
-    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast)
-    centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast)
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel)
+    centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast, cancel)
     fg, lab = _foreground(labels)
     max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, len(centres))
     return _table(labels, image, centres, contrasts, max_prob, float(threshold), pixel_size_um, float(min_contrast))
@@ -314,7 +324,7 @@ def _table(labels: np.ndarray, image: np.ndarray, centres: np.ndarray, contrasts
 
 def add_coarse_tracks(tracks: Tracks, coarse: Tracks, image: np.ndarray, factor: int,
                       contrast: SpotContrast | None = None, min_contrast: float = 0.0,
-                      fragment: float = 0.0) -> Tracks:
+                      fragment: float = 0.0, cancel: CancelToken | None = None) -> Tracks:
     """``tracks`` of ``image`` and, numbered after them, the tracks ``coarse`` found on ``image``
     binned ``factor`` x ``factor`` (its top-left ``factor`` multiples) that overlap none of them
     (a spot found at full resolution keeps its own track) and, where ``contrast`` (``image``'s) is
@@ -355,7 +365,7 @@ def add_coarse_tracks(tracks: Tracks, coarse: Tracks, image: np.ndarray, factor:
     # Binned pixel i holds pixels factor * i .. factor * i + factor - 1: its centre is theirs.
     centres = np.c_[coarse.columns["row"], coarse.columns["col"]] * factor + (factor - 1) / 2
     if contrast is not None and min_contrast > 0 and keep.any():
-        keep[keep] = contrast.of(image, centres[keep]) >= min_contrast
+        keep[keep] = contrast.of(image, centres[keep], cancel) >= min_contrast
     if not keep.any():
         return tracks
     if fragment > 0 and len(pairs):

@@ -143,3 +143,54 @@ def test_closing_an_image_cancels_its_analysis_and_the_queue_goes_on(qtbot, wind
     assert window.image_list.count() == 0 and window.session.images == {} and window.session.results == {}
     assert window.viewer.data is None and window.track_panel.table.model().rowCount() == 0
     assert not close.isEnabled() and not window.toolbar.analyze_button.isEnabled()
+
+
+def test_new_settings_stop_a_retracking_at_the_old_ones(qtbot, window, faint, monkeypatch):
+    open_and_wait(qtbot, window, [faint])
+    with qtbot.waitSignal(window.analysis_shown, timeout=60000):
+        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+    real = cerber_gui.jobs._extract_tracks
+    slow_started, give_up, seen = threading.Event(), threading.Event(), {}
+
+    def slow_at_070(job, *, progress, cancel):
+        """Re-tracking at 0.70 takes long, as on an image of 8000 x 8000 px."""
+        if abs(job.threshold - 0.70) < 1e-6:
+            slow_started.set()
+            while not (cancel.cancelled or give_up.wait(0.01)):
+                pass
+            seen["cancelled"] = cancel.cancelled
+            cancel.check()
+        return real(job, progress=progress, cancel=cancel)
+
+    monkeypatch.setattr(cerber_gui.jobs, "_extract_tracks", slow_at_070)
+    try:
+        window.toolbar.threshold_slider.setValue(70)
+        qtbot.waitUntil(slow_started.is_set, timeout=10000)
+        window.toolbar.threshold_slider.setValue(50)  # the user moves on before the tracks at 0.70 are found
+        qtbot.waitUntil(lambda: "threshold 0.50" in window.track_panel.summary.text(), timeout=10000)
+        assert seen == {"cancelled": True}  # the re-tracking at 0.70 stopped instead of running on
+    finally:  # whatever happened, no re-tracking outlives the test
+        give_up.set()
+        qtbot.waitUntil(lambda: window.jobs.retrack_worker is None, timeout=30000)
+
+
+def test_the_progress_bar_says_when_the_tracks_are_being_found(qtbot, window, faint, monkeypatch):
+    import cerber_model.runtime.analysis as analysis
+
+    real, finding, release = analysis.tracks_from_probability, threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        finding.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "tracks_from_probability", held)
+    open_and_wait(qtbot, window, [faint])
+    try:
+        qtbot.mouseClick(window.toolbar.analyze_button, Qt.LeftButton)
+        qtbot.waitUntil(finding.is_set, timeout=30000)
+        qtbot.waitUntil(lambda: window.progress.text() == "faint.tif: finding tracks", timeout=5000)
+        assert window.progress.isVisible()
+    finally:  # whatever happened, the analysis ends within the test
+        release.set()
+        qtbot.waitUntil(lambda: not window.session.busy, timeout=60000)

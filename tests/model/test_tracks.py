@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from cerber_model.runtime.analysis import analyze
+from cerber_model.runtime.contrast import measure_contrast
+from cerber_model.runtime.progress import Cancelled, CancelToken
 from cerber_model.runtime.tracks import TRACK_COLUMNS, extract_tracks
-from tests.model.helpers import gaussian_spots
+from tests.model.helpers import gaussian_spots, tiny_bundle
 
 
 def _spots(n, shape, rng, spacing=14):
@@ -112,3 +115,49 @@ def test_bad_arguments():
         extract_tracks(np.zeros((5, 5)), np.zeros((5, 6)), 0.5)
     with pytest.raises(ValueError, match="threshold"):
         extract_tracks(np.zeros((5, 5)), np.zeros((5, 5)), 1.5)
+
+
+class _CancelAtCheck(CancelToken):
+    """Cancelled by its own ``at``-th check, as if Cancel were pressed while the tracks are found."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.checks = at, 0
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.checks >= self.at:
+            self.cancel()
+        super().check()
+
+
+def test_cancel_stops_track_extraction_between_tracks():
+    rng = np.random.default_rng(3)
+    shape = (200, 240)
+    truth = _spots(40, shape, rng)
+    clean = gaussian_spots(shape, truth, sigma=2.0)
+    image = (100 + 800 * clean + rng.normal(0, 5, shape)).clip(0, 65535).astype(np.uint16)
+    probability = np.clip(clean * 1.2, 0, 1).astype(np.float32)
+    token = _CancelAtCheck(5)
+    with pytest.raises(Cancelled):
+        extract_tracks(probability, image, threshold=0.5, contrast=measure_contrast(image), cancel=token)
+    assert token.checks == 5  # it stopped at the check where it was cancelled, four tracks in
+    # Not cancelled, the same call finds every track.
+    assert len(extract_tracks(probability, image, threshold=0.5, contrast=measure_contrast(image),
+                              cancel=CancelToken())) == len(truth)
+
+
+def test_cancel_after_the_last_tile_stops_the_analysis_while_it_finds_the_tracks():
+    bundle = tiny_bundle(width=1, seed=4)
+    rng = np.random.default_rng(5)
+    image = (100 + rng.normal(0, 20, (160, 160))).astype(np.float32)
+    # A low threshold: the untrained network's map has tracks to split and measure.
+    assert analyze(image, bundle, threshold=0.05).tracks.count > 0
+    token = CancelToken()
+
+    def progress(done: int, total: int) -> None:
+        if done == total:  # every tile is done: Cancel is pressed while the tracks are found
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        analyze(image, bundle, threshold=0.05, progress=progress, cancel=token)
