@@ -85,7 +85,8 @@ class Candidates:
         if contrast is None:
             raise SystemExit(f"{bundle.name} keeps tracks of any contrast (min_contrast 0): it measures no texture")
         self.texture = contrast.texture
-        self.clean = clean_background(contrast, CleanBackground(bundle.config.threshold, 0.0, max_texture))
+        self.clean = clean_background(contrast, CleanBackground(bundle.config.threshold, bundle.config.min_contrast,
+                                                                max_texture))
 
         def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
             if look is None:

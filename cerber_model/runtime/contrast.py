@@ -226,6 +226,9 @@ def _dark_dips(ratios: list[np.ndarray]) -> int:
     stack = np.stack(ratios)
     bright, dark = stack.max(axis=0), -stack.min(axis=0)
     dips = np.argwhere((dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL))
+    # A dip deepest at the largest scale is broader than any spot: the undulation that the background
+    # estimate leaves on a strongly curved background where the noise is low, not texture.
+    dips = dips[stack.argmin(axis=0)[dips[:, 0], dips[:, 1]] < len(ratios) - 1]
     peaks = np.argwhere((bright == ndimage.maximum_filter(bright, 3)) & (bright >= TEXTURE_LEVEL))
     if len(dips) == 0 or len(peaks) == 0:
         return len(dips)

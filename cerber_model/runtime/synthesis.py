@@ -366,7 +366,7 @@ def make_sample(recipe: AnyRecipe, seed: int, index: int) -> Sample:
     scene = draw_scene(recipe, np.random.default_rng([seed, index]))
     mask = np.zeros((recipe.height, recipe.width), dtype=bool)
     canvas = render(scene, recipe, mask)
-    return Sample(_to_uint8(canvas), mask.astype(np.uint8) * 255, scene.tracks[:, :2].copy(),
+    return Sample(minmax_uint8(canvas), mask.astype(np.uint8) * 255, scene.tracks[:, :2].copy(),
                   scene.tracks[:, 5] / scene.noise_sd, scene.tracks[:, 2:4].copy())
 
 
@@ -386,7 +386,7 @@ def render(scene: Scene, recipe: Recipe, mask: np.ndarray | None = None) -> np.n
     return canvas
 
 
-def _to_uint8(canvas: np.ndarray) -> np.ndarray:
+def minmax_uint8(canvas: np.ndarray) -> np.ndarray:
     """Min-max scaled to 0..255, as the prototype saved its images (scales ``canvas`` in place)."""
     lo, hi = canvas.min(), canvas.max()
     canvas -= lo

@@ -157,6 +157,22 @@ def test_the_rings_of_neighbouring_spots_that_meet_are_not_texture():
     assert measure_contrast(image).texture <= 15
 
 
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_a_strongly_curved_smooth_background_is_not_texture(seed):
+    """Broad glows 15-30 noise SDs high on little noise, in 8 bit: the background estimate (medians of
+    16 px blocks, interpolated) leaves undulations that the largest scale reads as dark dips (35-90
+    per megapixel counted at every scale); they are broader than any spot, so not texture."""
+    from cerber_model.runtime.images import background_levels
+    from cerber_model.runtime.synthesis import add_smooth
+
+    rng = np.random.default_rng(seed)
+    canvas = rng.normal(0, 1, (512, 512)).astype(np.float32)
+    add_smooth(canvas, [(*rng.uniform(0, 512, 2), *rng.uniform(20, 60, 2), rng.uniform(0, np.pi), rng.uniform(15, 30))
+                        for _ in range(6)])
+    image = np.clip(np.rint(100 + 2 * canvas), 0, 255).astype(np.uint8)
+    assert measure_contrast(image, levels=background_levels(image, 16, 1.5)).texture <= 10
+
+
 def test_a_clean_background_gets_the_models_setting_for_it_unless_a_threshold_is_given():
     """A bundle with a setting for clean backgrounds uses it on an image whose texture allows, in
     analysis and in re-tracking from the kept map alike; a threshold given overrides it, and a
