@@ -213,7 +213,8 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
 
 def _dark_dips(ratios: list[np.ndarray]) -> int:
     """How many dark dips stand out by :data:`TEXTURE_LEVEL` in one window's contrast ``ratios`` (one
-    array per scale): local minima of the response below minus that level, leaving out the dark
+    array per scale): local minima of the response below minus that level, leaving out those deepest at
+    the largest scale (broader than any spot: a strongly curved background's undulations) and the dark
     rings that bright spots leave at every scale larger than their own: dips whose bright peaks
     within 3 SD + 2 px (SD: the scale at which the dip is deepest), counting those at least
     :data:`RING_PEAK` times as high as the dip is deep, reach :data:`RING_RATIO` times its depth
