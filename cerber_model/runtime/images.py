@@ -579,14 +579,20 @@ class BackgroundLevels(Levels):
 
     def noise_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The noise SD at the points (``rows[i]``, ``cols[i]``) (float32, one per point)."""
+        return np.float32(1) / self._at(self.inverse_noise, rows, cols)
+
+    def background_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The background at the points (``rows[i]``, ``cols[i]``) (float32, one per point)."""
+        return self._at(self.background, rows, cols)
+
+    def _at(self, grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``grid`` interpolated bilinearly at the points (``rows[i]``, ``cols[i]``)."""
         ri, rf = _interpolation(np.asarray(rows), self.centre_rows)
         ci, cf = _interpolation(np.asarray(cols), self.centre_cols)
-        g = self.inverse_noise
-        r1, c1 = np.minimum(ri + 1, g.shape[0] - 1), np.minimum(ci + 1, g.shape[1] - 1)
+        r1, c1 = np.minimum(ri + 1, grid.shape[0] - 1), np.minimum(ci + 1, grid.shape[1] - 1)
         one = np.float32(1)
-        inverse = ((one - rf) * ((one - cf) * g[ri, ci] + cf * g[ri, c1])
-                   + rf * ((one - cf) * g[r1, ci] + cf * g[r1, c1]))
-        return one / inverse
+        return ((one - rf) * ((one - cf) * grid[ri, ci] + cf * grid[ri, c1])
+                + rf * ((one - cf) * grid[r1, ci] + cf * grid[r1, c1]))
 
     def apply(self, x: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
         rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)

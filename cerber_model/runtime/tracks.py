@@ -10,7 +10,8 @@ unless its contrast (:mod:`cerber_model.runtime.contrast`) is below the model's 
 
 Coordinates: ``row`` and ``col`` are 0-based with pixel centres at integers,
 sub-pixel, the centroid weighted by the background-subtracted input intensity
-(intensity minus the track's lowest pixel), which follows the spot rather than
+(where the contrast is measured, intensity above the local background of the network's input
+levels; then minus the track's lowest pixel), which follows the spot rather than
 the outline of the thresholded region. Intensities are in the input's own units.
 ``orientation_deg`` is the angle of the major axis from the image's horizontal
 (column) axis, counter-clockwise as displayed (rows grow downwards), in (-90, 90].
@@ -25,6 +26,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .contrast import SpotContrast
+    from .images import BackgroundLevels
     from .progress import CancelToken
 
 TRACK_COLUMNS = (
@@ -213,10 +215,11 @@ def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> int:
     return int(keep.sum())
 
 
-def _track_centres(image: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """The (count, 2) centres (row, col) of labels 1..count: weighted centroids, or the plain
-    centroid where a track is perfectly flat."""
-    rows, cols = _weighted_centroids(image, labels, count)
+def _track_centres(image: np.ndarray, labels: np.ndarray, count: int,
+                   levels: BackgroundLevels | None = None) -> np.ndarray:
+    """The (count, 2) centres (row, col) of labels 1..count: weighted centroids (by the intensity above
+    the local background of ``levels``, where given), or the plain centroid where a track is perfectly flat."""
+    rows, cols = _weighted_centroids(image, labels, count, levels)
     if count and np.isnan(rows).any():
         from scipy import ndimage
 
@@ -230,7 +233,7 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
                      min_contrast: float, cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Centres and contrasts (NaN without ``contrast``) of the tracks, after dropping (in place,
     renumbering ``labels``) those whose contrast is below ``min_contrast``."""
-    centres = _track_centres(image, labels, count)
+    centres = _track_centres(image, labels, count, contrast.levels if contrast is not None else None)
     if contrast is None:
         if min_contrast > 0:
             raise ValueError("a smallest contrast needs the image's contrast measured (measure_contrast)")
@@ -392,8 +395,11 @@ def add_coarse_tracks(tracks: Tracks, coarse: Tracks, image: np.ndarray, factor:
     return merged
 
 
-def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):
-    """Centroids weighted by intensity minus each track's lowest pixel (NaN where flat).
+def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int,
+                        levels: BackgroundLevels | None = None):
+    """Centroids weighted by intensity (less the local background of ``levels``, where given: a
+    background that rises across a broad spot would pull a centroid towards its bright side) minus
+    each track's lowest pixel (NaN where flat).
 
     Works on the foreground pixels only, so memory follows the tracks, not the image.
     """
@@ -401,9 +407,11 @@ def _weighted_centroids(intensity: np.ndarray, labels: np.ndarray, count: int):
         return np.zeros(0), np.zeros(0)
     fg, lab = _foreground(labels)
     values = intensity.ravel()[fg].astype(np.float64)
+    rows, cols = np.divmod(fg, labels.shape[1])
+    if levels is not None:
+        values -= levels.background_at(rows, cols)
     floor = _per_label(np.minimum, values, lab, count)
     w = values - floor[lab - 1]
-    rows, cols = np.divmod(fg, labels.shape[1])
     total = np.bincount(lab, w, minlength=count + 1)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.bincount(lab, w * rows, minlength=count + 1)[1:] / total

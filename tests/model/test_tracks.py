@@ -161,3 +161,21 @@ def test_cancel_after_the_last_tile_stops_the_analysis_while_it_finds_the_tracks
 
     with pytest.raises(Cancelled):
         analyze(image, bundle, threshold=0.05, progress=progress, cancel=token)
+
+
+def test_a_broad_spot_on_a_steep_background_is_centred_on_the_spot():
+    """A background that rises across a broad spot pulls a centroid weighted by the raw intensity
+    towards its bright side; weighted by the intensity above the local background, it stays."""
+    rng = np.random.default_rng(2)
+    shape = (160, 160)
+    truth = np.array([[80.3, 79.6]])
+    spot = gaussian_spots(shape, truth, sigma=5.0)
+    cols = np.arange(shape[1], dtype=np.float64)[None, :]
+    image = 200 + 3 * cols + 40 * spot + rng.normal(0, 2, shape)  # 15 grey levels per spot SD
+    probability = np.clip(1.2 * spot, 0, 1).astype(np.float32)
+    centred = extract_tracks(probability, image, threshold=0.3, contrast=measure_contrast(image))
+    raw = extract_tracks(probability, image, threshold=0.3)  # no levels: the old weights
+    assert len(centred) == len(raw) == 1
+    error = np.hypot(centred.columns["row"][0] - truth[0, 0], centred.columns["col"][0] - truth[0, 1])
+    assert error < 0.5
+    assert raw.columns["col"][0] - truth[0, 1] > 1.0  # pulled towards the brighter right
