@@ -40,7 +40,7 @@ from compare_real_images import BLANKS, blank_images, camera_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import (  # noqa: E402
     bundle_contrast,
-    clean_background,
+    clean_texture,
     coarse_look,
     predict_probability,
     tracks_in,
@@ -85,8 +85,7 @@ class Candidates:
         if contrast is None:
             raise SystemExit(f"{bundle.name} keeps tracks of any contrast (min_contrast 0): it measures no texture")
         self.texture = contrast.texture
-        self.clean = clean_background(contrast, CleanBackground(bundle.config.threshold, bundle.config.min_contrast,
-                                                                max_texture))
+        self.clean = clean_texture(contrast, max_texture)
 
         def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
             if look is None:

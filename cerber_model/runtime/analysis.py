@@ -164,10 +164,14 @@ def coarse_look(data: np.ndarray, engine: Engine, normalization: Normalization, 
 
 def clean_background(contrast: SpotContrast | None, clean: CleanBackground | None) -> bool:
     """Whether an image (its measured ``contrast``) gets a bundle's setting ``clean`` for clean
-    backgrounds: its background's texture is at most the setting's, counted on at least
-    :data:`CLEAN_MIN_PX` pixels."""
-    return (clean is not None and contrast is not None and contrast.texture <= clean.max_texture
-            and contrast.texture_px >= CLEAN_MIN_PX)
+    backgrounds: its background is clean by that setting's texture (:func:`clean_texture`)."""
+    return clean is not None and clean_texture(contrast, clean.max_texture)
+
+
+def clean_texture(contrast: SpotContrast | None, max_texture: float) -> bool:
+    """Whether an image's background (its measured ``contrast``) is clean: its texture is at most
+    ``max_texture``, counted on at least :data:`CLEAN_MIN_PX` pixels."""
+    return contrast is not None and contrast.texture <= max_texture and contrast.texture_px >= CLEAN_MIN_PX
 
 
 def network_for(bundle: Bundle, contrast: SpotContrast | None) -> Bundle:
