@@ -14,6 +14,9 @@ For every model given (folders, or "default" for the bundled one) this reports
   vignetting, a gradient and broad glows 2-5x the background level, in 8 bit, so that the
   background fills most of the grey range), and the flat one with its noise smoothed over
   0.6-1 px (neighbouring pixels correlating as in real images), each beside a LoG tuned on the set;
+* F1 on the same sweep at SNR 4, 2 and 1 with the noise not clipped at 0: the prototype clipped
+  noise and offset at 0 before adding the spots, so that its clipped pixels trace the spots
+  without noise, which no camera does (``Recipe.clip_noise``);
 * F1 on the strong background as the real-images issue measured it: the prototype's look (spots
   of SD 2-6 px, all of one amplitude, at SNR 4, 2 and 1) on its smooth background of vignetting
   and broad inhomogeneities scaled to span 5-20 times that amplitude, min-max scaled to 8 bit;
@@ -35,7 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -61,6 +64,9 @@ from cerber_model.runtime.synthesis import (  # noqa: E402
     render,
 )
 
+if TYPE_CHECKING:
+    from cerber_model.runtime.realistic import RealisticRecipe
+
 #: The camera-like sweep: the realistic recipe with no clutter, fixed SNR; "flat" and "strong background".
 _CLEAN = dict(tracks=(10, 30), track_sd=(1.0, 3.0), cluster_fraction=0.0, saturated_fraction=0.0,
               blobs=(0, 0), rings=(0, 0), filaments=(0, 0), texture_probability=0.0, dust=(0, 0),
@@ -77,22 +83,27 @@ _STRONG = dict(vignetting=(0.5, 0.8), gradient=(0.5, 1.0), inhomogeneities=(3, 6
 _BACKGROUNDS = (("flat", _FLAT), ("strong bg", _STRONG), ("smoothed", _SMOOTHED))
 
 
+def camera_recipe(snr: float, background: str) -> RealisticRecipe:
+    """The camera-like sweep's recipe at one ``snr`` on one of the backgrounds of :data:`_BACKGROUNDS`."""
+    from cerber_model.runtime.realistic import RealisticRecipe
+
+    return RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **dict(_BACKGROUNDS)[background]})  # type: ignore[arg-type]
+
+
 def camera_sets(base: Path, count: int, seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
                 backgrounds: tuple[str, ...] = ("flat", "strong bg", "smoothed")) -> list[tuple[str, Path]]:
     """The camera-like SNR sweep (generated once into ``base``; the set of background i and SNR j
     from ``seed + 10 i + j``), as (label, folder) pairs."""
-    from cerber_model.runtime.realistic import RealisticRecipe
-
     out = []
-    for i, (background, extra) in enumerate(_BACKGROUNDS):
+    for i, (background, _) in enumerate(_BACKGROUNDS):
         if background not in backgrounds:
             continue
         for j, snr in enumerate(snrs):
             label = f"camera SNR {snr:g} {background}"
             folder = base / label.replace(" ", "_")
             if not (folder / "recipe.json").is_file():
-                recipe = RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **extra})  # type: ignore[arg-type]
-                generate_dataset(folder, count, seed=seed + 10 * i + j, recipe=recipe, val_fraction=0.0)
+                generate_dataset(folder, count, seed=seed + 10 * i + j, recipe=camera_recipe(snr, background),
+                                 val_fraction=0.0)
             out.append((label, folder / "train"))
     return out
 
@@ -145,6 +156,23 @@ def strong_sets(base: Path, count: int, seed: int = 2200, snrs: tuple[float, ...
         if not (folder / "recipe.json").is_file():
             generate_dataset(folder, count, seed=seed + j, recipe=StrongBackground(snr),  # type: ignore[arg-type]
                              val_fraction=0.0, workers=1)
+        out.append((label, folder / "train"))
+    return out
+
+
+def unclipped_sets(base: Path, count: int, size: int = 512, seed: int = 1000,
+                   snrs: tuple[float, ...] = (4.0, 2.0, 1.0)) -> list[tuple[str, Path]]:
+    """The sweep of ``eval_snr.py`` at SNR 4, 2 and 1 with its noise not clipped at 0
+    (``Recipe.clip_noise``; generated once into ``base``), as (label, folder) pairs. SNR j has
+    the seed of that sweep's set (``seed + j``), so each image differs from its twin there in
+    the clip alone."""
+    out = []
+    for j, snr in enumerate(snrs):
+        label = f"SNR {snr:g} not clipped"
+        folder = base / label.replace(" ", "_")
+        if not (folder / "recipe.json").is_file():
+            recipe = Recipe(height=size, width=size, tracks=(10, 30), snr=(snr, snr), clip_noise=False)
+            generate_dataset(folder, count, seed=seed + j, recipe=recipe, val_fraction=0.0)
         out.append((label, folder / "train"))
     return out
 
@@ -233,7 +261,9 @@ def main() -> None:
         recipe = replace(named_recipe("realistic"), smoothed_fraction=0.0)  # type: ignore[type-var]
         generate_dataset(realistic, args.realistic, seed=9001, recipe=recipe, val_fraction=0.0)
     print(f"\n## Synthetic sets (F1 at 3 px; P / R)\n\n{'set':24s} {header} {'LoG tuned on it':>16s}")
-    synthetic = [*snr_sets(args.data, args.count, 512), *strong_sets(args.data.parent / "eval-strong", args.count),
+    synthetic = [*snr_sets(args.data, args.count, 512),
+                 *unclipped_sets(args.data.parent / "eval-unclipped", args.count),
+                 *strong_sets(args.data.parent / "eval-strong", args.count),
                  *camera_sets(args.data.parent / "eval-camera", args.count),
                  ("realistic (seed 9001)", realistic / "train")]
     for label, folder in synthetic:

@@ -3,7 +3,9 @@
 Reproduces the prototype's recipe, every parameter adjustable through
 :class:`Recipe` (written as ``recipe.json`` beside the data):
 
-* background: a constant offset plus Gaussian noise, clipped to 0..255 per pixel;
+* background: a constant offset plus Gaussian noise, clipped to 0..255 per pixel
+  (``clip_noise``; no camera does this before the rest of the image is added: the clipped
+  pixels trace the tracks without noise, which a network can learn to read);
 * tracks: rotated 2-D Gaussians (SDs 2-6 px, amplitude a fraction of the offset);
 * 6-9 large smooth inhomogeneities and one wide centred "vignetting" Gaussian;
 * the sum min-max scaled to 0..255 and stored as 8-bit;
@@ -67,6 +69,9 @@ class Recipe:
     vignette_sd: tuple[float, float] = (700.0, 1000.0)
     vignette_amplitude: tuple[float, float] = (120.0, 190.0)
     mask_sigmas: float = 1.0  # mask = inside this many SDs of the track
+    # Noise and offset clipped to 0..255 before the tracks and the background are added (the
+    # prototype's way); False keeps the noise whole, as a camera whose offset keeps it above 0.
+    clip_noise: bool = True
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -373,12 +378,13 @@ def make_sample(recipe: AnyRecipe, seed: int, index: int) -> Sample:
 def render(scene: Scene, recipe: Recipe, mask: np.ndarray | None = None) -> np.ndarray:
     """The scene's float32 image before 8-bit scaling; marks the track ellipses in ``mask``.
 
-    Noise and offset clipped to 0..255, the tracks, then the background (the
-    inhomogeneities and the centred vignette) through :func:`add_smooth`.
+    Noise and offset clipped to 0..255 (if ``recipe.clip_noise``), the tracks, then the
+    background (the inhomogeneities and the centred vignette) through :func:`add_smooth`.
     """
     h, w = recipe.height, recipe.width
     canvas = np.add(scene.noise, np.float32(scene.offset), dtype=np.float32)
-    np.clip(canvas, 0, 255, out=canvas)
+    if recipe.clip_noise:
+        np.clip(canvas, 0, 255, out=canvas)
     for r, c, sd_u, sd_v, angle, amplitude in scene.tracks:
         _add_gaussian(canvas, r, c, sd_u, sd_v, angle, amplitude, mask, recipe.mask_sigmas)
     vsd, vamp = scene.vignette

@@ -1,6 +1,7 @@
 """Synthetic data: the prototype's recipe, reproducible, with masks oriented like their spots."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,6 +64,21 @@ def test_recipe_round_trip_and_validation():
         Recipe(track_sd=(6, 2))
     with pytest.raises(ValueError, match="unknown recipe"):
         Recipe.from_dict({"colour": 1})
+
+
+def test_noise_clipped_at_zero_only_where_the_recipe_says_so():
+    """The prototype clips noise and offset at 0 before the tracks are added; ``clip_noise`` False
+    keeps the noise whole. The same seed draws the same tracks either way, and a recipe written
+    before the setting existed still clips."""
+    recipe = Recipe(height=128, width=128, tracks=(5, 5), offset=(10, 10), noise_sd_min=30,
+                    noise_sd_offset_factor=0, inhomogeneities=(0, 0), vignette_amplitude=(0, 0))
+    clipped, whole = make_sample(recipe, 4, 0), make_sample(replace(recipe, clip_noise=False), 4, 0)
+    assert np.array_equal(clipped.centres, whole.centres)
+    # Noise of SD 30 about an offset of 10: 37 % of the pixels fall below 0.
+    assert 0.3 < np.mean(clipped.image == clipped.image.min()) < 0.4
+    assert np.mean(whole.image == whole.image.min()) < 0.01
+    old = {k: v for k, v in recipe.to_dict().items() if k != "clip_noise"}
+    assert Recipe.from_dict(old).clip_noise
 
 
 def test_dataset_is_identical_for_any_number_of_workers(tmp_path):
