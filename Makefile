@@ -51,7 +51,8 @@ lint: setup
 # Then 5 epochs at 1e-3 from the synthetic model on clean, prototype-look and realistic images side by
 # side: the network for clean backgrounds (cerber_model/models/clean), which the default runs on images
 # with a clean background, with the threshold and contrast that score best there
-# and a second look at the image binned 2 x 2 (scripts/clean_setting.py --network clean --coarse).
+# and a second look at the image binned 2 x 2, contrast counted by its rarity
+# (scripts/clean_setting.py --network clean --coarse --rarity).
 # Interrupted runs continue where they stopped (--resume); data are generated once.
 DEFAULT_DATA  := build/default-data
 DEFAULT_CLEAN := build/default-clean-data
@@ -123,7 +124,7 @@ model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made $(CLEAN_BOTH)/.linked
 		--epochs 5 --seed 790 --background-block 16 --lr 1e-3 --resume
 	$(BIN)/cerber threshold build/clean-tuned $(CLEAN_BOTH) --noise-scale 1.5 --out cerber_model/models/clean --overwrite
 	$(BIN)/python benchmarks/bench_linearity.py --model cerber_model/models/clean --repeats 2 --write
-	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --network clean --coarse --write   # its setting (and network) for clean backgrounds
+	$(BIN)/python scripts/clean_setting.py cerber_model/models/default --network clean --coarse --rarity --write   # its setting (and network) for clean backgrounds
 
 # The first default model, kept as cerber_model/models/v1 (inputs stretched between percentiles; the
 # prototype's look; docs/pilot-real-images.md compares it): 25 epochs from fresh weights on the

@@ -17,9 +17,10 @@ the images with a clean background (the default model's own probabilities on fai
 spots are low; it runs the network of ``clean``, trained on faint and broad spots without
 clutter), and stores that name with the setting. ``--coarse`` adds the tracks of the coarse look
 (the network again on the image binned 2 x 2, ``CleanBackground.coarse``) at each setting tried,
-and stores it with the setting.
+and stores it with the setting. ``--rarity`` counts contrast on the clean images by how rarely
+noise reaches it at the track's scale (``CleanBackground.rarity``), and stores that too.
 
-    python scripts/clean_setting.py cerber_model/models/default [--network clean] [--coarse] [--write]
+    python scripts/clean_setting.py cerber_model/models/default [--network clean] [--coarse] [--rarity] [--write]
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class Candidates:
     """One image's texture, its track centres at the model's own setting, and (where its background
     is clean) at every threshold and smallest contrast tried, from the network that would run there."""
 
-    def __init__(self, bundle, data: np.ndarray, max_texture: float, network=None, coarse: bool = False):
+    def __init__(self, bundle, data: np.ndarray, max_texture: float, network=None, coarse: bool = False,
+                 rarity: bool = False):
         levels = image_levels(data, bundle.config.normalization)
         contrast = bundle_contrast(Image(data), bundle, levels)
         if contrast is None:
@@ -89,13 +91,15 @@ class Candidates:
 
         def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
             if look is None:
-                return track_centres(probability, data, t, bundle.config.min_area_px, contrast, c)[0]
+                return track_centres(probability, data, t, bundle.config.min_area_px,
+                                     replace(contrast, rarity=rarity), c)[0]
             tracks = tracks_in(probability, data, contrast, t, bundle.config.min_area_px, None, c,
-                               CleanBackground(t, c, max_texture), look)
+                               CleanBackground(t, c, max_texture, rarity=rarity), look)
             return np.c_[tracks.columns["row"], tracks.columns["col"]]
 
         own = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
-        self.own = centres(bundle.config.threshold, bundle.config.min_contrast, own)
+        self.own = track_centres(own, data, bundle.config.threshold, bundle.config.min_area_px, contrast,
+                                 bundle.config.min_contrast)[0]
         self.centres: dict[tuple[float, float], np.ndarray] = {}
         if self.clean:
             net = network or bundle
@@ -124,6 +128,8 @@ def main() -> None:
                              "clean background; by default the model's own")
     parser.add_argument("--coarse", action="store_true",
                         help="add the tracks of a second look at the image binned 2 x 2 on clean backgrounds")
+    parser.add_argument("--rarity", action="store_true",
+                        help="count contrast on clean backgrounds by how rarely noise reaches it at each scale")
     parser.add_argument("--write", action="store_true", help="store the chosen setting in the model's config.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -140,10 +146,11 @@ def main() -> None:
         pairs, problems, _ = find_pairs(folder / "images", folder / "masks")
         if problems:
             raise SystemExit(f"{folder}: {problems[0]}")
-        sets[label] = [(Candidates(bundle, read_image(p.image).data, args.max_texture, network, args.coarse),
+        sets[label] = [(Candidates(bundle, read_image(p.image).data, args.max_texture, network, args.coarse,
+                                   args.rarity),
                         truth_centres(p)) for p in pairs]
         print(f"analyzed {label} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    blanks = {kind: [Candidates(bundle, im, args.max_texture, network, args.coarse)
+    blanks = {kind: [Candidates(bundle, im, args.max_texture, network, args.coarse, args.rarity)
                      for im in blank_images(kind, 4, 1024, 700 + i)] for i, kind in enumerate(BLANKS)}
     print(f"analyzed the spot-free images ({time.perf_counter() - t0:.0f} s)\n", flush=True)
     megapixels = 4 * 1024 * 1024 / 1e6  # of each kind
@@ -185,10 +192,11 @@ def main() -> None:
           + ", ".join(f"{s:.3f}" for s in own_scores))
     if best is None:
         raise SystemExit("no setting keeps the spot-free images clean enough; nothing chosen")
-    clean = CleanBackground(best[0], best[1], args.max_texture, args.network, args.coarse)
+    clean = CleanBackground(best[0], best[1], args.max_texture, args.network, args.coarse, args.rarity)
     print(f"chosen for clean backgrounds: threshold {best[0]:.2f}, smallest contrast {best[1]:g}"
           + (f", the network of {args.network}" if args.network else "")
-          + (", with the coarse look" if args.coarse else "") + " "
+          + (", with the coarse look" if args.coarse else "")
+          + (", contrast counted by its rarity" if args.rarity else "") + " "
           f"(mean F1 {best_score:.3f})  ({time.perf_counter() - t0:.0f} s)")
     if args.write:
         if bundle.path is None:

@@ -102,8 +102,12 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
     the contrast filter applies where the contrast was measured. ``cancel`` is checked between tracks."""
     use_clean = clean_background(contrast, clean)
     if use_clean:
-        assert clean is not None
+        assert clean is not None and contrast is not None
         threshold, min_contrast = clean.threshold, clean.min_contrast
+        if clean.rarity:
+            contrast = replace(contrast, rarity=True)
+            if coarse is not None:
+                coarse = replace(coarse, contrast=replace(coarse.contrast, rarity=True))
     tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
                             min_contrast if contrast is not None else 0.0, cancel)
     if use_clean and coarse is not None:

@@ -39,7 +39,7 @@ from .images import Normalization
 #: smallest track contrast, version 5 the network of another bundled model on clean backgrounds
 #: (``CleanBackground.network``), version 6 the coarse look there (``CleanBackground.coarse``);
 #: older configs load unchanged. An older Cerber refuses a newer version instead of misreading it.
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
@@ -60,7 +60,9 @@ class CleanBackground:
     ``threshold`` and smallest contrast ``min_contrast`` find fainter tracks. With ``coarse``, the
     network looks again at the image binned 2 x 2 (:func:`~cerber_model.runtime.analysis.coarse_look`),
     where broad faint spots stand out twice as far from the noise; its tracks that overlap none
-    found at full resolution are added."""
+    found at full resolution are added. With ``rarity``, contrast there is counted by how rarely
+    noise reaches it at the track's scale (:attr:`~cerber_model.runtime.contrast.SpotContrast.rarity`),
+    so that broad faint tracks need fewer noise SDs than small ones."""
 
     threshold: float
     min_contrast: float
@@ -69,10 +71,12 @@ class CleanBackground:
     #: images; None: the model's own network.
     network: str | None = None
     coarse: bool = False
+    rarity: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.coarse, bool):
-            raise ConfigError(f"clean_background coarse must be true or false, got {self.coarse!r}")
+        for name in ("coarse", "rarity"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"clean_background {name} must be true or false, got {getattr(self, name)!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise ConfigError(f"clean_background threshold must be between 0 and 1, got {self.threshold!r}")
         if self.network is not None and (not isinstance(self.network, str) or Path(self.network).name != self.network
@@ -89,19 +93,19 @@ class CleanBackground:
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": float(self.threshold), "min_contrast": float(self.min_contrast),
                 "max_texture": float(self.max_texture)} | ({} if self.network is None else {"network": self.network}) \
-            | ({"coarse": True} if self.coarse else {})
+            | ({"coarse": True} if self.coarse else {}) | ({"rarity": True} if self.rarity else {})
 
     @classmethod
     def from_dict(cls, data: Any) -> CleanBackground:
         needed = {"threshold", "min_contrast", "max_texture"}
-        if not isinstance(data, dict) or not needed <= set(data) <= needed | {"network", "coarse"}:
+        if not isinstance(data, dict) or not needed <= set(data) <= needed | {"network", "coarse", "rarity"}:
             raise ConfigError(f"clean_background must have threshold, min_contrast and max_texture (and may name "
-                              f"a network and ask for a coarse look), got {data!r}")
+                              f"a network, ask for a coarse look and count contrast by rarity), got {data!r}")
         try:
             values = float(data["threshold"]), float(data["min_contrast"]), float(data["max_texture"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"clean_background values must be numbers, got {data!r}") from exc
-        return cls(*values, data.get("network"), data.get("coarse", False))
+        return cls(*values, data.get("network"), data.get("coarse", False), data.get("rarity", False))
 
 
 @dataclass(frozen=True)
@@ -190,13 +194,14 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise ConfigError(f"format version {version} is newer than this Cerber understands "
                           f"({FORMAT_VERSION}); update Cerber to use this model")
-    if version in (1, 2, 3, 4, 5):
+    if version in (1, 2, 3, 4, 5, 6):
         # Version 1 knew the "percentile" and "scale" normalisations only, whose settings
         # version 2 reads the same way; version 3 added the background normalisation's
         # optional noise scale, absent (0) in version 2; version 4 the smallest track
         # contrast, absent (0, every track kept) in version 3; version 5 the optional network
         # for clean backgrounds, absent (the model's own) in version 4; version 6 the optional
-        # coarse look there, absent (none) in version 5: nothing to convert.
+        # coarse look there, absent (none) in version 5; version 7 contrast counted by its rarity
+        # there, absent (counted plainly) in version 6: nothing to convert.
         return {**data, "format_version": FORMAT_VERSION}
     raise ConfigError(f"unknown format version {version!r}")
 
@@ -550,7 +555,8 @@ def describe_bundle(bundle) -> str:
         lines.append(f"Clean images:  threshold {clean.threshold:.3f}   minimum contrast: {clean.min_contrast:g} "
                      f"noise SDs   (background texture up to {clean.max_texture:g} dips per Mpx)"
                      + (f"; the network of the model '{clean.network}'" if clean.network else "")
-                     + ("; and a second look at the image binned 2 x 2" if clean.coarse else ""))
+                     + ("; and a second look at the image binned 2 x 2" if clean.coarse else "")
+                     + ("; contrast counted by its rarity at the track's scale" if clean.rarity else ""))
     if cfg.resolving_distance_px is not None:
         lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")
     if cfg.provenance:

@@ -23,6 +23,16 @@ gets a low one. On white noise a spot's contrast grows with its amplitude and si
 Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen with the
 threshold on validation images (``cerber threshold``).
 
+On a clean background a bundle may count contrast by its rarity (``SpotContrast.rarity``; the
+README's "Clean backgrounds"): noise makes fewer bumps at larger scales (about (s / 1 px)^-2 times
+as many per megapixel at scale s), so a bump of r noise SDs at a large scale is rarer than one at
+a small scale, and a broad faint spot need not stand out by as many noise SDs as a small one to
+be told from noise. Counted by its rarity, r at scale s becomes sqrt(r^2 + k ln(s / 1 px)), k
+being :data:`RARITY_GAIN`: on white noise the peaks at 3-5 px then reach a given contrast about
+as often as those at 1 px do (measured: the level that as many peaks reach at 3, 4 and 5 px as
+reach 4-5 at 1 px needs k = 2.0-3.0; Gaussian theory gives 4 for a continuous image, the pixel
+grid fewer at small scales). Counted plainly, the small scales make most of the false tracks.
+
 The same windows say how textured the background is (:attr:`SpotContrast.texture`): texture
 makes dark dips as well as bright bumps, spots only bright ones. The dark dips that stand out by
 :data:`TEXTURE_LEVEL` or more per megapixel, leaving out the dark rings of bright spots, are 0-19
@@ -46,6 +56,10 @@ if TYPE_CHECKING:
 
 #: Spot SDs (px) at which the contrast is measured: the sizes of spots Cerber detects.
 CONTRAST_SCALES = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+#: Contrast counted by its rarity (see above): the scale (px) at which it is the plain ratio, and
+#: the gain k of sqrt(r^2 + k ln(s / RARITY_SCALE)).
+RARITY_SCALE = 1.0
+RARITY_GAIN = 2.5
 #: Tracks measured at once (memory: about 8 KB per track at the largest scale).
 _CHUNK = 2048
 #: Windows of 256 px (at most; see images.sample_windows) and values in them that measure the
@@ -106,12 +120,15 @@ class SpotContrast:
     """What measuring track contrast on one image needs: its local noise and, per scale of
     :data:`CONTRAST_SCALES`, the robust SD of the LoG response of its background; and the
     background's texture: dark dips of contrast :data:`TEXTURE_LEVEL` or more per megapixel,
-    counted on ``texture_px`` pixels (the windows' insides; fewer on a small image)."""
+    counted on ``texture_px`` pixels (the windows' insides; fewer on a small image). With
+    ``rarity``, :meth:`of` counts each scale's ratio by how rarely noise reaches it there
+    (:func:`rarity_contrast`)."""
 
     levels: BackgroundLevels
     scale_noise: tuple[float, ...]
     texture: float = 0.0
     texture_px: int = 0
+    rarity: bool = False
 
     def of(self, data: np.ndarray, centres: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
@@ -142,7 +159,8 @@ class SpotContrast:
                 near = response[:, m - 2:m + 3, m - 2:m + 3].max(axis=(1, 2))
                 k = max(3, math.ceil(scale) + 1)
                 around = response[:, m - k:m + k + 1, m - k:m + k + 1].max(axis=(1, 2))
-                np.maximum(best, np.where(near >= around, centre / scale_noise, 0.0), out=best)
+                ratio = np.where(near >= around, centre / scale_noise, 0.0)
+                np.maximum(best, rarity_contrast(ratio, scale) if self.rarity else ratio, out=best)
         return out
 
     def spot_peaks(self, data: np.ndarray, box: tuple[slice, slice], region: np.ndarray
@@ -179,6 +197,14 @@ class SpotContrast:
             if count >= 2:
                 return markers, response
         return None
+
+
+def rarity_contrast(ratio: np.ndarray, scale: float) -> np.ndarray:
+    """The contrast at :data:`RARITY_SCALE` that noise reaches about as rarely as ``ratio`` (noise SDs,
+    above 0) at ``scale`` px: sqrt(ratio^2 + k ln(scale / RARITY_SCALE)), k being :data:`RARITY_GAIN`;
+    at least 0, and 0 and below stay."""
+    bonus = RARITY_GAIN * math.log(scale / RARITY_SCALE)
+    return np.where(ratio > 0, np.sqrt(np.maximum(ratio * ratio + bonus, 0.0)), ratio)
 
 
 def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels | None = None) -> SpotContrast:

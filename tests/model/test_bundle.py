@@ -63,7 +63,7 @@ def test_round_trip_keeps_every_weight(saved, original):
 
 def test_config_records_everything(saved):
     data = json.loads((saved / "config.json").read_text())
-    assert data["format_version"] == bundle_module.FORMAT_VERSION == 6
+    assert data["format_version"] == bundle_module.FORMAT_VERSION == 7
     assert data["min_contrast"] == 0.0
     assert data["network"]["width"] == 2 and data["normalization"]["method"] == "percentile"
     assert set(data["files"]) == {"weights.npz", "model.onnx"}
@@ -340,7 +340,7 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
     assert load_bundle(folder).config.clean_background == clean
     assert "Clean images:  threshold 0.050   minimum contrast: 6.5" in describe_bundle(load_bundle(folder))
     config = json.loads((folder / "config.json").read_text())
-    config["format_version"] = 5  # before the coarse look: none
+    config["format_version"] = 5  # before the coarse look and contrast by rarity: neither
     (folder / "config.json").write_text(json.dumps(config))
     assert load_bundle(folder).config.clean_background == clean
     del config["clean_background"]
@@ -364,3 +364,9 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
         make_bundle(replace(base.config, min_contrast=7.0, clean_background=coarse), base.weights))
     with pytest.raises(ConfigError, match="clean_background coarse must be true or false, got 'yes'"):
         CleanBackground.from_dict({**coarse.to_dict(), "coarse": "yes"})
+    rarity = replace(coarse, rarity=True)
+    assert CleanBackground.from_dict(rarity.to_dict()) == rarity and "rarity" not in coarse.to_dict()
+    assert "contrast counted by its rarity" in describe_bundle(
+        make_bundle(replace(base.config, min_contrast=7.0, clean_background=rarity), base.weights))
+    with pytest.raises(ConfigError, match="clean_background rarity must be true or false, got 1"):
+        CleanBackground.from_dict({**coarse.to_dict(), "rarity": 1})

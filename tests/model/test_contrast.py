@@ -307,3 +307,57 @@ def test_one_broad_spot_or_a_ridge_stays_one_track(seed):
     ridge = 100 + rng.normal(0, 1, shape) + 6 * np.exp(-((rr - 60) ** 2) / 2.0) * (1 + 0.5 * np.sin(cc / 2.0))
     prob = ((np.abs(rr - 60) <= 1) & (np.abs(cc - 60) <= 25)).astype(np.float32)
     assert extract_tracks(prob, ridge, 0.5, contrast=measure_contrast(ridge)).count == 1
+
+
+def test_counted_by_rarity_broad_and_small_scales_pass_a_contrast_about_as_often_on_noise():
+    """Noise makes fewer bumps at larger scales: counted plainly, the peaks at 4 px reach a contrast
+    of 4 several times less often than those at 1 px; counted by their rarity, about as often."""
+    from cerber_model.runtime.contrast import log_filter, rarity_contrast
+
+    rng = np.random.default_rng(1)
+    plain, rare = {1.0: 0, 4.0: 0}, {1.0: 0, 4.0: 0}
+    for _ in range(2):
+        image = 100 + rng.normal(0, 3, (1024, 1024))
+        contrast = measure_contrast(image)
+        x = contrast.levels.apply(image.astype(np.float32))
+        for scale in plain:
+            ratio = (log_filter(x, scale) / contrast.scale_noise[CONTRAST_SCALES.index(scale)])[30:-30, 30:-30]
+            peaks = ratio[ratio == ndimage.maximum_filter(ratio, 3)]
+            plain[scale] += int((peaks >= 4).sum())
+            rare[scale] += int((rarity_contrast(peaks, scale) >= 4).sum())
+    assert rare[1.0] == plain[1.0] > 3 * plain[4.0]
+    assert 0.5 < rare[4.0] / rare[1.0] < 2
+
+
+def test_on_a_clean_background_a_broad_faint_spot_may_count_by_its_rarity():
+    """With ``rarity`` in the setting for clean backgrounds a broad faint spot passes a smallest
+    contrast that it misses counted plainly, and a small spot above it stays; a textured image,
+    which does not get the setting, keeps the same tracks either way."""
+    from dataclasses import replace
+
+    from cerber_model.runtime.analysis import tracks_in
+    from cerber_model.runtime.bundle import CleanBackground
+
+    rng = np.random.default_rng(2)
+    shape = (320, 320)
+    image = 300 + rng.normal(0, 5, shape) + _spot(shape, (100, 100), 4.0, 6.5) + _spot(shape, (220, 220), 1.0, 20)
+    contrast = measure_contrast(image)
+    centres = np.array([[100, 100], [220, 220]])
+    broad, small = contrast.of(image, centres)
+    broad_rare, small_rare = replace(contrast, rarity=True).of(image, centres)
+    assert broad < 5.8 < broad_rare < broad + 0.5 and 5.8 < small <= small_rare < small + 0.2
+    rr, cc = np.indices(shape)
+    probability = np.where(((rr - 100) ** 2 + (cc - 100) ** 2 <= 16) | ((rr - 220) ** 2 + (cc - 220) ** 2 <= 4),
+                           np.float32(0.9), np.float32(0.0))
+    setting = CleanBackground(threshold=0.5, min_contrast=5.8, max_texture=30.0)
+
+    def tracks(data, rarity):
+        return tracks_in(probability, data, measure_contrast(data), 0.5, 4, None, 5.8, replace(setting, rarity=rarity))
+
+    plain, rare = tracks(image, False), tracks(image, True)
+    assert plain.clean_background and rare.clean_background
+    assert (plain.count, rare.count) == (1, 2)
+    textured = image + 8 * _patchy(shape, rng)
+    plain, rare = tracks(textured, False), tracks(textured, True)
+    assert not rare.clean_background
+    np.testing.assert_array_equal(rare.labels, plain.labels)
