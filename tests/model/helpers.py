@@ -62,3 +62,17 @@ def gaussian_spots(shape, centres, sigma=2.0, amplitude=1.0, sigmas=None, angles
         v = dx * np.sin(a) + dy * np.cos(a)
         out += amplitude * np.exp(-0.5 * ((u / s1) ** 2 + (v / s2) ** 2))
     return out
+
+
+def load_script(relative: str):
+    """The module of a script of the repository (``scripts/...`` or ``benchmarks/...``), loaded
+    from its file: scripts are not packages."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,26 +1,14 @@
 """scripts/clean_setting.py, the last step of `make model`: its per-image candidates on a small image
 (the whole script takes minutes of network time)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from cerber_model.runtime.bundle import load_model
-from tests.model.helpers import gaussian_spots
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "clean_setting.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("clean_setting", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.model.helpers import gaussian_spots, load_script
 
 
 def test_a_clean_image_gets_candidates_at_every_setting_tried():
-    script = _script()
+    script = load_script("scripts/clean_setting.py")
     rng = np.random.default_rng(1)
     shape = (320, 320)
     centres = rng.uniform(30, 290, (12, 2))

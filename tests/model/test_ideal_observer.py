@@ -1,22 +1,16 @@
 """benchmarks/ideal_observer.py: the matched-filter SNR of a spot, the noise threshold of a bank of
 matched filters, and the ceiling they give."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 
 from cerber_model.runtime.synthesis import Sample, _add_gaussian
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ideal_observer.py"
+from tests.model.helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ideal_observer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ideal_observer.py")
 
 
 def _sample(centres, snr, sds):
