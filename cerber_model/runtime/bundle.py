@@ -37,8 +37,9 @@ from .images import Normalization
 
 #: Version 2 added the "background" normalisation, version 3 its noise scale, version 4 the
 #: smallest track contrast, version 5 the network of another bundled model on clean backgrounds
-#: (``CleanBackground.network``), version 6 the coarse look there (``CleanBackground.coarse``);
-#: older configs load unchanged. An older Cerber refuses a newer version instead of misreading it.
+#: (``CleanBackground.network``), version 6 the coarse look there (``CleanBackground.coarse``),
+#: version 7 contrast counted by its rarity there (``CleanBackground.rarity``); older configs
+#: load unchanged. An older Cerber refuses a newer version instead of misreading it.
 FORMAT_VERSION = 7
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
