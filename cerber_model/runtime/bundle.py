@@ -556,7 +556,7 @@ def describe_bundle(bundle) -> str:
         lines.append(f"Clean images:  threshold {clean.threshold:.3f}   minimum contrast: {clean.min_contrast:g} "
                      f"noise SDs   (background texture up to {clean.max_texture:g} dips per Mpx)"
                      + (f"; the network of the model '{clean.network}'" if clean.network else "")
-                     + ("; and a second look at the image binned 2 x 2" if clean.coarse else "")
+                     + ("; a second look at the image binned 2 x 2" if clean.coarse else "")
                      + ("; contrast counted by its rarity at the track's scale" if clean.rarity else ""))
     if cfg.resolving_distance_px is not None:
         lines.append(f"Overlaps:      resolving distance {cfg.resolving_distance_px:g} px")
