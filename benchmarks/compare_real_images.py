@@ -90,22 +90,35 @@ def camera_recipe(snr: float, background: str) -> RealisticRecipe:
     return RealisticRecipe(snr=(snr, snr), **{**_CLEAN, **dict(_BACKGROUNDS)[background]})  # type: ignore[arg-type]
 
 
+#: A synthetic set of the benchmark: its label, its recipe and its seed.
+SetSpec = tuple[str, Any, int]
+
+
+def generated_sets(base: Path, count: int, specs: list[SetSpec], workers: int | None = None
+                   ) -> list[tuple[str, Path]]:
+    """Each set of ``specs``, generated once into ``base`` (``count`` images, a folder named by its
+    label), as (label, folder) pairs."""
+    out = []
+    for label, recipe, seed in specs:
+        folder = base / label.replace(" ", "_")
+        if not (folder / "recipe.json").is_file():
+            generate_dataset(folder, count, seed=seed, recipe=recipe, val_fraction=0.0, workers=workers)
+        out.append((label, folder / "train"))
+    return out
+
+
+def camera_specs(seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
+                 backgrounds: tuple[str, ...] = ("flat", "strong bg", "smoothed")) -> list[SetSpec]:
+    """The camera-like SNR sweep: background i of :data:`_BACKGROUNDS` at SNR j from ``seed + 10 i + j``."""
+    return [(f"camera SNR {snr:g} {background}", camera_recipe(snr, background), seed + 10 * i + j)
+            for i, (background, _) in enumerate(_BACKGROUNDS) if background in backgrounds
+            for j, snr in enumerate(snrs)]
+
+
 def camera_sets(base: Path, count: int, seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
                 backgrounds: tuple[str, ...] = ("flat", "strong bg", "smoothed")) -> list[tuple[str, Path]]:
-    """The camera-like SNR sweep (generated once into ``base``; the set of background i and SNR j
-    from ``seed + 10 i + j``), as (label, folder) pairs."""
-    out = []
-    for i, (background, _) in enumerate(_BACKGROUNDS):
-        if background not in backgrounds:
-            continue
-        for j, snr in enumerate(snrs):
-            label = f"camera SNR {snr:g} {background}"
-            folder = base / label.replace(" ", "_")
-            if not (folder / "recipe.json").is_file():
-                generate_dataset(folder, count, seed=seed + 10 * i + j, recipe=camera_recipe(snr, background),
-                                 val_fraction=0.0)
-            out.append((label, folder / "train"))
-    return out
+    """The camera-like SNR sweep (:func:`camera_specs`, generated once into ``base``)."""
+    return generated_sets(base, count, camera_specs(seed, snrs, backgrounds))
 
 
 @dataclass(frozen=True)
@@ -145,36 +158,31 @@ class StrongBackground:
                       tracks[:, 2:4].copy())
 
 
+def strong_specs(seed: int = 2200, snrs: tuple[float, ...] = (4.0, 2.0, 1.0)) -> list[SetSpec]:
+    """The issue's strong-background sweep (:class:`StrongBackground`), SNR j from ``seed + j``."""
+    # "SNR ... on strong bg": the prototype's look, as the sweep's rows.
+    return [(f"SNR {snr:g} on strong bg", StrongBackground(snr), seed + j) for j, snr in enumerate(snrs)]
+
+
 def strong_sets(base: Path, count: int, seed: int = 2200, snrs: tuple[float, ...] = (4.0, 2.0, 1.0)
                 ) -> list[tuple[str, Path]]:
-    """The issue's strong-background sweep (:class:`StrongBackground`; generated once into ``base``,
-    SNR j from ``seed + j``), as (label, folder) pairs."""
-    out = []
-    for j, snr in enumerate(snrs):
-        label = f"SNR {snr:g} on strong bg"  # the prototype's look, as the rows above
-        folder = base / label.replace(" ", "_")
-        if not (folder / "recipe.json").is_file():
-            generate_dataset(folder, count, seed=seed + j, recipe=StrongBackground(snr),  # type: ignore[arg-type]
-                             val_fraction=0.0, workers=1)
-        out.append((label, folder / "train"))
-    return out
+    """The issue's strong-background sweep (:func:`strong_specs`, generated once into ``base``; in
+    this process, as its recipe is the benchmark's own class)."""
+    return generated_sets(base, count, strong_specs(seed, snrs), workers=1)
 
 
-def unclipped_sets(base: Path, count: int, size: int = 512, seed: int = 1000,
-                   snrs: tuple[float, ...] = (4.0, 2.0, 1.0)) -> list[tuple[str, Path]]:
+def unclipped_specs(size: int = 512, seed: int = 1000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0)) -> list[SetSpec]:
     """The sweep of ``eval_snr.py`` at SNR 4, 2 and 1 with its noise not clipped at 0
-    (``Recipe.clip_noise``; generated once into ``base``), as (label, folder) pairs. SNR j has
-    the seed of that sweep's set (``seed + j``), so each image differs from its twin there in
-    the clip alone."""
-    out = []
-    for j, snr in enumerate(snrs):
-        label = f"SNR {snr:g} not clipped"
-        folder = base / label.replace(" ", "_")
-        if not (folder / "recipe.json").is_file():
-            recipe = Recipe(height=size, width=size, tracks=(10, 30), snr=(snr, snr), clip_noise=False)
-            generate_dataset(folder, count, seed=seed + j, recipe=recipe, val_fraction=0.0)
-        out.append((label, folder / "train"))
-    return out
+    (``Recipe.clip_noise``). SNR j has the seed of that sweep's set (``seed + j``), so each image
+    differs from its twin there in the clip alone."""
+    return [(f"SNR {snr:g} not clipped",
+             Recipe(height=size, width=size, tracks=(10, 30), snr=(snr, snr), clip_noise=False), seed + j)
+            for j, snr in enumerate(snrs)]
+
+
+def unclipped_sets(base: Path, count: int) -> list[tuple[str, Path]]:
+    """The unclipped sweep (:func:`unclipped_specs`, generated once into ``base``)."""
+    return generated_sets(base, count, unclipped_specs())
 
 
 def counting_set(base: Path, count: int) -> Path:

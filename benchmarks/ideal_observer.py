@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compare_real_images import StrongBackground, camera_recipe  # noqa: E402
+from compare_real_images import camera_specs, strong_specs, unclipped_specs  # noqa: E402
 
-from cerber_model.runtime.synthesis import Recipe, Sample, make_sample  # noqa: E402
+from cerber_model.runtime.synthesis import Sample, make_sample  # noqa: E402
 
 #: False local maxima per megapixel allowed on noise: the blank-image goal.
 FALSE_PER_MEGAPIXEL = 1.0
@@ -97,19 +97,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=12, help="images per set (compare_real_images' default)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    prototype = [(f"SNR {snr:g} not clipped",
-                  [make_sample(Recipe(height=512, width=512, tracks=(10, 30), snr=(snr, snr), clip_noise=False),
-                               1000 + j, i) for i in range(args.count)]) for j, snr in enumerate((4.0, 2.0, 1.0))]
-    strong = [(f"SNR {snr:g} on strong bg", [StrongBackground(snr).make_sample(2200 + j, i) for i in range(args.count)])
-              for j, snr in enumerate((4.0, 2.0, 1.0))]
-    camera = [(f"camera SNR {snr:g} {bg}", [make_sample(camera_recipe(snr, bg), 2000 + 10 * i + j, k)
-                                            for k in range(args.count)])
-              for i, bg in enumerate(("flat", "strong bg")) for j, snr in enumerate((4.0, 2.0, 1.0))]
+    specs = [*unclipped_specs(), *strong_specs(), *camera_specs(backgrounds=("flat", "strong bg"))]
+    sets = [(label, [make_sample(recipe, seed, i) for i in range(args.count)]) for label, recipe, seed in specs]
     thresholds = {(2.0, 6.0): noise_threshold((2.0, 6.0)), (1.0, 3.0): noise_threshold((1.0, 3.0))}
     print(f"Threshold T (noise SDs) with {FALSE_PER_MEGAPIXEL:g} false peak per megapixel of white noise: "
           + ", ".join(f"spots of SD {a:g}-{b:g} px {t:.2f}" for (a, b), t in thresholds.items()))
     print(f"\n{'set':28s} {'recall':>7s} {'F1':>7s} {'too close':>10s}")
-    for label, samples in [*prototype, *strong, *camera]:
+    for label, samples in sets:
         recall, close = ceiling(samples, thresholds[(1.0, 3.0) if label.startswith("camera") else (2.0, 6.0)])
         print(f"{label:28s} {recall:7.3f} {2 * recall / (1 + recall):7.3f} {close:10.3f}", flush=True)
     print(f"\n({time.perf_counter() - t0:.0f} s)")

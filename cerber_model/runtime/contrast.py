@@ -24,7 +24,7 @@ Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen
 threshold on validation images (``cerber threshold``).
 
 On a clean background a bundle may count contrast by its rarity (``SpotContrast.rarity``; the
-README's "Clean backgrounds"): noise makes fewer bumps at larger scales (about (s / 1 px)^-2 times
+README's "Contrast by rarity"): noise makes fewer bumps at larger scales (about (s / 1 px)^-2 times
 as many per megapixel at scale s), so a bump of r noise SDs at a large scale is rarer than one at
 a small scale, and a broad faint spot need not stand out by as many noise SDs as a small one to
 be told from noise. Counted by its rarity, r at scale s becomes sqrt(r^2 + k ln(s / 1 px)), k
