@@ -41,7 +41,6 @@ from compare_real_images import BLANKS, blank_images, camera_sets  # noqa: E402
 
 from cerber_model.runtime.analysis import (  # noqa: E402
     bundle_contrast,
-    clean_counted,
     clean_texture,
     coarse_look,
     predict_probability,
@@ -93,7 +92,7 @@ class Candidates:
         def centres(t: float, c: float, probability: np.ndarray, look=None) -> np.ndarray:
             if look is None:
                 return track_centres(probability, data, t, bundle.config.min_area_px,
-                                     clean_counted(contrast, CleanBackground(t, c, max_texture, rarity=rarity)), c)[0]
+                                     replace(contrast, rarity=rarity), c)[0]
             tracks = tracks_in(probability, data, contrast, t, bundle.config.min_area_px, None, c,
                                CleanBackground(t, c, max_texture, rarity=rarity), look)
             return np.c_[tracks.columns["row"], tracks.columns["col"]]

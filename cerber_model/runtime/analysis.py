@@ -104,9 +104,10 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
     if use_clean:
         assert clean is not None and contrast is not None
         threshold, min_contrast = clean.threshold, clean.min_contrast
-        contrast = clean_counted(contrast, clean)
-        if coarse is not None:
-            coarse = replace(coarse, contrast=clean_counted(coarse.contrast, clean))
+        if clean.rarity:
+            contrast = replace(contrast, rarity=True)
+            if coarse is not None:
+                coarse = replace(coarse, contrast=replace(coarse.contrast, rarity=True))
     tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
                             min_contrast if contrast is not None else 0.0, cancel)
     if use_clean and coarse is not None:
@@ -116,13 +117,6 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
                                    COARSE_FRAGMENT, cancel)
     tracks.clean_background = use_clean
     return tracks
-
-
-def clean_counted(contrast: SpotContrast, clean: CleanBackground) -> SpotContrast:
-    """``contrast`` as an image with a clean background counts it by ``clean`` (a bundle's setting for
-    those): the spots in one track told apart by their own peaks (``SpotContrast.clean``), and
-    contrast counted by its rarity where the setting asks for that."""
-    return replace(contrast, clean=True, rarity=contrast.rarity or clean.rarity)
 
 
 def bin_image(data: np.ndarray, factor: int = COARSE_BINNING) -> np.ndarray:

@@ -81,10 +81,9 @@ RING_PEAK = 2.0
 SPLIT_SCALES = (3.0, 2.0, 1.5)
 SPLIT_SCALE_RATIO = 4.0
 #: A spot's own peak in a track: its contrast at that scale (noise SDs), and how far it rises above
-#: the way to a higher peak: SPLIT_DIP of the track's highest response, and SPLIT_MIN_DIP at least.
-#: On a clean background (``SpotContrast.clean``) SPLIT_DIP of the peak's own response instead: there
-#: no texture makes shoulders, and a faint spot beside a bright one (a bead 5-6 px from one 10-20 times
-#: as bright) rises far less than a third of the bright one's peak above the way between them.
+#: the way to a higher peak: SPLIT_DIP of its own response, and SPLIT_MIN_DIP at least. Of its own,
+#: not of the track's highest: a faint spot beside a bright one (a bead 5-6 px from one 10-20 times as
+#: bright) rises far less than a third of the bright one's peak above the way between them.
 SPLIT_CONTRAST = 5.0
 SPLIT_DIP = 0.3
 SPLIT_MIN_DIP = 2.0
@@ -125,15 +124,13 @@ class SpotContrast:
     background's texture: dark dips of contrast :data:`TEXTURE_LEVEL` or more per megapixel,
     counted on ``texture_px`` pixels (the windows' insides; fewer on a small image). With
     ``rarity``, :meth:`of` counts each scale's ratio by how rarely noise reaches it there
-    (:func:`rarity_contrast`). ``clean``: the image's background counts as clean, and
-    :meth:`spot_peaks` judges each spot's peak by its own height (:data:`SPLIT_DIP`)."""
+    (:func:`rarity_contrast`)."""
 
     levels: BackgroundLevels
     scale_noise: tuple[float, ...]
     texture: float = 0.0
     texture_px: int = 0
     rarity: bool = False
-    clean: bool = False
 
     def of(self, data: np.ndarray, centres: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
@@ -177,7 +174,6 @@ class SpotContrast:
         higher one); None where it holds one. ``box`` should reach :data:`SPLIT_MARGIN` beyond the track."""
         from scipy import ndimage
         from skimage.measure import regionprops
-        from skimage.morphology import h_maxima
 
         area = int(region.sum())
         if area < SPLIT_MIN_AREA or regionprops(region.astype(np.uint8))[0].eccentricity > SPLIT_MAX_ECCENTRICITY:
@@ -196,12 +192,7 @@ class SpotContrast:
             candidates = region & (response >= SPLIT_CONTRAST) & (within == ndimage.maximum_filter(within, 3))
             if ndimage.label(candidates, structure=_EIGHT)[1] < 2:
                 continue
-            if self.clean:
-                peaks = _prominent(within.astype(np.float64), candidates)
-            else:
-                dip = max(SPLIT_MIN_DIP, SPLIT_DIP * float(response[region].max()))
-                peaks = h_maxima(within.astype(np.float64), dip).astype(bool) & candidates
-            markers, count = ndimage.label(peaks, structure=_EIGHT)
+            markers, count = ndimage.label(_prominent(within.astype(np.float64), candidates), structure=_EIGHT)
             if count >= 2:
                 return markers, response
         return None
@@ -252,33 +243,28 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
                                np.arange(box[0].start, box[0].stop), np.arange(box[1].start, box[1].stop))
                   for box in windows]
     inner = (slice(margin, -margin),) * 2 if margin else (slice(None),) * 2
-    # Whole windows: a bright spot in a window's margin leaves its dark ring inside, and the ring is
-    # told from texture by the spot's peak.
-    responses = [[log_filter(x, scale) for x in normalised] for scale in CONTRAST_SCALES]
+    responses = [[log_filter(x, scale)[inner] for x in normalised] for scale in CONTRAST_SCALES]
     noise = []
     for per_window in responses:
-        values = np.concatenate([r[inner].ravel() for r in per_window])
+        values = np.concatenate([r.ravel() for r in per_window])
         if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
             values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
         mad = float(np.median(np.abs(values - np.median(values))))
         noise.append(max(1.4826 * mad, _NOISE_FLOOR))
-    dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)], inner)
+    dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
                for i in range(len(normalised)))
-    area = sum(r[inner].size for r in responses[0])
+    area = sum(r.size for r in responses[0])
     return SpotContrast(levels, tuple(noise), dips / area * 1e6, area)
 
 
-def _dark_dips(ratios: list[np.ndarray], inner: tuple[slice, slice] = (slice(None), slice(None))) -> int:
-    """How many dark dips stand out by :data:`TEXTURE_LEVEL` in the part ``inner`` of one window's
-    contrast ``ratios`` (one array per scale): local minima of the response below minus that level,
-    leaving out those deepest at the largest scale (broader than any spot: a strongly curved
-    background's undulations) and the dark rings that bright spots leave at every scale larger than
-    their own. The bright peaks are looked for in all of ``ratios``, so that a spot just outside
-    ``inner`` accounts for its ring inside (on bead-like images, bright spots 60-3000 times the noise,
-    such rings made 58 dips per megapixel when the peaks were looked for inside only). A dip is a ring
-    where its bright peaks within 3 SD + 2 px (SD: the scale at which the dip is deepest), counting
-    those at least :data:`RING_PEAK` times as high as the dip is deep, reach :data:`RING_RATIO` times
-    its depth together. Together, because neighbouring spots' rings add up: a crowd of broad spots leaves
+def _dark_dips(ratios: list[np.ndarray]) -> int:
+    """How many dark dips stand out by :data:`TEXTURE_LEVEL` in one window's contrast ``ratios`` (one
+    array per scale): local minima of the response below minus that level, leaving out those deepest at
+    the largest scale (broader than any spot: a strongly curved background's undulations) and the dark
+    rings that bright spots leave at every scale larger than their own: dips whose bright peaks
+    within 3 SD + 2 px (SD: the scale at which the dip is deepest), counting those at least
+    :data:`RING_PEAK` times as high as the dip is deep, reach :data:`RING_RATIO` times its depth
+    together. Together, because neighbouring spots' rings add up: a crowd of broad spots leaves
     dips deeper than a third of any one of them (on the prototype's look at SNR 4, comparing each
     peak with the dip alone counted 4-46 dips per megapixel; together, 4-19)."""
     from scipy import ndimage
@@ -286,9 +272,7 @@ def _dark_dips(ratios: list[np.ndarray], inner: tuple[slice, slice] = (slice(Non
 
     stack = np.stack(ratios)
     bright, dark = stack.max(axis=0), -stack.min(axis=0)
-    counted = np.zeros(dark.shape, dtype=bool)
-    counted[inner] = True
-    dips = np.argwhere((dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL) & counted)
+    dips = np.argwhere((dark == ndimage.maximum_filter(dark, 3)) & (dark >= TEXTURE_LEVEL))
     # A dip deepest at the largest scale is broader than any spot: the undulation that the background
     # estimate leaves on a strongly curved background where the noise is low, not texture.
     dips = dips[stack.argmin(axis=0)[dips[:, 0], dips[:, 1]] < len(ratios) - 1]
