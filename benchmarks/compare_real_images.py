@@ -20,6 +20,9 @@ For every model given (folders, or "default" for the bundled one) this reports
 * F1 on the strong background as the real-images issue measured it: the prototype's look (spots
   of SD 2-6 px, all of one amplitude, at SNR 4, 2 and 1) on its smooth background of vignetting
   and broad inhomogeneities scaled to span 5-20 times that amplitude, min-max scaled to 8 bit;
+* F1 on bead-like images: the realistic recipe without clutter, 80-150 spots of SD 1-1.8 px per
+  512 x 512 image on a flat background, 12 and 16 bit, their SNR spread over 10-300 (log-uniform),
+  a fifth of them placed touching another: a faint spot beside one up to 30 times as bright;
 * counting on clean images: reported against true count for sparse bright spots (50 per
   1024 x 1024 16-bit image, SD 1.2-2.5 px, SNR 10-30, flat background);
 * false tracks per megapixel on images without any spot: camera-like noise, 8 and 16 bit,
@@ -113,6 +116,17 @@ def camera_specs(seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
     return [(f"camera SNR {snr:g} {background}", camera_recipe(snr, background), seed + 10 * i + j)
             for i, (background, _) in enumerate(_BACKGROUNDS) if background in backgrounds
             for j, snr in enumerate(snrs)]
+
+
+#: Bead-like images: many small spots of widely spread brightness, some touching, on a flat background.
+_BEADS = dict(_CLEAN, **_FLAT, tracks=(80, 150), track_sd=(1.0, 1.8), cluster_fraction=0.2, bit_depths=(12, 16))
+
+
+def bead_specs(seed: int = 2300) -> list[SetSpec]:
+    """The bead-like set (:data:`_BEADS`, SNR 10-300)."""
+    from cerber_model.runtime.realistic import RealisticRecipe
+
+    return [("beads SNR 10-300", RealisticRecipe(snr=(10.0, 300.0), **_BEADS), seed)]  # type: ignore[arg-type]
 
 
 def camera_sets(base: Path, count: int, seed: int = 2000, snrs: tuple[float, ...] = (4.0, 2.0, 1.0),
@@ -273,6 +287,7 @@ def main() -> None:
                  *unclipped_sets(args.data.parent / "eval-unclipped", args.count),
                  *strong_sets(args.data.parent / "eval-strong", args.count),
                  *camera_sets(args.data.parent / "eval-camera", args.count),
+                 *generated_sets(args.data.parent / "eval-beads", args.count, bead_specs()),
                  ("realistic (seed 9001)", realistic / "train")]
     for label, folder in synthetic:
         pairs, problems, _ = find_pairs(folder / "images", folder / "masks" if (folder / "masks").is_dir() else None)
