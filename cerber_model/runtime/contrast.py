@@ -170,8 +170,9 @@ class SpotContrast:
         """Where one track, ``region`` (bool, the shape of ``data[box]``), holds several spots: their
         peaks as markers (int labels 1..k, region's shape) and the response to split it along (the
         scale-normalised LoG, in noise units, at the largest scale of :data:`SPLIT_SCALES` where two
-        or more peaks of contrast :data:`SPLIT_CONTRAST` each rise by the dip above the way to a
-        higher one); None where it holds one. ``box`` should reach :data:`SPLIT_MARGIN` beyond the track."""
+        or more peaks of contrast :data:`SPLIT_CONTRAST` each rise above the way to a higher one by
+        :data:`SPLIT_DIP` of their own height, :func:`_prominent`); None where it holds one. ``box``
+        should reach :data:`SPLIT_MARGIN` beyond the track."""
         from scipy import ndimage
         from skimage.measure import regionprops
 
