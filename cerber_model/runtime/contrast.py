@@ -78,7 +78,10 @@ RING_PEAK = 2.0
 #: the largest first (:meth:`SpotContrast.spot_peaks`): a larger scale is less easily fooled by
 #: noise, a smaller one parts closer spots. A track of equivalent radius r (sqrt(area / pi)) is
 #: looked at only at scales of r / SPLIT_SCALE_RATIO or more: small scales split broad spots on noise.
-SPLIT_SCALES = (3.0, 2.0, 1.5)
+#: A scale at which the background's response varies less than at the next larger one is skipped:
+#: the image's noise is not measured there (an 8-bit image of a few grey levels, where most pixels
+#: share one value, gives thousands of noise SDs to the steps between them).
+SPLIT_SCALES = (3.0, 2.0, 1.5, 1.0)
 SPLIT_SCALE_RATIO = 4.0
 #: A spot's own peak in a track: its contrast at that scale (noise SDs), and how far it rises above
 #: the way to a higher peak: SPLIT_DIP of its own response, and SPLIT_MIN_DIP at least. Of its own,
@@ -186,10 +189,13 @@ class SpotContrast:
         for scale in SPLIT_SCALES:
             if scale < smallest:
                 break
-            response = log_filter(x, scale) / self.scale_noise[CONTRAST_SCALES.index(scale)]
+            i = CONTRAST_SCALES.index(scale)
+            if self.scale_noise[i] < self.scale_noise[i + 1]:
+                continue
+            response = log_filter(x, scale) / self.scale_noise[i]
             within = np.where(region, response, response[region].min())
-            # Every peak that h_maxima keeps is a local maximum: where there are fewer than two of
-            # contrast SPLIT_CONTRAST, it need not run (most tracks; it takes most of the time).
+            # Every peak that _prominent keeps is a candidate: where there are fewer than two, it need
+            # not run (most tracks).
             candidates = region & (response >= SPLIT_CONTRAST) & (within == ndimage.maximum_filter(within, 3))
             if ndimage.label(candidates, structure=_EIGHT)[1] < 2:
                 continue

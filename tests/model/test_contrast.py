@@ -404,3 +404,32 @@ def test_a_faint_bead_beside_a_bright_one_gets_its_own_track():
     rr, cc = np.indices(lone.shape)
     prob = (np.min([np.hypot(rr - r, cc - c) for r, c in centres], axis=0) <= 5).astype(np.float32)
     assert extract_tracks(prob, lone, 0.5, contrast=measure_contrast(lone)).count == 40
+
+
+def test_two_small_spots_3_5_px_apart_are_split_at_1_px():
+    """Spots of SD 1 px 3.5 px apart show no peak of each at 1.5 px and above; at 1 px they do."""
+    rng = np.random.default_rng(2)
+    shape = (200, 200)
+    a, b = np.array([100.0, 100.0]), np.array([100.0, 103.5])
+    image = 100 + rng.normal(0, 1, shape) + _spot(shape, a, 1.0, 40) + _spot(shape, b, 1.0, 40)
+    rr, cc = np.indices(shape)
+    prob = ((np.hypot(rr - a[0], cc - a[1]) <= 3) | (np.hypot(rr - b[0], cc - b[1]) <= 3)).astype(np.float32)
+    split = extract_tracks(prob, image, 0.5, contrast=measure_contrast(image))
+    assert split.count == 2
+    np.testing.assert_allclose(np.sort(split.columns["col"]), [100, 103.5], atol=1.0)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_spots_on_an_image_of_a_few_grey_levels_stay_one_track_each(seed):
+    """On an 8-bit image whose noise is a fifth of a grey level, most pixels share one value and the
+    background's response at small scales hardly varies: the steps of a spot's grey levels would
+    count as thousands of noise SDs there and split it (7-8 of 49 spots were). Such scales are not
+    used for splitting."""
+    rng = np.random.default_rng(seed)
+    shape = (300, 300)
+    centres = [(r, c) for r in range(30, 280, 40) for c in range(30, 280, 40)]
+    image = 3 + rng.normal(0, 0.2, shape) + sum(_spot(shape, p, 1.8, 3) for p in centres)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    rr, cc = np.indices(shape)
+    prob = (np.min([np.hypot(rr - r, cc - c) for r, c in centres], axis=0) <= 4).astype(np.float32)
+    assert extract_tracks(prob, image, 0.5, contrast=measure_contrast(image)).count == len(centres)
