@@ -377,10 +377,10 @@ def _beads(shape, rng, count, amplitudes, min_gap=10):
     return np.rint(image).astype(np.uint16), np.array(centres)
 
 
-def _pair_region(shape, bright, faint):
-    """A track over two spots: the pixels within 4 px of either centre."""
+def _pair_region(shape, first, second, radius=4):
+    """A track over two spots: the pixels within ``radius`` px of either centre."""
     rr, cc = np.indices(shape)
-    return (np.hypot(rr - bright[0], cc - bright[1]) <= 4) | (np.hypot(rr - faint[0], cc - faint[1]) <= 4)
+    return (np.hypot(rr - first[0], cc - first[1]) <= radius) | (np.hypot(rr - second[0], cc - second[1]) <= radius)
 
 
 def test_a_faint_bead_beside_a_bright_one_gets_its_own_track():
@@ -412,8 +412,7 @@ def test_two_small_spots_3_5_px_apart_are_split_at_1_px():
     shape = (200, 200)
     a, b = np.array([100.0, 100.0]), np.array([100.0, 103.5])
     image = 100 + rng.normal(0, 1, shape) + _spot(shape, a, 1.0, 40) + _spot(shape, b, 1.0, 40)
-    rr, cc = np.indices(shape)
-    prob = ((np.hypot(rr - a[0], cc - a[1]) <= 3) | (np.hypot(rr - b[0], cc - b[1]) <= 3)).astype(np.float32)
+    prob = _pair_region(shape, a, b, radius=3).astype(np.float32)
     split = extract_tracks(prob, image, 0.5, contrast=measure_contrast(image))
     assert split.count == 2
     np.testing.assert_allclose(np.sort(split.columns["col"]), [100, 103.5], atol=1.0)
