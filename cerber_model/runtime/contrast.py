@@ -20,6 +20,14 @@ large scales a bright spot's response reaches several pixels out, and a faint bu
 would otherwise borrow it (0 where no scale peaks at the track). A small sharp spot on a textured
 background keeps a high contrast; a broad faint blob, of which the texture makes many,
 gets a low one. On white noise a spot's contrast grows with its amplitude and size.
+Only the scales at which the background's response is made of the image's noise count
+(:meth:`SpotContrast.measured`): white noise varies less at every larger scale, so where the
+response varies more at the next larger scale, something else sets it. At small scales that is an
+8-bit image of a few grey levels, whose pixels mostly share one value (the response hardly varies,
+and the steps of a spot's grey levels count as thousands of noise SDs); at large scales, texture,
+sparse and strong, of which the robust SD counts the common part and not how high it reaches (on
+the annotated hybiss sample the response varies least at 2 px and more at each larger scale, and
+leaving out 2-5 px there drops false tracks on texture and keeps the spots).
 Bundles may drop tracks below a contrast (``BundleConfig.min_contrast``), chosen with the
 threshold on validation images (``cerber threshold``).
 
@@ -78,9 +86,7 @@ RING_PEAK = 2.0
 #: the largest first (:meth:`SpotContrast.spot_peaks`): a larger scale is less easily fooled by
 #: noise, a smaller one parts closer spots. A track of equivalent radius r (sqrt(area / pi)) is
 #: looked at only at scales of r / SPLIT_SCALE_RATIO or more: small scales split broad spots on noise.
-#: A scale at which the background's response varies less than at the next larger one is skipped:
-#: the image's noise is not measured there (an 8-bit image of a few grey levels, where most pixels
-#: share one value, gives thousands of noise SDs to the steps between them).
+#: Only scales where the image's noise is measured are used (:meth:`SpotContrast.measured`).
 SPLIT_SCALES = (3.0, 2.0, 1.5, 1.0)
 SPLIT_SCALE_RATIO = 4.0
 #: A spot's own peak in a track: its contrast at that scale (noise SDs), and how far it rises above
@@ -135,6 +141,17 @@ class SpotContrast:
     texture_px: int = 0
     rarity: bool = False
 
+    def measured(self) -> tuple[bool, ...]:
+        """Per scale of :data:`CONTRAST_SCALES`, whether the image's noise is what the background's
+        response there is made of: it varies at least as much as at the next larger scale, and the
+        largest scale no more than the one below it (see above), and more than not at all
+        (:data:`_NOISE_FLOOR`). Where that leaves none (an image of so few grey levels that its
+        response varies more at every larger scale), the largest, which they touch least."""
+        noise, last = self.scale_noise, len(self.scale_noise) - 1
+        used = tuple(noise[i] > _NOISE_FLOOR and (noise[i] >= noise[i + 1] if i < last else noise[i] <= noise[i - 1])
+                     for i in range(last + 1))
+        return used if any(used) else (False,) * last + (True,)
+
     def of(self, data: np.ndarray, centres: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
         """The contrast (float64, one per row of ``centres``, (N, 2) row, col) of spots at
         ``centres`` of the 2-D image ``data`` (the image these levels were measured on); ``cancel``
@@ -150,7 +167,9 @@ class SpotContrast:
             c = np.clip(np.rint(part[:, 1]).astype(np.intp), 0, w - 1)
             noise = self.levels.noise_at(r, c)[:, None, None]
             best = out[start:start + _CHUNK]
-            for scale, scale_noise in zip(CONTRAST_SCALES, self.scale_noise, strict=True):
+            for scale, scale_noise, used in zip(CONTRAST_SCALES, self.scale_noise, self.measured(), strict=True):
+                if not used:
+                    continue
                 m = _radius(scale) + 1
                 offsets = np.arange(-m, m + 1)
                 rows = reflect_index(r[:, None] + offsets, h)
@@ -186,11 +205,12 @@ class SpotContrast:
                               np.arange(box[1].start, box[1].stop))
         x -= np.median(x)
         smallest = math.sqrt(area / math.pi) / SPLIT_SCALE_RATIO
+        measured = self.measured()
         for scale in SPLIT_SCALES:
             if scale < smallest:
                 break
             i = CONTRAST_SCALES.index(scale)
-            if self.scale_noise[i] < self.scale_noise[i + 1]:
+            if not measured[i]:
                 continue
             response = log_filter(x, scale) / self.scale_noise[i]
             within = np.where(region, response, response[region].min())
