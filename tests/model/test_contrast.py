@@ -447,7 +447,7 @@ def test_a_lone_grey_level_on_an_image_of_a_few_grey_levels_is_not_a_spot(seed):
     far = np.hypot(*(np.indices(shape) - 150)) > 20
     lone = np.argwhere((image == 4) & far)[:200]
     contrast = measure_contrast(image)
-    assert contrast.measured()[0] is False and contrast.measured()[-1] is True
+    assert not contrast.measured()[0] and contrast.measured()[-1]
     spot, *others = contrast.of(image, np.r_[[[150, 150]], lone])
     assert spot > 20
     assert np.mean(np.asarray(others) >= 7) < 0.1
