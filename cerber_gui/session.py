@@ -139,6 +139,7 @@ class RetrackJob:
     pixel_size_um: float | None
     min_contrast: float = 0.0
     clean: CleanBackground | None = None  # the model's setting for clean backgrounds, at its own threshold
+    grow_to: float | None = None  # elsewhere, how far tracks grow below the threshold (the model's)
 
 
 @dataclass(frozen=True)
@@ -507,7 +508,7 @@ class Session:
         if not self.tracks_current(self.selected):  # re-tracking at the slider's value has not ended yet
             tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
                                       self.pixel_size_for(self.selected)[0], self.bundle.config.min_contrast,
-                                      self._clean_setting())
+                                      self._clean_setting(), grow_to=self.bundle.config.grow_to)
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     # -- regions --------------------------------------------------------------------
@@ -711,7 +712,8 @@ class Session:
         for path in order:
             if not self.tracks_current(path):
                 return RetrackJob(path, self.results[path], self.threshold, self.bundle.config.min_area_px,
-                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast, self._clean_setting())
+                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast, self._clean_setting(),
+                                  self.bundle.config.grow_to)
         return None
 
     def set_tracks(self, job: RetrackJob, tracks: Tracks) -> bool:

@@ -680,6 +680,8 @@ def cmd_threshold(args: argparse.Namespace) -> int:
 
     if args.min_contrast is not None and not 0 <= args.min_contrast <= 100:
         return _fail(f"--min-contrast must be from 0 to 100 noise SDs, got {args.min_contrast:g}")
+    if args.grow_to is not None and not 0 < args.grow_to < 1:
+        return _fail(f"--grow-to must be a fraction of the threshold between 0 and 1, got {args.grow_to:g}")
     try:
         bundle = _load_model(args.model)
     except BundleError as exc:
@@ -698,10 +700,11 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     if problems or not pairs:
         return _fail("the data cannot be scored:\n" + "\n".join(str(p) for p in problems))
     contrasts = CONTRASTS if args.min_contrast is None else (args.min_contrast,)
+    grow_to = bundle.config.grow_to if args.grow_to is None else args.grow_to
     bar, progress = _bar("scoring", args.quiet)
     with bar:
         sweep = sweep_thresholds(bundle.engine(), pairs, normalization, min_area_px=bundle.config.min_area_px,
-                                 radius=args.radius, contrasts=contrasts, progress=progress)
+                                 radius=args.radius, contrasts=contrasts, grow_to=grow_to, progress=progress)
     threshold, min_contrast = sweep.best_setting
     if len(contrasts) > 1:
         print(f"{'contrast':>8}  {'threshold':>9}  {'F1':>5}   (the best threshold at each smallest contrast)")
@@ -717,7 +720,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     if args.out:
         config = replace(bundle.config, normalization=normalization, threshold=threshold, min_contrast=min_contrast,
                          clean_background=bundle.config.clean_background if min_contrast > 0 else None,
-                         name=Path(args.out).name)
+                         grow_to=grow_to, name=Path(args.out).name)
         # The copy carries the curves of the training that made its weights (not those of a model it replaces).
         save_bundle(replace(bundle, config=config), args.out, overwrite=args.overwrite,
                     extra_files=training_record(bundle.path) if bundle.path else None)
@@ -907,6 +910,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--min-contrast", type=float, metavar="SDS",
                    help="keep only tracks this many noise SDs above the image's own background at their own "
                         "size (0: all); without it the best of 0, 3, 4, 5, 6, 7 and 8 is chosen with the threshold")
+    h.add_argument("--grow-to", type=float, metavar="FRACTION",
+                   help="score (and save) with tracks grown down to this fraction of the threshold, those only "
+                        "growing makes kept where round (README, \"Tracks that grow\"; default: the model's own)")
     h.add_argument("--overwrite", action="store_true",
                    help="replace the model at --out (its other files, such as a model card, are kept)")
     h.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")

@@ -99,7 +99,7 @@ class Candidates:
 
         own = predict_probability(data, bundle.engine(), bundle.config.normalization, levels=levels)
         self.own = track_centres(own, data, bundle.config.threshold, bundle.config.min_area_px, contrast,
-                                 bundle.config.min_contrast)[0]
+                                 bundle.config.min_contrast, grow_to=bundle.config.grow_to)[0]
         self.centres: dict[tuple[float, float], np.ndarray] = {}
         if self.clean:
             net = network or bundle

@@ -83,23 +83,25 @@ class AnalysisResult:
 
     def tracks_at(self, threshold: float, min_area_px: int, pixel_size_um: float | None,
                   min_contrast: float, clean: CleanBackground | None = None,
-                  cancel: CancelToken | None = None) -> Tracks:
+                  cancel: CancelToken | None = None, grow_to: float | None = None) -> Tracks:
         """The tracks at another threshold (or area, pixel size, contrast) from the same map;
         the contrast filter applies where the contrast was measured. ``clean`` (a bundle's own
         setting for clean backgrounds) replaces the threshold and contrast on an image whose
-        background is clean. ``cancel`` is checked between tracks."""
+        background is clean; elsewhere tracks grow down to ``grow_to`` times the threshold (a
+        bundle's ``grow_to``). ``cancel`` is checked between tracks."""
         return tracks_in(self.probability, self.image.data, self.contrast, threshold, min_area_px, pixel_size_um,
-                         min_contrast, clean, self.coarse, cancel)
+                         min_contrast, clean, self.coarse, cancel, grow_to)
 
 
 def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast | None, threshold: float,
               min_area_px: int, pixel_size_um: float | None, min_contrast: float,
               clean: CleanBackground | None = None, coarse: CoarseLook | None = None,
-              cancel: CancelToken | None = None) -> Tracks:
+              cancel: CancelToken | None = None, grow_to: float | None = None) -> Tracks:
     """:func:`extract_tracks`, with the setting ``clean`` instead of ``threshold`` and ``min_contrast``
     where the image's background is clean, and then the tracks of its ``coarse`` look (found at the
     same setting) that overlap none of these or replace a fragment of theirs (:func:`add_coarse_tracks`);
-    the contrast filter applies where the contrast was measured. ``cancel`` is checked between tracks."""
+    elsewhere the tracks grow down to ``grow_to`` times the threshold (hysteresis, where given).
+    The contrast filter applies where the contrast was measured. ``cancel`` is checked between tracks."""
     use_clean = clean_background(contrast, clean)
     if use_clean:
         assert clean is not None and contrast is not None
@@ -109,7 +111,7 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
             if coarse is not None:
                 coarse = replace(coarse, contrast=replace(coarse.contrast, rarity=True))
     tracks = extract_tracks(probability, data, threshold, min_area_px, pixel_size_um, contrast,
-                            min_contrast if contrast is not None else 0.0, cancel)
+                            min_contrast if contrast is not None else 0.0, cancel, None if use_clean else grow_to)
     if use_clean and coarse is not None:
         found = extract_tracks(coarse.probability, coarse.data, threshold, min_area_px, None, coarse.contrast,
                                min_contrast, cancel)
@@ -378,9 +380,11 @@ def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundl
     ``threshold`` is given), smallest track area and smallest contrast (measured here unless
     ``contrast`` is given): the second half of :func:`analyze`. Without a threshold, an image
     with a clean background gets the bundle's setting for those (``config.clean_background``),
-    and the tracks of its ``coarse`` look, if given. ``cancel`` is checked between tracks."""
+    and the tracks of its ``coarse`` look, if given; elsewhere tracks grow as the bundle says
+    (``config.grow_to``). ``cancel`` is checked between tracks."""
     if contrast is None:
         contrast = bundle_contrast(image, bundle)
     return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
                      bundle.config.min_area_px, pixel_size_um, bundle.config.min_contrast,
-                     bundle.config.clean_background if threshold is None else None, coarse, cancel)
+                     bundle.config.clean_background if threshold is None else None, coarse, cancel,
+                     bundle.config.grow_to)

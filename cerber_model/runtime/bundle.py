@@ -128,6 +128,10 @@ class BundleConfig:
     (:class:`CleanBackground`; needs ``min_contrast`` above 0, which measures the texture), used
     where no threshold is given; None (left out): the same setting on every image. Optional
     like ``resolving_distance_px``.
+    grow_to: where the clean setting does not apply, tracks are the regions above this fraction of
+    the threshold (0..1) that reach the threshold, those with fewer than ``min_area_px`` pixels at
+    it counted where round (hysteresis, :func:`~cerber_model.runtime.tracks.extract_tracks`); None
+    (left out): the regions above the threshold. Optional like ``resolving_distance_px``.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -140,6 +144,7 @@ class BundleConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
     resolving_distance_px: float | None = None
     clean_background: CleanBackground | None = None
+    grow_to: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
@@ -151,6 +156,8 @@ class BundleConfig:
         if self.resolving_distance_px is not None and not 0 <= float(self.resolving_distance_px) < 1000:
             raise ConfigError(f"resolving_distance_px must be a distance in px from 0 to 1000, "
                               f"got {self.resolving_distance_px!r}")
+        if self.grow_to is not None and not (isinstance(self.grow_to, (int, float)) and 0 < self.grow_to < 1):
+            raise ConfigError(f"grow_to must be a fraction of the threshold between 0 and 1, got {self.grow_to!r}")
         if self.clean_background is not None and not self.min_contrast > 0:
             raise ConfigError("clean_background needs min_contrast above 0 (the texture is measured with the contrast)")
 
@@ -166,7 +173,8 @@ class BundleConfig:
             "provenance": self.provenance,
             "metrics": self.metrics,
         } | ({} if self.resolving_distance_px is None else {"resolving_distance_px": self.resolving_distance_px}) | (
-            {} if self.clean_background is None else {"clean_background": self.clean_background.to_dict()})
+            {} if self.clean_background is None else {"clean_background": self.clean_background.to_dict()}) | (
+            {} if self.grow_to is None else {"grow_to": float(self.grow_to)})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BundleConfig:
@@ -184,6 +192,7 @@ class BundleConfig:
             else float(data["resolving_distance_px"]),
             clean_background=None if data.get("clean_background") is None
             else CleanBackground.from_dict(data["clean_background"]),
+            grow_to=data.get("grow_to"),  # checked, with its name, by __post_init__
         )
 
 
@@ -549,7 +558,8 @@ def describe_bundle(bundle) -> str:
         f"Parameters:    {params['trainable']:,} trainable ({params['total']:,} with batch-norm statistics)",
         f"Input:         grayscale, any size; normalisation {cfg.normalization.to_dict()}",
         f"Threshold:     {cfg.threshold:.3f}   minimum track area: {cfg.min_area_px} px"
-        + (f"   minimum contrast: {cfg.min_contrast:g} noise SDs" if cfg.min_contrast else ""),
+        + (f"   minimum contrast: {cfg.min_contrast:g} noise SDs" if cfg.min_contrast else "")
+        + (f"   tracks grown down to {cfg.grow_to:g} x the threshold" if cfg.grow_to is not None else ""),
     ]
     if cfg.clean_background is not None:
         clean = cfg.clean_background

@@ -180,10 +180,12 @@ class ThresholdSweep:
 
 def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
                      point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512,
-                     contrasts: tuple[float, ...] = (0.0,), progress=None, cancel=None) -> ThresholdSweep:
+                     contrasts: tuple[float, ...] = (0.0,), grow_to: float | None = None, progress=None,
+                     cancel=None) -> ThresholdSweep:
     """Whole images of ``pairs`` through ``engine`` (inputs normalised with ``normalization``),
-    scored at every threshold and smallest track contrast of ``contrasts`` (0: every track):
-    what training validates with and how a threshold is chosen."""
+    scored at every threshold and smallest track contrast of ``contrasts`` (0: every track), tracks
+    growing down to ``grow_to`` times each threshold where given (a bundle's ``grow_to``): what
+    training validates with and how a threshold is chosen."""
     from .analysis import predict_probability
     from .contrast import measure_contrast
     from .images import read_image
@@ -205,7 +207,7 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
                     row[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
                 continue
             # With the contrast measured, tracks are split at the image's spots as analysis splits them.
-            found, values = track_centres(prob, image.data, t, min_area_px, contrast, cancel=cancel)
+            found, values = track_centres(prob, image.data, t, min_area_px, contrast, cancel=cancel, grow_to=grow_to)
             if contrast is None:
                 values = np.zeros(len(found))
             for k, row in by_contrast.items():

@@ -7,6 +7,10 @@ contrast is measured, a region that holds several spots of the image itself (pea
 response at the spots' scale, :meth:`~cerber_model.runtime.contrast.SpotContrast.spot_peaks`) is
 split between them as well. Each resulting region is a track,
 unless its contrast (:mod:`cerber_model.runtime.contrast`) is below the model's smallest one.
+A model may let tracks grow (hysteresis, ``grow_to``): the components are then those of the pixels
+at or above a fraction of the threshold that reach the threshold somewhere, and a track that only
+growing makes (fewer pixels at the threshold than the smallest track) counts where the image is
+round there (:data:`GROWN_ROUNDNESS`), not an edge.
 
 Coordinates: ``row`` and ``col`` are 0-based with pixel centres at integers,
 sub-pixel, the centroid weighted by the background-subtracted input intensity
@@ -50,6 +54,12 @@ SPLIT_SMOOTHING = 1.0
 #: track of its own: ripples on the broad plateau of one bright spot (0.02-0.05 with the default
 #: model) do not split it; two touching spots 8 px apart dip far more between them.
 SPLIT_PROMINENCE = 0.1
+#: Tracks that grow down to a lower level than the threshold (a bundle's ``grow_to``): a track that only
+#: growing makes, with fewer pixels at the threshold than the smallest track, counts where it is
+#: round: at its centre the image bends down both ways at GROWN_SCALE px, the gentler curvature at
+#: least GROWN_ROUNDNESS of the steeper. The edge of a nucleus or a cell bends across and hardly along.
+GROWN_SCALE = 1.5
+GROWN_ROUNDNESS = 0.5
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -181,13 +191,57 @@ def label_tracks(probability: np.ndarray, threshold: float, min_area_px: int = 1
 
 
 def _spot_labels(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int,
-                 contrast: SpotContrast | None, cancel: CancelToken | None = None) -> tuple[np.ndarray, int]:
+                 contrast: SpotContrast | None, cancel: CancelToken | None = None,
+                 grow_to: float | None = None) -> tuple[np.ndarray, int]:
     """:func:`label_tracks`, then, where the image's contrast is measured, tracks that hold several
-    of its spots split (:func:`_split_at_spots`)."""
-    labels, count = label_tracks(probability, threshold, min_area_px, cancel)
+    of its spots split (:func:`_split_at_spots`). With ``grow_to``, the tracks are labelled at
+    ``grow_to`` times the threshold, and those that reach the threshold nowhere are dropped
+    (:func:`_grown_tracks`)."""
+    level = threshold if grow_to is None else threshold * grow_to
+    labels, count = label_tracks(probability, level, min_area_px, cancel)
     if contrast is not None:
         count = _split_at_spots(image, labels, count, contrast, cancel)
+    if grow_to is not None and count:
+        count = _grown_tracks(probability, image, labels, count, threshold, min_area_px,
+                              contrast.levels if contrast is not None else None)
     return labels, count
+
+
+def _grown_tracks(probability: np.ndarray, image: np.ndarray, labels: np.ndarray, count: int, threshold: float,
+                  min_area_px: int, levels: BackgroundLevels | None) -> int:
+    """Of the tracks 1..count labelled below ``threshold``, keep (in place, renumbering) those that
+    reach it, and of those with fewer than ``min_area_px`` pixels at it (tracks only because they
+    grew) the round ones (:func:`_round_at` their centres). Returns the count."""
+    fg, lab = _foreground(labels)
+    values = probability.ravel()[fg]
+    keep = _per_label(np.maximum, values.astype(np.float64), lab, count) >= threshold
+    core = np.bincount(lab[values >= threshold], minlength=count + 1)[1:]
+    grown = keep & (core < min_area_px)
+    if grown.any():
+        keep[grown] = _round_at(image, _track_centres(image, labels, count, levels)[grown])
+    return _keep_labels(labels, keep)
+
+
+def _round_at(image: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Whether ``image`` bends down both ways at :data:`GROWN_SCALE` px at each of ``centres`` ((N, 2)
+    row, col), the gentler curvature (eigenvalue of its Hessian) at least :data:`GROWN_ROUNDNESS` of
+    the steeper: a spot, not an edge or a ridge."""
+    from scipy import ndimage
+
+    from .images import reflect_index
+
+    h, w = image.shape
+    m = int(4.0 * GROWN_SCALE + 0.5) + 1  # the reach of scipy's Gaussian filters, and a pixel
+    offsets = np.arange(-m, m + 1)
+    rows = reflect_index(np.clip(np.rint(centres[:, 0]).astype(np.intp), 0, h - 1)[:, None] + offsets, h)
+    cols = reflect_index(np.clip(np.rint(centres[:, 1]).astype(np.intp), 0, w - 1)[:, None] + offsets, w)
+    crops = np.asarray(image[rows[:, :, None], cols[:, None, :]], dtype=np.float64)
+    rr, cc, rc = (ndimage.gaussian_filter(crops, (0.0, GROWN_SCALE, GROWN_SCALE), order=(0,) + order)[:, m, m]
+                  for order in ((2, 0), (0, 2), (1, 1)))
+    half_trace = (rr + cc) / 2
+    spread = np.sqrt(np.maximum(half_trace * half_trace - (rr * cc - rc * rc), 0.0))
+    steep, gentle = half_trace - spread, half_trace + spread
+    return (gentle < 0) & (-gentle >= GROWN_ROUNDNESS * -steep)
 
 
 def _foreground(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,10 +303,10 @@ def _contrast_filter(image: np.ndarray, labels: np.ndarray, count: int, contrast
 
 def track_centres(probability: np.ndarray, image: np.ndarray, threshold: float, min_area_px: int = 1,
                   contrast: SpotContrast | None = None, min_contrast: float = 0.0,
-                  cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  cancel: CancelToken | None = None, grow_to: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Just the (N, 2) track centres (row, col) of :func:`extract_tracks` and their contrasts (NaN
     without ``contrast``), computed faster."""
-    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel)
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel, grow_to)
     return _contrast_filter(image.astype(np.float32, copy=False), labels, count, contrast, min_contrast, cancel)
 
 
@@ -265,11 +319,14 @@ def extract_tracks(
     contrast: SpotContrast | None = None,
     min_contrast: float = 0.0,
     cancel: CancelToken | None = None,
+    grow_to: float | None = None,
 ) -> Tracks:
     """Tracks in ``probability`` (2-D, 0..1), measured on ``image`` (same shape).
 
     ``contrast`` (:func:`~cerber_model.runtime.contrast.measure_contrast` of ``image``) fills
     the ``contrast`` column (NaN without it), and tracks below ``min_contrast`` are dropped.
+    With ``grow_to`` (0..1), tracks are the regions above ``grow_to`` times the threshold that reach
+    the threshold, those with fewer than ``min_area_px`` pixels at it where round (hysteresis).
     ``cancel`` is checked between tracks while they are split and measured (an image of 8000 x 8000 px
     takes seconds here). Returns a :class:`Tracks` table; ``track_id`` starts at 1 and matches the
     label image.
@@ -278,7 +335,9 @@ def extract_tracks(
         raise ValueError(f"probability map {probability.shape} and image {image.shape} differ in shape")
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
-    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel)
+    if grow_to is not None and not 0.0 < grow_to < 1.0:
+        raise ValueError(f"grow_to must be between 0 and 1, got {grow_to}")
+    labels, count = _spot_labels(probability, image, threshold, min_area_px, contrast, cancel, grow_to)
     centres, contrasts = _contrast_filter(image, labels, count, contrast, min_contrast, cancel)
     fg, lab = _foreground(labels)
     max_prob = _per_label(np.maximum, probability.ravel()[fg].astype(np.float64), lab, len(centres))

@@ -370,3 +370,23 @@ def test_the_setting_for_clean_backgrounds_is_saved_described_and_checked(tmp_pa
         make_bundle(replace(base.config, min_contrast=7.0, clean_background=rarity), base.weights))
     with pytest.raises(ConfigError, match="clean_background rarity must be true or false, got 1"):
         CleanBackground.from_dict({**coarse.to_dict(), "rarity": 1})
+
+
+def test_how_far_tracks_grow_is_saved_described_and_checked(tmp_path):
+    """``grow_to``, optional like the resolving distance: saved and read back, shown in the model's
+    description, left out when unset (older bundles load without it), and named when wrong."""
+    from dataclasses import replace
+
+    from cerber_model.runtime.architecture import ConfigError
+
+    base = tiny_bundle(width=1, seed=3)
+    folder = save_bundle(make_bundle(replace(base.config, grow_to=0.667), base.weights), tmp_path / "model")
+    assert load_bundle(folder).config.grow_to == 0.667
+    assert "tracks grown down to 0.667 x the threshold" in describe_bundle(load_bundle(folder))
+    config = json.loads((folder / "config.json").read_text())
+    del config["grow_to"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert load_bundle(folder).config.grow_to is None
+    assert "grow_to" not in base.config.to_dict()
+    with pytest.raises(ConfigError, match="grow_to must be a fraction of the threshold between 0 and 1, got 1.2"):
+        replace(base.config, grow_to=1.2)

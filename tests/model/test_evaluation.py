@@ -97,7 +97,14 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     assert load_bundle(tmp_path / "new").config.normalization.block == 32  # as the model's own
     assert (tmp_path / "new" / "MODEL_CARD.md").read_text() == "mine"
     assert (tmp_path / "new" / "history.csv").read_text() == "epoch,loss\n1,0.5\n"  # the weights' own record
+    # Scored with tracks that grow, and saved with that setting; a fraction outside 0..1 is refused.
+    assert load_bundle(tmp_path / "new").config.grow_to is None
+    assert main(["threshold", str(model), str(data), "--grow-to", "0.667", "--out", str(tmp_path / "grown"),
+                 "--quiet"]) == 0
+    assert load_bundle(tmp_path / "grown").config.grow_to == 0.667
     capsys.readouterr()
+    assert main(["threshold", str(model), str(data), "--grow-to", "1.5", "--quiet"]) != 0
+    assert "--grow-to must be a fraction of the threshold between 0 and 1" in capsys.readouterr().err
     v1 = str(default_bundle_path().parent / "v1")  # inputs in percentiles
     assert main(["threshold", v1, str(data), "--background-block", "16", "--quiet"]) != 0
     assert "--background-block goes with the background normalisation" in capsys.readouterr().err

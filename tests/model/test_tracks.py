@@ -179,3 +179,32 @@ def test_a_broad_spot_on_a_steep_background_is_centred_on_the_spot():
     error = np.hypot(centred.columns["row"][0] - truth[0, 0], centred.columns["col"][0] - truth[0, 1])
     assert error < 0.5
     assert raw.columns["col"][0] - truth[0, 1] > 1.0  # pulled towards the brighter right
+
+
+def _blob(shape, centre, sds, peak):
+    rr, cc = np.indices(shape)
+    return peak * np.exp(-((rr - centre[0]) ** 2 / (2 * sds[0] ** 2) + (cc - centre[1]) ** 2 / (2 * sds[1] ** 2)))
+
+
+def test_tracks_grow_down_to_a_fraction_of_the_threshold_where_round():
+    """A faint spot's probability reaches 0.3 on 1 px only, under the smallest track of 4 px, so at
+    0.3 it is no track; grown down to 0.2 (two thirds) its region is large enough. A region as faint
+    along the bright side of an edge (the rim of a nucleus) grows as well, but the image bends there
+    across and not along, so it stays no track. A bright spot is one track either way."""
+    shape = (120, 120)
+    rng = np.random.default_rng(0)
+    rr, cc = np.indices(shape)
+    image = 100 + rng.normal(0, 1, shape) + _blob(shape, (30, 30), (1.5, 1.5), 20)
+    image += _blob(shape, (90, 90), (1.5, 1.5), 60)
+    image += np.where(cc > 60, 15.0, 0.0) * (rr < 60)  # an edge along rows 0-59 at column 60
+    prob = _blob(shape, (30, 30), (1.2, 1.2), 0.31) + _blob(shape, (90, 90), (2.5, 2.5), 0.9)
+    prob += _blob(shape, (30, 61), (4.0, 1.0), 0.31)  # along the edge
+    prob = prob.astype(np.float32)
+    plain = extract_tracks(prob, image, 0.3, min_area_px=4)
+    grown = extract_tracks(prob, image, 0.3, min_area_px=4, grow_to=2 / 3)
+    assert plain.count == 1
+    assert grown.count == 2
+    found = np.c_[grown.columns["row"], grown.columns["col"]]
+    assert min(np.hypot(*(found - (30, 30)).T)) < 1.5 and min(np.hypot(*(found - (90, 90)).T)) < 1.5
+    with pytest.raises(ValueError, match="grow_to"):
+        extract_tracks(prob, image, 0.3, grow_to=1.5)
