@@ -118,7 +118,7 @@ model: setup $(DEFAULT_BOTH)/.linked $(DEFAULT_MIX)/.made $(CLEAN_BOTH)/.linked
 	$(BIN)/python benchmarks/bench_linearity.py --model cerber_model/models/synthetic --repeats 2 --write
 	$(BIN)/cerber train $(DEFAULT_MIX) --out build/default-real --start-from cerber_model/models/synthetic \
 		--epochs 6 --seed 777 --resume
-	$(BIN)/cerber threshold build/default-real $(DEFAULT_MIX) --out cerber_model/models/default --overwrite
+	$(BIN)/cerber threshold build/default-real $(DEFAULT_MIX) --grow-to 0.667 --out cerber_model/models/default --overwrite
 	$(BIN)/python benchmarks/bench_linearity.py --repeats 2 --write   # its resolving distance, into config.json
 	$(BIN)/cerber train $(CLEAN_BOTH) --out build/clean-tuned --start-from cerber_model/models/synthetic $(TRAIN_SETTINGS) \
 		--epochs 5 --seed 790 --background-block 16 --lr 1e-3 --resume
