@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import BackgroundLevels, background_levels, reflect_index, sample_windows
+from .images import BackgroundLevels, background_levels, crops_at, filter_reach, sample_windows
 
 if TYPE_CHECKING:
     from .progress import CancelToken
@@ -103,13 +103,8 @@ SPLIT_MAX_ECCENTRICITY = 0.95
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
-def _radius(scale: float) -> int:
-    """The reach of scipy's Gaussian filters at ``scale`` (their default truncation, 4 SD)."""
-    return int(4.0 * scale + 0.5)
-
-
 #: How far (px) the box given to :meth:`SpotContrast.spot_peaks` reaches beyond the track.
-SPLIT_MARGIN = _radius(max(SPLIT_SCALES)) + 1
+SPLIT_MARGIN = filter_reach(max(SPLIT_SCALES)) + 1
 
 
 def log_filter(x: np.ndarray, scale: float) -> np.ndarray:
@@ -170,11 +165,8 @@ class SpotContrast:
             for scale, scale_noise, used in zip(CONTRAST_SCALES, self.scale_noise, self.measured(), strict=True):
                 if not used:
                     continue
-                m = _radius(scale) + 1
-                offsets = np.arange(-m, m + 1)
-                rows = reflect_index(r[:, None] + offsets, h)
-                cols = reflect_index(c[:, None] + offsets, w)
-                crops = np.asarray(data[rows[:, :, None], cols[:, None, :]], dtype=np.float32)
+                m = filter_reach(scale) + 1
+                crops = crops_at(data, r, c, m)
                 # Near 0 before filtering: a truncated LoG kernel does not sum to exactly 0.
                 crops -= np.median(crops, axis=(1, 2), keepdims=True)
                 crops /= noise
@@ -261,7 +253,7 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
     contrast is the same with or without it."""
     if levels is None:
         levels = background_levels(data, block)
-    margin = _radius(max(CONTRAST_SCALES)) + 1
+    margin = filter_reach(max(CONTRAST_SCALES)) + 1
     windows = sample_windows(data.shape, margin, _WINDOWS)
     if not windows:  # an image too small for a window: the whole of it
         windows = [(slice(0, data.shape[0]), slice(0, data.shape[1]))]

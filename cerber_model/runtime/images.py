@@ -783,6 +783,20 @@ def image_levels(data: np.ndarray, norm: Normalization) -> Levels:
     return RangeLevels(*normalization_range(data, norm))
 
 
+def filter_reach(scale: float) -> int:
+    """The reach (px) of scipy's Gaussian filters at SD ``scale`` (their default truncation, 4 SD)."""
+    return int(4.0 * scale + 0.5)
+
+
+def crops_at(data: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int, dtype=np.float32) -> np.ndarray:
+    """The (N, 2 half + 1, 2 half + 1) squares of the 2-D ``data`` centred on the pixels (``rows[i]``,
+    ``cols[i]``) (integers inside the image), reflected beyond its edges (:func:`reflect_index`)."""
+    offsets = np.arange(-half, half + 1)
+    r = reflect_index(np.asarray(rows)[:, None] + offsets, data.shape[0])
+    c = reflect_index(np.asarray(cols)[:, None] + offsets, data.shape[1])
+    return np.asarray(data[r[:, :, None], c[:, None, :]], dtype=dtype)
+
+
 def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     """Indices into an axis of length ``n`` for positions beyond its ends, reflected
     at the outermost pixels without repeating them (numpy's ``mode="reflect"``)."""

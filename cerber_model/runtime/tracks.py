@@ -228,14 +228,12 @@ def _round_at(image: np.ndarray, centres: np.ndarray) -> np.ndarray:
     the steeper: a spot, not an edge or a ridge."""
     from scipy import ndimage
 
-    from .images import reflect_index
+    from .images import crops_at, filter_reach
 
     h, w = image.shape
-    m = int(4.0 * GROWN_SCALE + 0.5) + 1  # the reach of scipy's Gaussian filters, and a pixel
-    offsets = np.arange(-m, m + 1)
-    rows = reflect_index(np.clip(np.rint(centres[:, 0]).astype(np.intp), 0, h - 1)[:, None] + offsets, h)
-    cols = reflect_index(np.clip(np.rint(centres[:, 1]).astype(np.intp), 0, w - 1)[:, None] + offsets, w)
-    crops = np.asarray(image[rows[:, :, None], cols[:, None, :]], dtype=np.float64)
+    m = filter_reach(GROWN_SCALE) + 1
+    crops = crops_at(image, np.clip(np.rint(centres[:, 0]).astype(np.intp), 0, h - 1),
+                     np.clip(np.rint(centres[:, 1]).astype(np.intp), 0, w - 1), m, np.float64)
     rr, cc, rc = (ndimage.gaussian_filter(crops, (0.0, GROWN_SCALE, GROWN_SCALE), order=(0,) + order)[:, m, m]
                   for order in ((2, 0), (0, 2), (1, 1)))
     half_trace = (rr + cc) / 2
