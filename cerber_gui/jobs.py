@@ -24,8 +24,8 @@ from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_i
 
 
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
-    """Worker job: tracks from the cached probability map (no progress: seconds at most, on an image of
-    8000 x 8000 px; ``cancel`` is checked between tracks)."""
+    """Worker job: tracks from the cached probability map (no progress: under half a minute on a
+    textured image of 8000 x 8000 px, where tracks grow; ``cancel`` is checked between tracks)."""
     r = job.result
     return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast, job.clean, cancel,
                        job.grow_to)
