@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import BackgroundLevels, background_levels, crops_at, filter_reach, sample_windows
+from .images import BackgroundLevels, background_levels, crops_at, filter_reach, robust_sd, sample_windows
 
 if TYPE_CHECKING:
     from .progress import CancelToken
@@ -96,6 +96,18 @@ SPLIT_SCALE_RATIO = 4.0
 SPLIT_CONTRAST = 5.0
 SPLIT_DIP = 0.3
 SPLIT_MIN_DIP = 2.0
+#: A fainter spot on a bright one's flank (:func:`_shoulder_peaks`): the image smoothed over
+#: SHOULDER_SMOOTHING px, less its own reflection through the bright peak's centre, shows the fainter
+#: one where it stands out by SHOULDER_CONTRAST SDs of that residual's noise and SHOULDER_FRACTION of
+#: the bright peak, at least SHOULDER_DISTANCE px from its centre; only beside a peak of
+#: SHOULDER_PEAK of those SDs or more (bright beads, where the LoG's dip rule asks most).
+SHOULDER_SMOOTHING = 1.0
+SHOULDER_CONTRAST = 6.0
+SHOULDER_FRACTION = 0.1
+SHOULDER_DISTANCE = 3.0
+SHOULDER_PEAK = 30.0
+#: Pixels (at least) of the box around a track, 2 px or more from it, that measure the residual's noise.
+_SHOULDER_BACKGROUND = 50
 #: Tracks looked at: at least this many pixels, and not longer than this eccentricity (a ridge or
 #: filament has peaks all along it; two touching round spots are 0.8-0.9).
 SPLIT_MIN_AREA = 20
@@ -185,7 +197,8 @@ class SpotContrast:
         peaks as markers (int labels 1..k, region's shape) and the response to split it along (the
         scale-normalised LoG, in noise units, at the largest scale of :data:`SPLIT_SCALES` where two
         or more peaks of contrast :data:`SPLIT_CONTRAST` each rise above the way to a higher one by
-        :data:`SPLIT_DIP` of their own height, :func:`_prominent`); None where it holds one. ``box``
+        :data:`SPLIT_DIP` of their own height, :func:`_prominent`; where no scale shows two, a faint
+        spot on a bright one's flank, :func:`_shoulder_peaks`); None where it holds one. ``box``
         should reach :data:`SPLIT_MARGIN` beyond the track."""
         from scipy import ndimage
         from skimage.measure import regionprops
@@ -214,7 +227,53 @@ class SpotContrast:
             markers, count = ndimage.label(_prominent(within.astype(np.float64), candidates), structure=_EIGHT)
             if count >= 2:
                 return markers, response
+        return _shoulder_peaks(x, region)
+
+
+def _shoulder_peaks(x: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A fainter spot on the flank of a bright one in one track, ``region`` of ``x`` (the image in
+    noise units, its median 0): markers 1 (the bright peak) and 2 (the fainter spot) and the image
+    smoothed over :data:`SHOULDER_SMOOTHING` px to split along, or None.
+
+    A bead 4-5 px from one 2-8 times as bright is a shoulder of the image, and at the scales a track
+    of its size is looked at (:meth:`SpotContrast.spot_peaks`) its LoG peak rises too little above
+    the way to the bright one's. But a lone spot of any point-symmetric shape (round, elliptic, an
+    Airy disc) is its own reflection through its centre, so the image less that reflection leaves
+    the fainter one and nothing of the bright. The centre is
+    the centroid of the bright peak's upper half (a flat, saturated or coarsely quantised top has no
+    single highest pixel); the track's highest point must be a peak of the image, and exactly one
+    maximum of the residual must stand out (see the constants)."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(x, SHOULDER_SMOOTHING)
+    peak = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), smooth.shape)
+    top = float(smooth[peak])
+    # A peak of the image, not the track's edge on the slope of a brighter spot outside it.
+    if not top > 0 or top < float(ndimage.maximum_filter(smooth, 3)[peak]):
         return None
+    upper, _ = ndimage.label(smooth >= top / 2, structure=_EIGHT)
+    weights = np.where(upper == upper[peak], smooth - top / 2, 0.0)
+    rows, cols = np.indices(smooth.shape, dtype=np.float64)
+    centre_row = float((weights * rows).sum() / weights.sum())
+    centre_col = float((weights * cols).sum() / weights.sum())
+    mirrored = ndimage.map_coordinates(smooth, [2 * centre_row - rows, 2 * centre_col - cols], order=1, mode="nearest")
+    residual = smooth - mirrored
+    background = ~ndimage.binary_dilation(region, iterations=2)
+    if np.count_nonzero(background) < _SHOULDER_BACKGROUND:
+        return None
+    # The difference of two pixels of white noise of SD 1 smoothed over s px: SD sqrt(2) / (2 sqrt(pi) s).
+    noise = max(robust_sd(residual[background]), math.sqrt(2) / (2 * math.sqrt(math.pi) * SHOULDER_SMOOTHING))
+    if top < SHOULDER_PEAK * noise:
+        return None
+    far = np.hypot(rows - centre_row, cols - centre_col) >= SHOULDER_DISTANCE
+    found = (region & far & (residual == ndimage.maximum_filter(residual, 3))
+             & (residual >= max(SHOULDER_CONTRAST * noise, SHOULDER_FRACTION * top)))
+    spots, count = ndimage.label(found, structure=_EIGHT)
+    if count != 1:
+        return None
+    markers = (spots > 0).astype(np.int32) * 2
+    markers[peak] = 1
+    return markers, smooth
 
 
 def _prominent(response: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -268,8 +327,7 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
         values = np.concatenate([r.ravel() for r in per_window])
         if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
             values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
-        mad = float(np.median(np.abs(values - np.median(values))))
-        noise.append(max(1.4826 * mad, _NOISE_FLOOR))
+        noise.append(max(robust_sd(values), _NOISE_FLOOR))
     dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
                for i in range(len(normalised)))
     area = sum(r.size for r in responses[0])

@@ -665,12 +665,17 @@ def high_pass(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def robust_sd(values: np.ndarray) -> float:
+    """The SD of ``values`` from their median absolute deviation (Gaussian values; outliers count little)."""
+    return float(_MAD_TO_SD * np.median(np.abs(values - np.median(values))))
+
+
 def noise_sd(x: np.ndarray) -> float:
     """Robust SD of the pixel noise of a 2-D image (from the MAD of :func:`high_pass`)."""
     hp = high_pass(x)
     if min(x.shape) >= 3:
         hp = hp[1:-1, 1:-1]
-    return float(_MAD_TO_SD * np.median(np.abs(hp - np.median(hp))) / _HIGH_PASS_SD)
+    return robust_sd(hp) / _HIGH_PASS_SD
 
 
 #: Windows of this many px (at most _CORRELATION_WINDOWS of them, spread evenly

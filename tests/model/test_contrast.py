@@ -406,6 +406,52 @@ def test_a_faint_bead_beside_a_bright_one_gets_its_own_track():
     assert extract_tracks(prob, lone, 0.5, contrast=measure_contrast(lone)).count == 40
 
 
+def test_a_bead_on_the_flank_of_a_brighter_one_gets_its_own_track(monkeypatch):
+    """A bead 4 px from one 5 times as bright, under one track of the network's (one maximum of
+    probability, 110 px): at the scales the track's size allows (1.5 px and above) the LoG shows no
+    second peak that stands out. The image less its reflection through the bright bead's centre
+    shows it, and the track is split there."""
+    import cerber_model.runtime.contrast as contrast_module
+
+    rng = np.random.default_rng(5)
+    shape = (200, 200)
+    bright, faint = np.array([100.0, 100.0]), np.array([100.0, 104.0])
+    expected = 20 + _spot(shape, bright, 1.4, 3000) + _spot(shape, faint, 1.4, 600)
+    image = np.rint(rng.poisson(expected) + 100 + rng.normal(0, 3, shape)).astype(np.uint16)
+    rr, cc = np.indices(shape)
+    prob = np.exp(-((rr - 100) ** 2 + (cc - 101.3) ** 2) / (2 * 5.0**2)).astype(np.float32)
+    contrast = measure_contrast(image)
+    split = extract_tracks(prob, image, 0.5, contrast=contrast)
+    assert split.count == 2
+    found = np.c_[split.columns["row"], split.columns["col"]]
+    assert min(np.hypot(*(found - faint).T)) <= 1.5 and min(np.hypot(*(found - bright).T)) <= 1.5
+
+    monkeypatch.setattr(contrast_module, "_shoulder_peaks", lambda x, region: None)
+    assert extract_tracks(prob, image, 0.5, contrast=contrast).count == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_elliptic_spots_of_a_few_grey_levels_are_not_split_by_their_reflection(seed):
+    """On an 8-bit image whose noise is a fifth of a grey level, a spot's top is a plateau of equal
+    values with no single highest pixel. Mirrored through the first of them, an elliptic spot leaves
+    a residual as high as the spot's slope and was split (50-55 tracks for 49 spots); mirrored
+    through the centre of its upper half it leaves nothing."""
+    rng = np.random.default_rng(seed)
+    shape = (300, 300)
+    rr, cc = np.indices(shape)
+    centres = [(r + rng.uniform(-0.5, 0.5), c + rng.uniform(-0.5, 0.5)) for r in range(30, 280, 40)
+               for c in range(30, 280, 40)]
+    image = 3 + rng.normal(0, 0.2, shape)
+    for r, c in centres:
+        angle = rng.uniform(0, np.pi)
+        u = (rr - r) * np.cos(angle) + (cc - c) * np.sin(angle)
+        v = -(rr - r) * np.sin(angle) + (cc - c) * np.cos(angle)
+        image += rng.uniform(3, 6) * np.exp(-((u / 2.5) ** 2) / 2 - (v / 1.5) ** 2 / 2)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    prob = (np.min([np.hypot(rr - r, cc - c) for r, c in centres], axis=0) <= 5).astype(np.float32)
+    assert extract_tracks(prob, image, 0.5, contrast=measure_contrast(image)).count == len(centres)
+
+
 def test_two_small_spots_3_5_px_apart_are_split_at_1_px():
     """Spots of SD 1 px 3.5 px apart show no peak of each at 1.5 px and above; at 1 px they do."""
     rng = np.random.default_rng(2)
