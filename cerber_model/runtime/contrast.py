@@ -239,12 +239,17 @@ def _shoulder_peaks(x: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.n
     of its size is looked at (:meth:`SpotContrast.spot_peaks`) its LoG peak rises too little above
     the way to the bright one's. But a lone spot of any point-symmetric shape (round, elliptic, an
     Airy disc) is its own reflection through its centre, so the image less that reflection leaves
-    the fainter one and nothing of the bright. The centre is
-    the centroid of the bright peak's upper half (a flat, saturated or coarsely quantised top has no
-    single highest pixel); the track's highest point must be a peak of the image, and exactly one
-    maximum of the residual must stand out (see the constants)."""
+    the fainter one and nothing of the bright. The centre is the centroid of the bright peak's upper
+    half (a flat, saturated or coarsely quantised top has no single highest pixel); the track's
+    highest point must be a peak of the image, and exactly one maximum of the residual must stand
+    out (see the constants)."""
     from scipy import ndimage
 
+    # The difference of two pixels of white noise of SD 1 smoothed over s px: SD sqrt(2) / (2 sqrt(pi) s),
+    # the least the residual's noise is taken to be; smoothing lowers no peak above the box's highest pixel.
+    least_noise = math.sqrt(2) / (2 * math.sqrt(math.pi) * SHOULDER_SMOOTHING)
+    if float(x.max()) < SHOULDER_PEAK * least_noise:
+        return None
     smooth = ndimage.gaussian_filter(x, SHOULDER_SMOOTHING)
     peak = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), smooth.shape)
     top = float(smooth[peak])
@@ -261,8 +266,7 @@ def _shoulder_peaks(x: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.n
     background = ~ndimage.binary_dilation(region, iterations=2)
     if np.count_nonzero(background) < _SHOULDER_BACKGROUND:
         return None
-    # The difference of two pixels of white noise of SD 1 smoothed over s px: SD sqrt(2) / (2 sqrt(pi) s).
-    noise = max(robust_sd(residual[background]), math.sqrt(2) / (2 * math.sqrt(math.pi) * SHOULDER_SMOOTHING))
+    noise = max(robust_sd(residual[background]), least_noise)
     if top < SHOULDER_PEAK * noise:
         return None
     far = np.hypot(rows - centre_row, cols - centre_col) >= SHOULDER_DISTANCE
