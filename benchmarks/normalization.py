@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cerber_model.runtime.images import Normalization, normalize  # noqa: E402
+from cerber_model.runtime.images import Normalization, normalize, robust_sd  # noqa: E402
 
 SIZE, SNR, SD, READ = 512, 3.0, 1.5, 3.0
 PLACES = {"centre": (256, 256), "corner": (60, 60), "far corner": (452, 452)}
@@ -53,7 +53,7 @@ def heights(x: np.ndarray) -> dict[str, float]:
 def local_noise(x: np.ndarray, r: int, c: int) -> float:
     window = x[r - 40:r + 41, c - 40:c + 41].astype(np.float64)
     d = window[1:, :] - window[:-1, :]
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
+    return robust_sd(d) / float(np.sqrt(2))
 
 
 def main() -> None:

@@ -532,7 +532,7 @@ def remove_spots(data: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     """
     from scipy import ndimage
 
-    from .images import noise_sd
+    from .images import noise_sd, robust_sd
 
     x = np.asarray(data, dtype=np.float32)
     h, w = x.shape
@@ -540,7 +540,7 @@ def remove_spots(data: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     for i, sd in enumerate(REMOVAL_SCALES):
         response = -np.float32(sd * sd) * ndimage.gaussian_laplace(x, sd)
         centre = float(np.median(response))
-        spread = 1.4826 * float(np.median(np.abs(response - centre))) + 1e-12
+        spread = robust_sd(response) + 1e-12
         stack[i] = (response - np.float32(centre)) / np.float32(spread)
     peaks = (stack > REMOVAL_THRESHOLD) & (stack == ndimage.maximum_filter(stack, 3, mode="nearest"))
     removed = np.zeros((h, w), bool)
