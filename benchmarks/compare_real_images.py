@@ -294,7 +294,7 @@ def main() -> None:
         if sum(image_group(p) == label for p in args.images) > 1:  # a series: its frames together
             cells = [f"{matches[n].f1:.3f} ({matches[n].precision:.2f}/{matches[n].recall:.2f})".rjust(width)
                      for n in bundles]
-            print(f"{label + ' (all frames)':24s} {' '.join(cells)} {matches['LoG'].f1:16.3f}  (tuned per frame)")
+            print(f"{label + ' (all)':24s} {' '.join(cells)} {matches['LoG'].f1:16.3f}  (tuned per frame)")
     print(f"{'OVERALL':24s} {' '.join(f'{totals[n].f1:{width}.3f}' for n in bundles)}")
 
     realistic = args.data.parent / "eval-realistic"
