@@ -276,11 +276,15 @@ def main() -> None:
     print("\n## Annotated real images, zero-shot (F1 at 3 px; P / R)\n")
     print(f"{'image':24s} {header} {'LoG tuned on it':>16s}")
     totals: dict[str, Match] = {}
-    series: dict[str, dict[str, Match]] = {}  # per series of frames: per model, and "LoG"
+    series: dict[str, dict[str, Match]] = {}  # per series of frames, per model
+    series_log: dict[str, Match] = {}  # per series, the LoG tuned on each frame
+    frames: dict[str, int] = {}
     for path in args.images:
         pair = Pair(path, None, points_beside(path))
         cells, log = [], None
-        group = series.setdefault(image_group(path), {})
+        label = image_group(path)
+        group = series.setdefault(label, {})
+        frames[label] = frames.get(label, 0) + 1
         for name, bundle in bundles.items():
             ev = evaluate(bundle, [pair])
             m, log = ev.network[0].match, (ev.log[0].match, ev.log_settings)
@@ -288,13 +292,13 @@ def main() -> None:
             group[name] = group[name] + m if name in group else m
             cells.append(f"{m.f1:.3f} ({m.precision:.2f}/{m.recall:.2f})".rjust(width))
         assert log is not None
-        group["LoG"] = group["LoG"] + log[0] if "LoG" in group else log[0]
+        series_log[label] = series_log[label] + log[0] if label in series_log else log[0]
         print(f"{path.stem:24s} {' '.join(cells)} {log[0].f1:16.3f}  {log[1]}")
     for label, matches in series.items():
-        if sum(image_group(p) == label for p in args.images) > 1:  # a series: its frames together
+        if frames[label] > 1:  # a series: its frames together
             cells = [f"{matches[n].f1:.3f} ({matches[n].precision:.2f}/{matches[n].recall:.2f})".rjust(width)
                      for n in bundles]
-            print(f"{label + ' (all)':24s} {' '.join(cells)} {matches['LoG'].f1:16.3f}  (tuned per frame)")
+            print(f"{label + ' (all)':24s} {' '.join(cells)} {series_log[label].f1:16.3f}  (tuned per frame)")
     print(f"{'OVERALL':24s} {' '.join(f'{totals[n].f1:{width}.3f}' for n in bundles)}")
 
     realistic = args.data.parent / "eval-realistic"
