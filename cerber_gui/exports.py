@@ -163,6 +163,7 @@ def prepare_report(session: Session, opacity: float = 0.6) -> ReportJob:
         "images": len(doses),
         "model": (f"{bundle.name} ({bundle.path})" if bundle.path else bundle.name) if bundle is not None else "",
         "threshold": session.threshold,
+        "smallest contrast (noise SDs)": session.min_contrast if session.measures_contrast else "not measured",
         "pixel size (um)": (f"{session.pixel_size_um:g} ({USER_SETTING})" if session.pixel_size_um
                             else "from each file, where it says"),
         "regions": "drawn in Cerber or read from <stem>_regions.json beside each image, where there are any",

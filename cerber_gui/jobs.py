@@ -58,6 +58,7 @@ class JobRunner(QObject):
         self.retrack_timer.timeout.connect(self._retrack)
         events = session.events
         events.threshold_changed.connect(lambda _threshold: self.retrack_soon(new_settings=True))
+        events.min_contrast_changed.connect(lambda _contrast: self.retrack_soon(new_settings=True))
         events.pixel_size_changed.connect(lambda _pixel_size: self.retrack_soon(new_settings=True))
         events.result_added.connect(lambda _path: self._retrack())
         events.selected.connect(lambda _path: self._retrack())
@@ -140,7 +141,7 @@ class JobRunner(QObject):
             self.worker = None
             return
         worker = workers.Worker(analyze, job.image, job.bundle, threshold=job.threshold,
-                                pixel_size_um=job.pixel_size_um)
+                                min_contrast=job.min_contrast, pixel_size_um=job.pixel_size_um)
         worker.tag = job
         # Bound methods of this QObject: Qt delivers them on the GUI thread (queued).
         worker.signals.progress.connect(self._progress)

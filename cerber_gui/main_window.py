@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
         self.spectra_panel.pooled_changed.connect(lambda _p: self._show_spectra())
         bar.page_changed.connect(self._page_chosen)
         bar.threshold_changed.connect(self.session.set_threshold)
+        bar.min_contrast_changed.connect(self.session.set_min_contrast)
         bar.pixel_size_changed.connect(self.session.set_pixel_size)
         bar.mode_changed.connect(self.viewer.set_mode)
         bar.opacity_changed.connect(self.viewer.set_opacity)
@@ -178,6 +179,7 @@ class MainWindow(QMainWindow):
         events.image_replaced.connect(self._image_replaced)
         events.model_changed.connect(self._model_changed)
         events.threshold_changed.connect(self._threshold_changed)
+        events.min_contrast_changed.connect(self._min_contrast_changed)
         events.pixel_size_changed.connect(self._pixel_size_changed)
         events.busy_changed.connect(self._update_controls)
         events.result_added.connect(self._result_added)
@@ -356,9 +358,11 @@ class MainWindow(QMainWindow):
     def _model_changed(self, bundle: Bundle | None) -> None:
         if bundle is None:
             self.model_label.setText("no model loaded")
+            self.toolbar.set_min_contrast(0.0, measured=False)
         else:
             self.model_label.setText(f"model: {bundle.name}")
             self.toolbar.set_threshold(self.session.threshold)
+            self.toolbar.set_min_contrast(self.session.min_contrast, self.session.measures_contrast)
         if self.session.selected is not None:  # the previous model's result goes
             self.viewer.set_image(self.session.images[self.session.selected].data)
         self._show_result()
@@ -367,6 +371,9 @@ class MainWindow(QMainWindow):
 
     def _threshold_changed(self, threshold: float) -> None:
         self.toolbar.set_threshold(threshold)  # the jobs re-track
+
+    def _min_contrast_changed(self, min_contrast: float) -> None:
+        self.toolbar.set_min_contrast(min_contrast, self.session.measures_contrast)  # the jobs re-track
 
     def _pixel_size_changed(self, pixel_size_um: float | None) -> None:
         self.settings.set_value(Key.PIXEL_SIZE, pixel_size_um or 0.0)

@@ -87,6 +87,8 @@ class SessionEvents:
     model_changed: Event = field(default_factory=Event)
     #: float: the threshold the user set
     threshold_changed: Event = field(default_factory=Event)
+    #: float: the smallest track contrast the user set (noise SDs)
+    min_contrast_changed: Event = field(default_factory=Event)
     #: float | None: the pixel size the user set (µm per pixel; None for unknown)
     pixel_size_changed: Event = field(default_factory=Event)
     #: bool: an analysis job started (True, once per job) or none is left to start (False)
@@ -126,6 +128,7 @@ class AnalysisJob:
     pixel_size_um: float | None
     waiting: int  # images queued behind this one
     model_load: int  # which of the session's models it runs (see Session.model_loads)
+    min_contrast: float | None = None  # None: the model's own, as the threshold
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,11 @@ def _step(threshold: float) -> float:
     return round(float(threshold), 2)
 
 
+def _contrast_step(min_contrast: float) -> float:
+    # The smallest contrast moves in steps of 0.1 noise SDs, as the toolbar offers it.
+    return round(float(min_contrast), 1)
+
+
 class Session:
     def __init__(self, bundle: Bundle | None = None, pixel_size_um: float | None = None):
         self.events = SessionEvents()
@@ -259,6 +267,7 @@ class Session:
         self.selected: Path | None = None
         self.bundle = bundle
         self.threshold = _step(bundle.config.threshold) if bundle is not None else 0.5
+        self.min_contrast = _contrast_step(bundle.config.min_contrast) if bundle is not None else 0.0
         self.pixel_size_um = pixel_size_um or None
         self.reading: dict[Path, OpenJob] = {}  # files being read, and the Open they are read for
         self.pages: dict[Path, tuple[int, int]] = {}  # of images from stacks: the page (0-based), the pages
@@ -507,7 +516,7 @@ class Session:
         tracks = result.tracks
         if not self.tracks_current(self.selected):  # re-tracking at the slider's value has not ended yet
             tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
-                                      self.pixel_size_for(self.selected)[0], self.bundle.config.min_contrast,
+                                      self.pixel_size_for(self.selected)[0], self.min_contrast,
                                       self._clean_setting(), grow_to=self.bundle.config.grow_to)
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
@@ -599,10 +608,12 @@ class Session:
 
     # -- model and settings ---------------------------------------------------------
     def set_bundle(self, bundle: Bundle) -> None:
-        """Use ``bundle`` from now on, at its own threshold; results of the previous model are dropped."""
+        """Use ``bundle`` from now on, at its own threshold and smallest contrast; results of the previous
+        model are dropped."""
         self.bundle = bundle
         self.model_loads += 1
         self.threshold = _step(bundle.config.threshold)
+        self.min_contrast = _contrast_step(bundle.config.min_contrast)
         self.results.clear()
         self._doses.clear()
         self.events.model_changed.emit(bundle)
@@ -610,6 +621,16 @@ class Session:
     def set_threshold(self, threshold: float) -> None:
         self.threshold = _step(threshold)
         self.events.threshold_changed.emit(self.threshold)
+
+    def set_min_contrast(self, min_contrast: float) -> None:
+        """The smallest track contrast (noise SDs, 0 or more; 0 keeps every track) for every image."""
+        self.min_contrast = _contrast_step(max(float(min_contrast), 0.0))
+        self.events.min_contrast_changed.emit(self.min_contrast)
+
+    @property
+    def measures_contrast(self) -> bool:
+        """Whether the model drops tracks of low contrast, so that the smallest contrast means something."""
+        return self.bundle is not None and self.bundle.config.min_contrast > 0
 
     def set_pixel_size(self, pixel_size_um: float | None) -> None:
         """µm per pixel for every image; 0 or None for unknown (then each image's file says, where it
@@ -665,9 +686,10 @@ class Session:
             self.events.busy_changed.emit(False)
             return None
         path = self.queue.pop(0)
-        self.job = AnalysisJob(path, self.images[path], self.bundle, None if self.at_own_threshold else self.threshold,
-                               self.pixel_size_for(path)[0],
-                               waiting=len(self.queue), model_load=self.model_loads)
+        own = self.at_own_setting
+        self.job = AnalysisJob(path, self.images[path], self.bundle, None if own else self.threshold,
+                               self.pixel_size_for(path)[0], waiting=len(self.queue), model_load=self.model_loads,
+                               min_contrast=None if own else self.min_contrast)
         self.events.busy_changed.emit(True)
         return self.job
 
@@ -682,10 +704,12 @@ class Session:
 
     # -- re-tracking ------------------------------------------------------------------
     @property
-    def at_own_threshold(self) -> bool:
-        """Whether the threshold is the model's own: then an image with a clean background gets the
-        model's setting for those (``BundleConfig.clean_background``), as in ``cerber analyze``."""
-        return self.bundle is not None and self.threshold == _step(self.bundle.config.threshold)
+    def at_own_setting(self) -> bool:
+        """Whether the threshold and smallest contrast are the model's own: then an image with a clean
+        background gets the model's setting for those (``BundleConfig.clean_background``), as in
+        ``cerber analyze`` without --threshold and --min-contrast."""
+        return (self.bundle is not None and self.threshold == _step(self.bundle.config.threshold)
+                and self.min_contrast == _contrast_step(self.bundle.config.min_contrast))
 
     def tracks_current(self, path: Path) -> bool:
         """Whether the image's tracks are those of the current threshold and pixel size (an analysis
@@ -695,11 +719,12 @@ class Session:
             return False
         tracks = result.tracks
         if tracks.clean_background:
-            return self.at_own_threshold
-        return tracks.threshold == self.threshold and not clean_background(result.contrast, self._clean_setting())
+            return self.at_own_setting
+        return (tracks.threshold == self.threshold and tracks.min_contrast == self.min_contrast
+                and not clean_background(result.contrast, self._clean_setting()))
 
     def _clean_setting(self) -> CleanBackground | None:
-        return self.bundle.config.clean_background if self.bundle is not None and self.at_own_threshold else None
+        return self.bundle.config.clean_background if self.bundle is not None and self.at_own_setting else None
 
     def retrack_job(self) -> RetrackJob | None:
         """Tracks at the current settings, from a cached probability map, of the selected image first,
@@ -712,7 +737,7 @@ class Session:
         for path in order:
             if not self.tracks_current(path):
                 return RetrackJob(path, self.results[path], self.threshold, self.bundle.config.min_area_px,
-                                  self.pixel_size_for(path)[0], self.bundle.config.min_contrast, self._clean_setting(),
+                                  self.pixel_size_for(path)[0], self.min_contrast, self._clean_setting(),
                                   self.bundle.config.grow_to)
         return None
 

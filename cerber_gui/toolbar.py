@@ -1,6 +1,6 @@
-"""The main window's toolbar: open, analyze and cancel, the page of a TIFF stack, the threshold,
-how the result is shown, the pixel size, annotation and regions. It says what the user set through its
-signals and does none of it."""
+"""The main window's toolbar: open, analyze and cancel, the page of a TIFF stack, the threshold and
+smallest track contrast, how the result is shown, the pixel size, annotation and regions. It says
+what the user set through its signals and does none of it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QS
 from .session import AnnotationState, RegionsState
 from .viewer import MODES
 
+#: The highest smallest contrast the toolbar offers (noise SDs): far above any model's own (5-8).
+MAX_CONTRAST = 50.0
+
 
 class ToolBar(QToolBar):
     open_requested = Signal()
@@ -19,6 +22,7 @@ class ToolBar(QToolBar):
     cancel_requested = Signal()
     page_changed = Signal(int)  # the page of the stack shown, 0-based
     threshold_changed = Signal(float)  # 0.01..0.99
+    min_contrast_changed = Signal(float)  # noise SDs, 0..MAX_CONTRAST
     mode_changed = Signal(str)  # one of viewer.MODES
     opacity_changed = Signal(float)  # 0..1
     pixel_size_changed = Signal(float)  # µm per pixel; 0 for unknown
@@ -31,7 +35,8 @@ class ToolBar(QToolBar):
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Main", parent)
         self.setObjectName("main-toolbar")  # the window's saved state names it
-        open_action = QAction("&Open images…", self)
+        open_action = QAction("&Open…", self)
+        open_action.setToolTip("Open images or folders of images (Ctrl+O)")
         open_action.triggered.connect(lambda _=False: self.open_requested.emit())
         self.addAction(open_action)
         self.analyze_button = self._button("Analyze", self.analyze_requested)
@@ -50,22 +55,39 @@ class ToolBar(QToolBar):
         self.addWidget(QLabel(" Threshold "))
         self.threshold_slider = QSlider(Qt.Horizontal)
         self.threshold_slider.setRange(1, 99)
-        self.threshold_slider.setFixedWidth(160)
+        self.threshold_slider.setFixedWidth(90)
         self.threshold_slider.valueChanged.connect(self._threshold_moved)
         self.addWidget(self.threshold_slider)
         self.threshold_label = QLabel("0.50")
         self.addWidget(self.threshold_label)
+        self.addWidget(QLabel(" Contrast "))
+        self.contrast_box = QDoubleSpinBox()
+        self.contrast_box.setRange(0.0, MAX_CONTRAST)
+        self.contrast_box.setDecimals(1)
+        self.contrast_box.setSingleStep(0.5)
+        self.contrast_box.setPrefix("≥ ")
+        self.contrast_box.setSuffix(" SD")
+        self.contrast_box.setFixedWidth(80)
+        self.contrast_box.setKeyboardTracking(False)  # typing "12" asks once, not for 1 and then 12
+        self.contrast_box.setToolTip(
+            "Smallest track contrast: how many noise SDs of the image's own background a track must stand out "
+            "by, at its own size. Lower finds fainter spots, and more bumps of a textured background; 0 keeps "
+            "every track. Moving it or the threshold away from the model's own turns the model's setting for "
+            "clean backgrounds off (cerber analyze --min-contrast).")
+        self.contrast_box.valueChanged.connect(self.min_contrast_changed)
+        self.addWidget(self.contrast_box)
         self.addSeparator()
         self.addWidget(QLabel(" View "))
         self.mode_box = QComboBox()
         self.mode_box.addItems(MODES)
+        self.mode_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.mode_box.currentTextChanged.connect(self.mode_changed)
         self.addWidget(self.mode_box)
         self.addWidget(QLabel(" Opacity "))
         self.opacity_slider = QSlider(Qt.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(60)
-        self.opacity_slider.setFixedWidth(100)
+        self.opacity_slider.setFixedWidth(70)
         self.opacity_slider.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
         self.addWidget(self.opacity_slider)
         self.addSeparator()
@@ -75,6 +97,7 @@ class ToolBar(QToolBar):
         self.pixel_size.setDecimals(4)
         self.pixel_size.setSuffix(" µm/px")
         self.pixel_size.setSpecialValueText("from file")
+        self.pixel_size.setFixedWidth(110)
         self.pixel_size.setToolTip("Micrometres per pixel, for every image. At 0 (\"from file\") each image "
                                    "uses the pixel size its file gives (OME-XML, ImageJ or TIFF resolution), "
                                    "where it gives one.")
@@ -125,6 +148,14 @@ class ToolBar(QToolBar):
         self.threshold_slider.setValue(round(threshold * 100))
         self.threshold_slider.blockSignals(False)
         self.threshold_label.setText(f"{threshold:.2f}")
+
+    def set_min_contrast(self, min_contrast: float, measured: bool = True) -> None:
+        """Show ``min_contrast`` without emitting min_contrast_changed; ``measured``: whether the model
+        measures contrast at all (else the box is off)."""
+        self.contrast_box.blockSignals(True)
+        self.contrast_box.setValue(min_contrast)
+        self.contrast_box.blockSignals(False)
+        self.contrast_box.setEnabled(measured)
 
     def set_page(self, page: int | None, pages: int = 1) -> None:
         """Show page ``page`` (0-based) of ``pages``, without emitting page_changed; None: not a stack."""

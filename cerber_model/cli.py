@@ -105,6 +105,19 @@ MODEL_HELP = ("model bundle folder, or the name of a model shipped with Cerber: 
               "images alone), 'clean' (the network the default runs on clean backgrounds; synthetic images "
               "alone) or 'v1' (the first default, for faint broad tracks of the prototype's look)")
 
+MIN_CONTRAST_HELP = ("smallest track contrast, in noise SDs of the image's own background at the track's scale "
+                     "(default: the model's; 0 keeps every track). Lower finds fainter spots, and more texture. "
+                     "Setting it or --threshold turns the model's setting for clean backgrounds off")
+
+
+def _setting_problem(args: argparse.Namespace) -> str:
+    """What is wrong with a command's --threshold and --min-contrast ("" if nothing)."""
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        return f"--threshold must be between 0 and 1, got {args.threshold}"
+    if args.min_contrast is not None and not args.min_contrast >= 0:
+        return f"--min-contrast must be 0 or more (noise SDs; 0 keeps every track), got {args.min_contrast:g}"
+    return ""
+
 
 def _load_model(model: str | None):
     """The bundle ``model`` names (a folder, or a bundled model's name); the default model for None."""
@@ -129,8 +142,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .runtime.report import REPORT_NAME
     from .runtime.spectra import spectra_csv_name
 
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        return _fail(f"--threshold must be between 0 and 1, got {args.threshold}")
+    problem = _setting_problem(args)
+    if problem:
+        return _fail(problem)
     if args.pixel_size is not None and not args.pixel_size > 0:
         return _fail(f"--pixel-size must be positive (micrometres per pixel), got {args.pixel_size}")
     paths, problems = expand_inputs(args.inputs)
@@ -165,7 +179,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     settings = BatchSettings(out, args.threshold, args.pixel_size, args.page, str(args.roi or ""),
                              args.save_probability, args.save_overlay, args.save_rois, args.save_napari,
                              keep_tracks=args.spectra, thumbnail=args.report, resolving_distance_px=resolving,
-                             engine=kind)
+                             engine=kind, min_contrast=args.min_contrast)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -349,7 +363,7 @@ def _write_folder_report(path: Path, rows: list[dict], analyzed: list[ImageResul
     settings = {
         "inputs": " ".join(args.inputs),
         "model": f"{bundle.name} ({bundle.path})" if bundle.path else bundle.name,
-        "threshold": args.threshold if args.threshold is not None else _own_threshold(bundle.config),
+        "threshold": _threshold_setting(args, bundle.config),
         "pixel size (um)": args.pixel_size if args.pixel_size is not None else "from each file, where it says",
         "regions": str(args.roi) if args.roi else "<stem>_regions.json beside each image, where there is one",
         "page": args.page,
@@ -357,6 +371,16 @@ def _write_folder_report(path: Path, rows: list[dict], analyzed: list[ImageResul
     thumbnails = [(item.path.name, item.thumbnail) for item in analyzed if item.thumbnail is not None]
     write_report(path, rows, settings=settings, model_name=bundle.name, thumbnails=thumbnails, spectra=spectra,
                  linearity_note=linearity_note(resolving))
+
+
+def _threshold_setting(args: argparse.Namespace, config) -> str | float:
+    """The threshold (and smallest contrast) as the report's settings give them: the user's, where
+    either was given (the other is then the model's), else the model's own."""
+    if args.threshold is None and args.min_contrast is None:
+        return _own_threshold(config)
+    threshold = config.threshold if args.threshold is None else args.threshold
+    min_contrast = config.min_contrast if args.min_contrast is None else args.min_contrast
+    return f"{threshold:g} (smallest contrast {min_contrast:g})"
 
 
 def _own_threshold(config) -> str | float:
@@ -647,6 +671,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .runtime.bundle import BundleError
     from .runtime.evaluation import evaluate
 
+    problem = _setting_problem(args)
+    if problem:
+        return _fail(problem)
     try:
         bundle = _load_model(args.model)
     except BundleError as exc:
@@ -656,7 +683,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _fail("the data cannot be evaluated:\n" + "\n".join(str(p) for p in problems))
     bar, progress = _bar("evaluating", args.quiet)
     with bar:
-        result = evaluate(bundle, pairs, args.radius, args.threshold, progress=progress)
+        result = evaluate(bundle, pairs, args.radius, args.threshold, progress=progress, min_contrast=args.min_contrast)
     print(result.table())
     return EXIT_OK
 
@@ -770,6 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="folder for the results (created if missing)")
     a.add_argument("--model", help=MODEL_HELP)
     a.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    a.add_argument("--min-contrast", type=float, metavar="SDS", help=MIN_CONTRAST_HELP)
     a.add_argument("--pixel-size", type=float, metavar="UM",
                    help="micrometres per pixel, for fluences per cm^2 (default: what each TIFF's OME-XML, ImageJ "
                         "metadata or resolution tags say)")
@@ -891,6 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", help="data folder: DATA/val/{images,masks} (or DATA/{images,masks})")
     e.add_argument("--radius", type=float, default=3.0, help="matching radius in px (default 3)")
     e.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    e.add_argument("--min-contrast", type=float, metavar="SDS", help=MIN_CONTRAST_HELP)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

@@ -292,6 +292,7 @@ def analyze(
     bundle: Bundle,
     *,
     threshold: float | None = None,
+    min_contrast: float | None = None,
     pixel_size_um: float | None = None,
     engine=None,
     window: int = DEFAULT_WINDOW,
@@ -300,7 +301,8 @@ def analyze(
 ) -> AnalysisResult:
     """Analyze one image with ``bundle``: probability map, then tracks.
 
-    ``threshold`` overrides the bundle's decision threshold; ``pixel_size_um``
+    ``threshold`` and ``min_contrast`` override the bundle's decision threshold and smallest track
+    contrast (either turns its setting for clean backgrounds off); ``pixel_size_um``
     (micrometres per pixel) adds a track density per mm^2, and wins over the pixel size the
     image's file gives (``image.pixel_size_um``), which is used otherwise. Raises
     :class:`NotEnoughMemory` before starting when the image would not fit in free memory.
@@ -315,7 +317,8 @@ def analyze(
     contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
     probability, look = predict_maps(image.data, bundle, contrast, levels, engine, window=window, progress=progress,
                                      cancel=cancel)
-    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look, cancel)
+    tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look, cancel,
+                                     min_contrast)
     return AnalysisResult(image, probability, tracks, bundle.name, source, contrast, network_name(bundle, contrast),
                           look)
 
@@ -375,16 +378,19 @@ def image_pixel_size(image: Image, given: float | None = None) -> tuple[float | 
 
 def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundle, threshold: float | None = None,
                             pixel_size_um: float | None = None, contrast: SpotContrast | None = None,
-                            coarse: CoarseLook | None = None, cancel: CancelToken | None = None) -> Tracks:
-    """The tracks of ``image`` in its probability map, with ``bundle``'s threshold (unless
-    ``threshold`` is given), smallest track area and smallest contrast (measured here unless
-    ``contrast`` is given): the second half of :func:`analyze`. Without a threshold, an image
-    with a clean background gets the bundle's setting for those (``config.clean_background``),
-    and the tracks of its ``coarse`` look, if given; elsewhere tracks grow as the bundle says
-    (``config.grow_to``). ``cancel`` is checked between tracks."""
+                            coarse: CoarseLook | None = None, cancel: CancelToken | None = None,
+                            min_contrast: float | None = None) -> Tracks:
+    """The tracks of ``image`` in its probability map, with ``bundle``'s threshold and smallest
+    contrast (unless ``threshold`` or ``min_contrast`` is given; contrast measured here unless
+    ``contrast`` is given) and smallest track area: the second half of :func:`analyze`. With
+    neither given, an image with a clean background gets the bundle's setting for those
+    (``config.clean_background``), and the tracks of its ``coarse`` look, if given; elsewhere, and
+    wherever the user sets either, tracks grow as the bundle says (``config.grow_to``). ``cancel``
+    is checked between tracks."""
     if contrast is None:
         contrast = bundle_contrast(image, bundle)
+    own = threshold is None and min_contrast is None
     return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
-                     bundle.config.min_area_px, pixel_size_um, bundle.config.min_contrast,
-                     bundle.config.clean_background if threshold is None else None, coarse, cancel,
-                     bundle.config.grow_to)
+                     bundle.config.min_area_px, pixel_size_um,
+                     bundle.config.min_contrast if min_contrast is None else min_contrast,
+                     bundle.config.clean_background if own else None, coarse, cancel, bundle.config.grow_to)

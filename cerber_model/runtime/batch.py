@@ -75,6 +75,7 @@ class BatchSettings:
     thumbnail: bool = False
     resolving_distance_px: float = DEFAULT_RESOLVING_DISTANCE_PX
     engine: str | None = None  # "auto", "onnxruntime" or "openvino"; None: $CERBER_ENGINE, else auto
+    min_contrast: float | None = None  # the smallest track contrast; None: the model's
 
     def outputs(self, stem: str) -> list[Path]:
         """The files written for the image called ``stem``."""
@@ -167,7 +168,7 @@ def finish(prepared: Prepared, predicted: tuple[np.ndarray, CoarseLook | None], 
     probability, coarse = predicted
     pixel_size_um, source = image_pixel_size(image, settings.pixel_size_um)
     tracks = tracks_from_probability(image, probability, bundle, settings.threshold, pixel_size_um,
-                                     prepared.contrast, coarse)
+                                     prepared.contrast, coarse, min_contrast=settings.min_contrast)
     shape = tracks.image_shape
     area_px = float(shape[0] * shape[1])
     regions = prepared.regions

@@ -221,8 +221,9 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
 
 
 def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | None = None,
-             progress=None, cancel=None) -> Evaluation:
-    """Score ``bundle`` and a LoG detector (tuned here for the best overall F1) on ``pairs``."""
+             progress=None, cancel=None, min_contrast: float | None = None) -> Evaluation:
+    """Score ``bundle`` (at its own setting, unless ``threshold`` or ``min_contrast`` is given) and a
+    LoG detector (tuned here for the best overall F1) on ``pairs``."""
     from .analysis import analyze
     from .images import read_image
 
@@ -233,7 +234,7 @@ def evaluate(bundle, pairs: list[Pair], radius: float = 3.0, threshold: float | 
         image = read_image(pair.image)
         mask = pair_mask(pair, image.shape) if pair.mask is not None else None
         truth = truth_centres(pair, mask)
-        result = analyze(image, bundle, threshold=threshold)
+        result = analyze(image, bundle, threshold=threshold, min_contrast=min_contrast)
         found = np.c_[result.tracks.columns["row"], result.tracks.columns["col"]]
         iou = None  # pixel overlap only against a drawn mask, not against discs around points
         if mask is not None:

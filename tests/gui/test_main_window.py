@@ -109,6 +109,51 @@ def test_threshold_slider_changes_the_count_without_rerunning(qtbot, window, tmp
     assert not calls  # the probability map was reused
 
 
+def test_typing_a_smaller_contrast_finds_fainter_spots_without_rerunning(qtbot, window, tmp_path, bundle,
+                                                                         monkeypatch):
+    # Spots from barely visible to clear on noise: the count depends on the smallest contrast.
+    rng = np.random.default_rng(1)
+    data = gaussian_spots(spot_grid(4, 4, rng), np.linspace(20, 160, 16), sigma=1.5) + 400 + rng.normal(0, 20, SHAPE)
+    faint = tmp_path / "faint.tif"
+    tifffile.imwrite(faint, data.clip(0, 65535).astype(np.uint16))
+    open_and_wait(qtbot, window, [faint])
+    box = window.toolbar.contrast_box
+    own = bundle.config.min_contrast
+    assert box.isEnabled() and box.value() == pytest.approx(own)
+    analyze_clicked(qtbot, window)
+    from cerber_model.runtime.images import read_image
+
+    image = read_image(faint)
+    lower = 3.0
+    expected = {c: analyze(image, bundle, min_contrast=c).tracks.count for c in (own, lower)}
+    assert expected[lower] > expected[own] == window.track_panel.table.model().rowCount()
+    calls = []
+    import cerber_model.runtime.analysis as analysis
+
+    real = analysis.predict_probability
+    monkeypatch.setattr(analysis, "predict_probability", lambda *a, **k: calls.append(1) or real(*a, **k))
+    qtbot.mouseClick(box, Qt.LeftButton)  # focus, as a click does
+    box.selectAll()
+    with qtbot.waitSignal(window.tracks_updated, timeout=20000):
+        qtbot.keyClicks(box, "3")
+        qtbot.keyClick(box, Qt.Key_Return)
+    assert window.session.min_contrast == lower
+    assert window.track_panel.table.model().rowCount() == expected[lower]
+    assert f"smallest contrast {lower:g}, model default" in window.track_panel.summary.text()
+    assert not calls  # the probability map was reused
+    # A new analysis keeps the user's setting (and so the model's setting for clean backgrounds is off).
+    monkeypatch.setattr(analysis, "predict_probability", real)
+    analyze_clicked(qtbot, window)
+    tracks = window.session.results[faint.resolve()].tracks
+    assert tracks.min_contrast == lower and tracks.count == expected[lower] and not tracks.clean_background
+    # Back to the model's own: the count it started with.
+    box.selectAll()
+    with qtbot.waitSignal(window.tracks_updated, timeout=20000):
+        qtbot.keyClicks(box, f"{own:g}")
+        qtbot.keyClick(box, Qt.Key_Return)
+    assert window.session.at_own_setting and window.track_panel.table.model().rowCount() == expected[own]
+
+
 def test_clicking_a_row_centres_both_views_on_that_spot(qtbot, window, spots):
     image_path, centres = spots
     open_and_wait(qtbot, window, [image_path])

@@ -445,3 +445,32 @@ def test_each_image_gets_the_setting_its_background_calls_for(tmp_path):
     assert float(camera["threshold"]) == pytest.approx(clean.threshold) and camera["track_count"] == "3"
     assert main(["analyze", str(folder), "--out", str(tmp_path / "given"), "--threshold", "0.5"]) == 0
     assert [r["threshold"] for r in _read_csv(tmp_path / "given" / "summary.csv")] == ["0.5"] * 3
+
+
+def test_a_smallest_contrast_given_applies_to_every_image(tmp_path, capsys):
+    """--min-contrast replaces the model's own on every image (the clean one's setting too, whose
+    threshold is then the model's own): a lower one keeps more of a textured sample's tracks."""
+    import shutil
+    from pathlib import Path
+
+    config = load_default_bundle().config
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "assets" / "samples" / "img_hybiss_2d.tif", folder / "a.tif")
+    rng = np.random.default_rng(8)
+    spots = gaussian_spots((256, 256), np.array([[60, 60], [128, 190], [200, 90]], float), sigma=1.5)
+    tifffile.imwrite(folder / "b.tif", (spots * 400 + rng.normal(200, 10, spots.shape)).astype(np.uint16))
+    assert main(["analyze", str(folder), "--out", str(tmp_path / "own"), "--quiet"]) == 0
+    own = _read_csv(tmp_path / "own" / "summary.csv")
+    assert main(["analyze", str(folder), "--out", str(tmp_path / "low"), "--min-contrast", "4", "--quiet",
+                 "--report"]) == 0
+    low = _read_csv(tmp_path / "low" / "summary.csv")
+    assert [float(r["min_contrast"]) for r in low[:2]] == [4.0, 4.0]
+    assert [float(r["threshold"]) for r in low[:2]] == pytest.approx([config.threshold] * 2)
+    assert int(low[0]["track_count"]) > int(own[0]["track_count"])  # fainter bumps of the sample pass
+    assert low[1]["track_count"] == "3"
+    assert f"{config.threshold:g} (smallest contrast 4)" in (tmp_path / "low" / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["analyze", str(folder), "--out", str(tmp_path / "bad"), "--min-contrast", "-1"]) == 2
+    assert "--min-contrast must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

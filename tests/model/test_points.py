@@ -118,6 +118,11 @@ def test_evaluate_scores_against_points(tmp_path, capsys):
     out = capsys.readouterr().out
     overall = next(line for line in out.splitlines() if line.startswith("OVERALL") and "cerber" in line)
     assert overall.split()[2:5] == ["1.000", "1.000", "1.000"]  # P, R, F1 on the five spots
+    # A smallest contrast no spot reaches: the model finds none (the LoG is unchanged).
+    assert main(["evaluate", "default", str(tmp_path), "--quiet", "--min-contrast", "1e6"]) == 0
+    out = capsys.readouterr().out
+    overall = next(line for line in out.splitlines() if line.startswith("OVERALL") and "cerber" in line)
+    assert overall.split()[3] == "0.000"  # recall
 
 
 def test_a_crop_keeps_the_points_whose_pixel_it_holds_in_its_own_coordinates():
