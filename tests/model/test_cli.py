@@ -423,22 +423,28 @@ def test_an_engine_that_cannot_run_is_replaced_with_a_one_line_note(inputs, mode
     assert (out / "a_tracks.csv").is_file()
 
 
-def test_each_image_gets_the_setting_its_background_calls_for(tmp_path):
-    """The default model on a textured real sample and on spots over camera noise: the sample keeps
-    the model's own threshold, the clean image gets its setting for clean backgrounds, and the
-    summary gives each image's; with --threshold both get the one given."""
+def _textured_and_clean(tmp_path):
+    """A folder of two images: the textured hybiss sample (a.tif) and three spots on camera noise (b.tif)."""
     import shutil
     from pathlib import Path
 
-    config = load_default_bundle().config
-    clean = config.clean_background
-    assert clean is not None
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(Path(__file__).resolve().parents[2] / "assets" / "samples" / "img_hybiss_2d.tif", folder / "a.tif")
     rng = np.random.default_rng(8)
     spots = gaussian_spots((256, 256), np.array([[60, 60], [128, 190], [200, 90]], float), sigma=1.5)
     tifffile.imwrite(folder / "b.tif", (spots * 400 + rng.normal(200, 10, spots.shape)).astype(np.uint16))
+    return folder
+
+
+def test_each_image_gets_the_setting_its_background_calls_for(tmp_path):
+    """The default model on a textured real sample and on spots over camera noise: the sample keeps
+    the model's own threshold, the clean image gets its setting for clean backgrounds, and the
+    summary gives each image's; with --threshold both get the one given."""
+    config = load_default_bundle().config
+    clean = config.clean_background
+    assert clean is not None
+    folder = _textured_and_clean(tmp_path)
     assert main(["analyze", str(folder), "--out", str(tmp_path / "own")]) == 0
     sample, camera, _ = _read_csv(tmp_path / "own" / "summary.csv")
     assert float(sample["threshold"]) == pytest.approx(config.threshold)
@@ -450,16 +456,8 @@ def test_each_image_gets_the_setting_its_background_calls_for(tmp_path):
 def test_a_smallest_contrast_given_applies_to_every_image(tmp_path, capsys):
     """--min-contrast replaces the model's own on every image (the clean one's setting too, whose
     threshold is then the model's own): a lower one keeps more of a textured sample's tracks."""
-    import shutil
-    from pathlib import Path
-
     config = load_default_bundle().config
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "assets" / "samples" / "img_hybiss_2d.tif", folder / "a.tif")
-    rng = np.random.default_rng(8)
-    spots = gaussian_spots((256, 256), np.array([[60, 60], [128, 190], [200, 90]], float), sigma=1.5)
-    tifffile.imwrite(folder / "b.tif", (spots * 400 + rng.normal(200, 10, spots.shape)).astype(np.uint16))
+    folder = _textured_and_clean(tmp_path)
     assert main(["analyze", str(folder), "--out", str(tmp_path / "own"), "--quiet"]) == 0
     own = _read_csv(tmp_path / "own" / "summary.csv")
     assert main(["analyze", str(folder), "--out", str(tmp_path / "low"), "--min-contrast", "4", "--quiet",
