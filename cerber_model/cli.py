@@ -380,7 +380,7 @@ def _threshold_setting(args: argparse.Namespace, config) -> str | float:
         return _own_threshold(config)
     threshold = config.threshold if args.threshold is None else args.threshold
     min_contrast = config.min_contrast if args.min_contrast is None else args.min_contrast
-    return f"{threshold:g} (smallest contrast {min_contrast:g})"
+    return f"{threshold:g} (smallest contrast {min_contrast:g})" if min_contrast > 0 else threshold
 
 
 def _own_threshold(config) -> str | float:

@@ -314,7 +314,8 @@ def analyze(
     pixel_size_um, source = image_pixel_size(image, pixel_size_um)
     check_memory(image.data.shape)
     levels = image_levels(image.data, bundle.config.normalization)
-    contrast = bundle_contrast(image, bundle, levels)  # before the probability map exists: less memory at once
+    # Before the probability map exists: less memory at once.
+    contrast = bundle_contrast(image, bundle, levels, min_contrast)
     probability, look = predict_maps(image.data, bundle, contrast, levels, engine, window=window, progress=progress,
                                      cancel=cancel)
     tracks = tracks_from_probability(image, probability, bundle, threshold, pixel_size_um, contrast, look, cancel,
@@ -358,10 +359,12 @@ def progress_in_turn(progress: ProgressFn | None, later_total: int) -> tuple[Pro
     return first, second
 
 
-def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None) -> SpotContrast | None:
-    """What measuring track contrast on ``image`` needs, if ``bundle`` drops tracks of low contrast;
-    ``levels``: the network's input levels of ``image``, used again when they are a background's."""
-    if bundle.config.min_contrast <= 0:
+def bundle_contrast(image: Image, bundle: Bundle, levels: Levels | None = None,
+                    min_contrast: float | None = None) -> SpotContrast | None:
+    """What measuring track contrast on ``image`` needs, if tracks of low contrast are dropped: below
+    ``min_contrast`` where given (the user's), else below ``bundle``'s own; ``levels``: the network's
+    input levels of ``image``, used again when they are a background's."""
+    if (bundle.config.min_contrast if min_contrast is None else min_contrast) <= 0:
         return None
     return measure_contrast(image.data, levels=levels if isinstance(levels, BackgroundLevels) else None)
 
@@ -388,7 +391,7 @@ def tracks_from_probability(image: Image, probability: np.ndarray, bundle: Bundl
     wherever the user sets either, tracks grow as the bundle says (``config.grow_to``). ``cancel``
     is checked between tracks."""
     if contrast is None:
-        contrast = bundle_contrast(image, bundle)
+        contrast = bundle_contrast(image, bundle, min_contrast=min_contrast)
     own = threshold is None and min_contrast is None
     return tracks_in(probability, image.data, contrast, bundle.config.threshold if threshold is None else threshold,
                      bundle.config.min_area_px, pixel_size_um,

@@ -147,7 +147,7 @@ def read_input(path: Path, stem: str, settings: BatchSettings, regions: Regions 
         return Prepared(path, stem, image, regions, regions_file, acquisition, notes)
     levels = image_levels(image.data, bundle.config.normalization)
     return Prepared(path, stem, image, regions, regions_file, acquisition, notes,
-                    bundle_contrast(image, bundle, levels), levels)
+                    bundle_contrast(image, bundle, levels, settings.min_contrast), levels)
 
 
 def predict(prepared: Prepared, bundle: Bundle, engine: Engine | None = None, progress: ProgressFn | None = None,

@@ -103,6 +103,17 @@ def test_threshold_changes_the_count(inputs, model, tmp_path):
     assert counts[0] != counts[1]
 
 
+def test_a_smallest_contrast_is_measured_for_a_model_that_keeps_every_track(inputs, model, tmp_path):
+    """A model without a smallest contrast of its own (0) measures none; one given is measured and applied."""
+    counts = []
+    for extra in ([], ["--min-contrast", "1e6"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert main(["analyze", str(inputs / "a.tif"), "--out", str(out), "--model", str(model), "--threshold", "0.2",
+                     "--quiet", *extra]) == 0
+        counts.append(int(_read_csv(out / "summary.csv")[0]["track_count"]))
+    assert counts[0] > 0 and counts[1] == 0
+
+
 def test_globs_missing_inputs_and_bad_model(inputs, model, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["analyze", str(inputs / "*.tif"), str(inputs / "nope.tif"), "--out", str(out),
