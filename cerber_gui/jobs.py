@@ -16,11 +16,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from cerber_model.runtime.analysis import AnalysisResult, analyze
+from cerber_model.runtime.evaluation import SettingFit, fit_setting
 from cerber_model.runtime.tracks import Tracks
 
 from . import workers
 from .exports import ReportJob, write_prepared_report
-from .session import ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_images
+from .session import FitJob, ImageRead, OpenJob, OpenReport, RetrackJob, Session, read_images
 
 
 def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
@@ -29,6 +30,28 @@ def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
     r = job.result
     return r.tracks_at(job.threshold, job.min_area_px, job.pixel_size_um, job.min_contrast, job.clean, cancel,
                        job.grow_to)
+
+
+def _fit_setting(job: FitJob, *, progress, cancel) -> SettingFit:
+    """Worker job: the threshold and smallest contrast that best match the image's points (its tracks
+    found once per threshold tried: 15 s on an image of 1024 x 1024 px; ``progress`` after each
+    threshold, ``cancel`` checked between them and between tracks)."""
+    r = job.result
+    return fit_setting(r.probability, r.image.data, r.contrast if job.measures_contrast else None, job.points,
+                       job.current, job.threshold, job.min_contrast, min_area_px=job.min_area_px,
+                       grow_to=job.grow_to, skip=job.skip, progress=progress, cancel=cancel)
+
+
+def fit_message(name: str, job: FitJob, fit: SettingFit) -> str:
+    """What a fit found, for the status bar."""
+    def setting(threshold: float, min_contrast: float) -> str:
+        return f"threshold {threshold:.2f}" + (f", contrast {min_contrast:.1f}" if job.measures_contrast else "")
+
+    n, m, now = len(job.points), fit.match, setting(job.threshold, job.min_contrast)
+    if not fit.changed:
+        return f"{now.capitalize()} already matches the {n} points of {name} best (F1 {fit.before.f1:.3f})."
+    return (f"Fitted to the {n} points of {name}: {setting(fit.threshold, fit.min_contrast)}, F1 {m.f1:.3f} "
+            f"({m.tp} found, {m.fp} false, {m.fn} missed); at {now} it was {fit.before.f1:.3f}.")
 
 
 class JobRunner(QObject):
@@ -44,6 +67,8 @@ class JobRunner(QObject):
     opened = Signal(object)
     #: an export written on a worker (the folder report): its path
     exported = Signal(str)
+    #: fitting the setting to points started (True) or ended (False)
+    fitting = Signal(bool)
 
     def __init__(self, session: Session, parent: QObject | None = None):
         super().__init__(parent)
@@ -51,6 +76,7 @@ class JobRunner(QObject):
         self.worker: workers.Worker | None = None  # the running analysis; its tag is its AnalysisJob
         self.retrack_worker: workers.Worker | None = None  # tag: its RetrackJob
         self.readers: list[workers.Worker] = []  # reading images for an Open each; tag: its OpenJob
+        self.fit_worker: workers.Worker | None = None  # fitting the setting to points; tag: its FitJob
         self.report_workers: list[workers.Worker] = []  # folder reports being written; tag: the path
         self.retrack_failed = False  # the last re-tracking failed: the others wait for new settings
         # Moving the threshold slider asks many times a second; the newest setting wins.
@@ -212,6 +238,46 @@ class JobRunner(QObject):
         self.retrack_worker = None
         if not self.retrack_failed:  # the next image whose tracks are not at the settings yet
             self._retrack()
+
+    # -- fitting the setting to points -----------------------------------------------
+    def fit_setting(self) -> None:
+        """Fit the threshold and smallest contrast to the selected image's points on a worker, or stop
+        the fitting under way; the session takes the setting found, :attr:`message` says what it
+        was (and how far the fitting is), :attr:`failed` why there was none."""
+        if self.fit_worker is not None:
+            self.fit_worker.cancel()
+            return
+        try:
+            job = self.session.fit_job()
+        except ValueError as exc:
+            self.failed.emit("The setting cannot be fitted to points yet.", str(exc))
+            return
+        worker = workers.Worker(_fit_setting, job)
+        worker.tag = job
+        worker.signals.progress.connect(lambda done, total: self.message.emit(
+            f"Fitting the threshold and contrast to {len(job.points)} points: {done} of {total} thresholds "
+            "(Points > Stop fitting)…", 0))
+        worker.signals.result.connect(self._fitted)
+        worker.signals.error.connect(lambda message, details: self.failed.emit(
+            f"The setting could not be fitted to the points: {message}", details))
+        worker.signals.cancelled.connect(lambda: self.message.emit("Fitting stopped; the setting is unchanged.", 6000))
+        worker.signals.finished.connect(self._fit_finished)
+        self.fit_worker = worker
+        self.message.emit(f"Fitting the threshold and contrast to {len(job.points)} points…", 0)
+        self.fitting.emit(True)
+        workers.start(worker, workers.Pool.QUICK)
+
+    def _fitted(self, fit: SettingFit) -> None:
+        job = self.fit_worker.tag
+        if fit.changed and not self.session.apply_fit(job, fit):
+            self.message.emit(f"{self.session.name(job.path)} was analyzed again or closed while the setting "
+                              "was fitted; nothing changed.", 6000)
+            return
+        self.message.emit(fit_message(self.session.name(job.path), job, fit), 15000)
+
+    def _fit_finished(self) -> None:
+        self.fit_worker = None
+        self.fitting.emit(False)
 
     # -- exports ----------------------------------------------------------------
     def write_report(self, job: ReportJob, path: Path) -> None:

@@ -142,6 +142,8 @@ class MainWindow(QMainWindow):
         menu.bundled_model_requested.connect(self.use_bundled_model)
         menu.model_card_requested.connect(self.show_model_card)
         menu.train_requested.connect(self.open_training_wizard)
+        menu.fit_setting_requested.connect(self.jobs.fit_setting)
+        self.jobs.fitting.connect(self._fitting)
         menu.auto_levels_requested.connect(self.viewer.reset_levels)
         for widget in (menu, bar):
             widget.annotate_toggled.connect(self.annotate)
@@ -632,10 +634,15 @@ class MainWindow(QMainWindow):
         if self.session.region_editor is not None:
             self.session.region_editor.discard_polygon()
 
+    def _fitting(self, on: bool) -> None:
+        self.menu_bar.set_fitting(on)
+        self.menu_bar.update_annotation(self.session.annotation_state())
+
     def accept_detections(self) -> None:
         added = self.session.accept_detections()
+        contrast = f" and contrast {self.session.min_contrast:.1f}" if self.session.measures_contrast else ""
         self.statusBar().showMessage(f"{added} detection{'s' if added != 1 else ''} at threshold "
-                                     f"{self.session.threshold:.2f} added as points.", 5000)
+                                     f"{self.session.threshold:.2f}{contrast} added as points.", 5000)
 
     def save_points(self) -> bool:
         """Save the points being annotated beside their image; False, with a message, if they could not be."""

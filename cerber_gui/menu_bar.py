@@ -12,6 +12,7 @@ from .exports import ExportKind
 from .session import AnnotationState, RegionsState
 
 ANNOTATE_SHORTCUT = "Ctrl+Shift+A"
+FIT_TEXT, STOP_FIT_TEXT = "&Fit threshold and contrast to points", "Stop &fitting"
 REGIONS_SHORTCUT = "Ctrl+Shift+G"
 
 
@@ -35,6 +36,7 @@ class MenuBar(QMenuBar):
     auto_levels_requested = Signal()
     annotate_toggled = Signal(bool)
     accept_detections_requested = Signal()
+    fit_setting_requested = Signal()  # fit the threshold and contrast to the image's points
     save_points_requested = Signal()
     undo_requested = Signal()
     redo_requested = Signal()
@@ -87,6 +89,10 @@ class MenuBar(QMenuBar):
         self.annotate_action.setCheckable(True)
         self.annotate_action.triggered.connect(self.annotate_toggled)  # triggered: the user, not setChecked
         self.accept_action = self._action(points, "Accept &detections", self.accept_detections_requested)
+        self.fitting = False  # while fitting, the entry stops it
+        self.fit_action = self._action(points, FIT_TEXT, self.fit_setting_requested)
+        self.fit_action.setToolTip("Choose the threshold and smallest contrast whose tracks best match the "
+                                   "points of this image (mark every spot of it first); applies to every image")
         self.save_points_action = self._action(points, "&Save points", self.save_points_requested, QKeySequence.Save)
         regions = self.addMenu("&Regions")
         self.regions_action = self._action(regions, "&Draw regions", None, REGIONS_SHORTCUT)
@@ -142,8 +148,16 @@ class MenuBar(QMenuBar):
         self.annotate_action.setEnabled(state.can_annotate or state.annotating)
         self.annotate_action.setChecked(state.annotating)
         self.accept_action.setEnabled(state.can_accept)
+        self.fit_action.setEnabled(state.can_accept or self.fitting)
         self.save_points_action.setEnabled(state.unsaved)
         self.set_undo(state.can_undo, state.can_redo)
+
+    def set_fitting(self, on: bool) -> None:
+        """While the setting is fitted to points, its menu entry stops it."""
+        self.fitting = on
+        self.fit_action.setText(STOP_FIT_TEXT if on else FIT_TEXT)
+        if on:
+            self.fit_action.setEnabled(True)
 
     def update_regions(self, state: RegionsState) -> None:
         """The Regions menu as ``state`` says; while drawing, Undo and Redo are the regions'."""

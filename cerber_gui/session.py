@@ -146,6 +146,23 @@ class RetrackJob:
 
 
 @dataclass(frozen=True)
+class FitJob:
+    """Fitting the threshold and smallest contrast to the points of an analyzed image: its map, its
+    points, and the tracks and setting in use (:func:`~cerber_model.runtime.evaluation.fit_setting`)."""
+
+    path: Path
+    result: AnalysisResult
+    points: np.ndarray  # (N, 2) row, col
+    current: np.ndarray  # the centres of the tracks in use, (M, 2)
+    threshold: float
+    min_contrast: float
+    measures_contrast: bool
+    min_area_px: int
+    grow_to: float | None
+    skip: tuple[float, float] | None = None  # the model's own setting, where the image's background is clean
+
+
+@dataclass(frozen=True)
 class AnnotationState:
     """What the annotation controls offer now."""
 
@@ -507,18 +524,55 @@ class Session:
         self.events.annotating_changed.emit(True)
         return True
 
+    def _selected_tracks(self, result: AnalysisResult) -> Tracks:
+        """The selected image's tracks at the current settings (found here if re-tracking at the
+        slider's value has not ended yet)."""
+        if self.tracks_current(self.selected):
+            return result.tracks
+        return result.tracks_at(self.threshold, self.bundle.config.min_area_px,
+                                self.pixel_size_for(self.selected)[0], self.min_contrast,
+                                self._clean_setting(), grow_to=self.bundle.config.grow_to)
+
     def accept_detections(self) -> int:
         """Add the selected image's detections at the current threshold as points (one edit, which
         Undo takes back; detections on a point already there are skipped); how many were added."""
         result = self.selected_result()
         if self.annotations is None or result is None or self.bundle is None:
             return 0
-        tracks = result.tracks
-        if not self.tracks_current(self.selected):  # re-tracking at the slider's value has not ended yet
-            tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
-                                      self.pixel_size_for(self.selected)[0], self.min_contrast,
-                                      self._clean_setting(), grow_to=self.bundle.config.grow_to)
+        tracks = self._selected_tracks(result)
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
+
+    def fit_job(self) -> FitJob:
+        """What fitting the threshold and smallest contrast to the points of the selected image needs.
+        ValueError, with what to do, where there is nothing to fit: no image annotated, not analyzed, or
+        no points."""
+        result = self.selected_result()
+        if self.annotations is None or self.bundle is None:
+            raise ValueError("Turn on Points > Annotate and mark every spot of the image first.")
+        if result is None:
+            raise ValueError(f"Analyze {self.name(self.selected)} first: the setting is fitted to its probability map.")
+        if len(self.annotations) == 0:
+            raise ValueError(f"{self.name(self.selected)} has no points: mark every spot of the image first "
+                             "(or Accept detections and correct them).")
+        tracks = self._selected_tracks(result)
+        config = self.bundle.config
+        # At the model's own setting a clean background gets the setting for those, not what the fit measures.
+        skip = ((_step(config.threshold), _contrast_step(config.min_contrast))
+                if clean_background(result.contrast, config.clean_background) else None)
+        return FitJob(self.selected, result, self.annotations.centres,
+                      np.c_[tracks.columns["row"], tracks.columns["col"]], self.threshold, self.min_contrast,
+                      self.measures_contrast, config.min_area_px, config.grow_to, skip)
+
+    def apply_fit(self, job: FitJob, fit) -> bool:
+        """Use the threshold and smallest contrast that ``fit`` (a SettingFit for ``job``) found, for every
+        image; False, and nothing changed, where it keeps the setting in use or the image's result is
+        no longer the one it was fitted on."""
+        if not fit.changed or self.results.get(job.path) is not job.result:
+            return False
+        self.set_threshold(fit.threshold)
+        if job.measures_contrast:
+            self.set_min_contrast(fit.min_contrast)
+        return True
 
     # -- regions --------------------------------------------------------------------
     @property

@@ -178,6 +178,88 @@ class ThresholdSweep:
                    key=lambda tk: (table[tk[1]][tk[0]].f1, -abs(tk[0] - 0.5), -tk[1]))
 
 
+def setting_matches(probability: np.ndarray, data: np.ndarray, contrast, truth: np.ndarray,
+                    thresholds: tuple[float, ...], contrasts: tuple[float, ...], *, min_area_px: int,
+                    grow_to: float | None = None, radius: float = 3.0, progress=None,
+                    cancel=None) -> dict[float, dict[float, Match]]:
+    """One image's tracks in its ``probability`` map matched to its ``truth`` (N, 2) at every threshold
+    and smallest contrast (``[k][t]``; a contrast of 0 keeps every track, as do all where ``contrast``
+    is None): the tracks are found once per threshold, as analysis finds them at a setting of the
+    user's (split at the image's spots, grown down to ``grow_to`` times the threshold), and each
+    contrast keeps a part of them. ``progress(done, total)`` after each threshold; ``cancel`` is
+    checked between thresholds and tracks."""
+    from .tracks import track_centres
+
+    out: dict[float, dict[float, Match]] = {k: {} for k in contrasts}
+    for i, t in enumerate(thresholds):
+        if cancel:
+            cancel.check()
+        if np.count_nonzero(probability >= t) > MAX_FOREGROUND * probability.size:
+            for row in out.values():
+                row[t] = Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
+        else:
+            found, values = track_centres(probability, data, t, min_area_px, contrast, cancel=cancel, grow_to=grow_to)
+            if contrast is None:
+                values = np.zeros(len(found))
+            for k, row in out.items():
+                row[t] = match_points(found[values >= k], truth, radius)
+        if progress:
+            progress(i + 1, len(thresholds))
+    return out
+
+
+#: The thresholds and smallest contrasts tried when a setting is fitted to the points of one image.
+FIT_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.95, 0.05), 2))
+FIT_CONTRASTS = (0.0, 3.0, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 10.0, 12.0)
+
+
+@dataclass(frozen=True)
+class SettingFit:
+    """The threshold and smallest contrast whose tracks best match one image's points (``match``),
+    and how the tracks at the setting in use matched them (``before``); ``changed`` is False where no
+    other setting matches better than that one."""
+
+    threshold: float
+    min_contrast: float
+    match: Match
+    before: Match
+
+    @property
+    def changed(self) -> bool:
+        return self.match.f1 > self.before.f1
+
+
+def fit_setting(probability: np.ndarray, data: np.ndarray, contrast, points: np.ndarray, current: np.ndarray,
+                threshold: float, min_contrast: float, *, min_area_px: int, grow_to: float | None = None,
+                radius: float = 3.0, skip: tuple[float, float] | None = None, progress=None,
+                cancel=None) -> SettingFit:
+    """The setting (of :data:`FIT_THRESHOLDS` and, where ``contrast`` is measured, :data:`FIT_CONTRASTS`)
+    whose tracks in one image's ``probability`` map best match its ``points`` (N, 2: every spot of the
+    image marked), against the tracks found now (``current`` centres, at ``threshold`` and
+    ``min_contrast``). Of settings that match equally well, the one nearest the setting in use (a
+    step of 0.05 in the threshold counting as one of 0.5 in the contrast): a few points should not
+    move it further than they show. Where none matches better than the tracks found now, the setting
+    in use. ``skip``: a setting not to choose (a model's own on an image with a clean background,
+    where its setting for those applies instead of what is measured here). ``progress(done, total)``
+    after each threshold tried; ``cancel`` is checked between them."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(points) == 0:
+        raise ValueError("there are no points to fit a setting to: mark the spots of the image first")
+    before = match_points(current, points, radius)
+    contrasts = FIT_CONTRASTS if contrast is not None else (0.0,)
+    table = setting_matches(probability, data, contrast, points, FIT_THRESHOLDS, contrasts, min_area_px=min_area_px,
+                            grow_to=grow_to, radius=radius, progress=progress, cancel=cancel)
+
+    def rank(tk: tuple[float, float]) -> tuple[float, float]:
+        return table[tk[1]][tk[0]].f1, -abs(tk[0] - threshold) / 0.05 - abs(tk[1] - min_contrast) / 0.5
+
+    t, k = max(((t, k) for k, row in table.items() for t in row if (t, k) != skip), key=rank)
+    best = table[k][t]
+    if best.f1 <= before.f1:
+        return SettingFit(threshold, min_contrast, before, before)
+    return SettingFit(t, k, best, before)
+
+
 def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: int, radius: float = 3.0,
                      point_radius: float = DEFAULT_POINT_RADIUS, window: int = 512,
                      contrasts: tuple[float, ...] = (0.0,), grow_to: float | None = None, progress=None,
@@ -189,7 +271,6 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
     from .analysis import predict_probability
     from .contrast import measure_contrast
     from .images import read_image
-    from .tracks import track_centres
 
     by_contrast = {k: dict.fromkeys(THRESHOLDS, Match(0, 0, 0)) for k in contrasts}
     inter = union = 0
@@ -201,17 +282,11 @@ def sweep_thresholds(engine, pairs: list[Pair], normalization, *, min_area_px: i
         prob = predict_probability(image.data, engine, normalization, window=window)
         truth = truth_centres(pair, mask)
         contrast = measure_contrast(image.data) if any(contrasts) else None
-        for t in THRESHOLDS:
-            if np.count_nonzero(prob >= t) > MAX_FOREGROUND * prob.size:
-                for row in by_contrast.values():
-                    row[t] += Match(tp=0, fp=1, fn=len(truth))  # one blob: every track missed
-                continue
-            # With the contrast measured, tracks are split at the image's spots as analysis splits them.
-            found, values = track_centres(prob, image.data, t, min_area_px, contrast, cancel=cancel, grow_to=grow_to)
-            if contrast is None:
-                values = np.zeros(len(found))
-            for k, row in by_contrast.items():
-                row[t] += match_points(found[values >= k], truth, radius)
+        found = setting_matches(prob, image.data, contrast, truth, THRESHOLDS, contrasts, min_area_px=min_area_px,
+                                grow_to=grow_to, radius=radius, cancel=cancel)
+        for k, row in by_contrast.items():
+            for t in THRESHOLDS:
+                row[t] += found[k][t]
         pred = prob >= 0.5
         inter += int(np.count_nonzero(pred & mask))
         union += int(np.count_nonzero(pred | mask))

@@ -2,6 +2,8 @@
 added and removed by clicking in the views, detections accepted, edits undone, saved beside the
 image and read back."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from cerber_gui import annotations  # noqa: E402
 from cerber_model.runtime.points import read_points  # noqa: E402
-from tests.gui.helpers import SHAPE, click_image, new_window, open_and_wait  # noqa: E402
+from tests.gui.helpers import SHAPE, click_image, gaussian_spots, new_window, open_and_wait, spot_grid  # noqa: E402
 from tests.gui.helpers import analyze_clicked as _analyze  # noqa: E402
 from tests.gui.helpers import menu_action as _menu_action  # noqa: E402
 
@@ -79,8 +81,9 @@ def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_
     qtbot.mouseClick(bar.accept_button, Qt.LeftButton)
     points = window.session.annotations.centres
     assert len(points) == 14 and nearest_distances(points[2:], centres).max() < 2
-    own = window.session.threshold
-    assert f"12 detections at threshold {own:.2f} added as points" in window.statusBar().currentMessage()
+    own, contrast = window.session.threshold, window.session.min_contrast
+    assert (f"12 detections at threshold {own:.2f} and contrast {contrast:.1f} added as points"
+            in window.statusBar().currentMessage())
     # A detection accepted is a point: clicking it removes it.
     click_image(qtbot, window, *points[5])
     assert len(window.session.annotations) == 13
@@ -98,6 +101,79 @@ def test_click_points_accept_detections_undo_save_and_reopen(qtbot, bundle, tmp_
     _menu_action(again, "&Points", "&Annotate").trigger()
     assert again.toolbar.annotate_button.isChecked()
     assert np.allclose(shown_points(again), points, atol=0.005) and not again.session.unsaved_points
+
+
+def test_fitting_the_setting_to_marked_spots_finds_the_faint_ones(qtbot, bundle, tmp_path, questions, monkeypatch):
+    """Spots from barely visible to clear: at the model's own setting the faint ones are missed. The
+    user marks every spot and asks for the setting that matches the marks; the tracks follow."""
+    import tifffile
+
+    from cerber_model.runtime.analysis import analyze
+    from cerber_model.runtime.evaluation import match_points
+    from cerber_model.runtime.images import read_image
+
+    rng = np.random.default_rng(1)
+    centres = spot_grid(4, 4, rng)
+    data = gaussian_spots(centres, np.linspace(20, 160, 16), sigma=1.5) + 400 + rng.normal(0, 20, SHAPE)
+    faint = tmp_path / "faint.tif"
+    tifffile.imwrite(faint, data.clip(0, 65535).astype(np.uint16))
+    window = new_window(qtbot, bundle, tmp_path)
+    open_and_wait(qtbot, window, [faint])
+    fit = _menu_action(window, "&Points", "&Fit threshold and contrast to points")
+    assert not fit.isEnabled()  # nothing analyzed or annotated
+    _analyze(qtbot, window)
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    assert fit.isEnabled()
+    # No points yet: the message says what to do, and nothing changes.
+    fit.trigger()
+    assert "no points: mark every spot" in window.last_error[1] and window.session.at_own_setting
+    for r, c in centres:
+        click_image(qtbot, window, r, c)
+    assert len(window.session.annotations) == 16
+
+    def f1() -> float:
+        tracks = window.session.results[faint.resolve()].tracks
+        return match_points(np.c_[tracks.columns["row"], tracks.columns["col"]], centres).f1
+
+    before, found_before = f1(), window.track_panel.table.model().rowCount()
+    assert found_before < 16
+    with qtbot.waitSignal(window.tracks_updated, timeout=30000):
+        fit.trigger()
+    qtbot.waitUntil(lambda: "Fitted to the 16 points of faint.tif" in window.statusBar().currentMessage())
+    session = window.session
+    assert not session.at_own_setting and f1() > before
+    assert window.track_panel.table.model().rowCount() > found_before
+    # The toolbar shows the setting, and a fresh analysis at it finds the same tracks.
+    assert window.toolbar.contrast_box.value() == pytest.approx(session.min_contrast)
+    assert window.toolbar.threshold_slider.value() == round(session.threshold * 100)
+    expected = analyze(read_image(faint), bundle, threshold=session.threshold, min_contrast=session.min_contrast)
+    assert window.track_panel.table.model().rowCount() == expected.tracks.count
+    assert f"F1 {f1():.3f}" in window.statusBar().currentMessage()
+    assert f"it was {before:.3f}" in window.statusBar().currentMessage()
+    # Asked again, the setting stays: nothing matches the marks better.
+    setting = (session.threshold, session.min_contrast)
+    fit.trigger()
+    qtbot.waitUntil(lambda: "already matches the 16 points" in window.statusBar().currentMessage())
+    assert (session.threshold, session.min_contrast) == setting
+    # A long fitting (as on a large image) shows how far it is, and the same entry stops it.
+    from cerber_gui import jobs
+
+    def slow(*args, progress, cancel, **kwargs):
+        progress(1, 18)
+        while True:
+            cancel.check()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(jobs, "fit_setting", slow)
+    fit.trigger()
+    qtbot.waitUntil(lambda: "1 of 18 thresholds" in window.statusBar().currentMessage())
+    assert fit.text() == "Stop &fitting" and fit.isEnabled()
+    fit.trigger()
+    qtbot.waitUntil(lambda: "Fitting stopped; the setting is unchanged" in window.statusBar().currentMessage())
+    assert fit.text() == "&Fit threshold and contrast to points"
+    assert (session.threshold, session.min_contrast) == setting
+    qtbot.mouseClick(window.toolbar.save_points_button, Qt.LeftButton)
+    assert len(read_points(tmp_path / "faint_points.csv").centres) == 16
 
 
 def test_unsaved_points_are_asked_about_before_they_could_go(qtbot, bundle, tmp_path, spots, questions):

@@ -124,3 +124,43 @@ def test_threshold_command_scores_every_threshold_and_saves_a_copy_with_the_best
     assert contrasts == [] and chosen == 7.0 and load_bundle(tmp_path / "fixed").config.min_contrast == 7.0
     assert main(["threshold", str(model), str(data), "--min-contrast", "-1", "--quiet"]) != 0
     assert "--min-contrast must be from 0 to 100 noise SDs, got -1" in capsys.readouterr().err
+
+
+def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_nothing_is_better():
+    """Spots from barely visible to clear on noise: the model's own setting misses the faint ones;
+    the setting fitted to every spot's mark finds more, as a fresh analysis at it does."""
+    import pytest
+
+    from cerber_model.runtime.analysis import analyze
+    from cerber_model.runtime.bundle import load_bundle
+    from cerber_model.runtime.evaluation import SettingFit, fit_setting
+    from cerber_model.runtime.images import Image
+
+    bundle = load_bundle(default_bundle_path())
+    rng = np.random.default_rng(1)
+    r, c = np.meshgrid(np.arange(4) * 45 + 30, np.arange(4) * 48 + 30, indexing="ij")
+    truth = np.c_[r.ravel(), c.ravel()] + rng.uniform(-3, 3, (16, 2))
+    data = np.zeros((200, 220))
+    for (row, col), amplitude in zip(truth, np.linspace(20, 160, 16), strict=True):
+        data += amplitude * gaussian_spots(data.shape, [(row, col)], sigma=1.5)
+    image = Image((data + 400 + rng.normal(0, 20, data.shape)).clip(0, 65535).astype(np.uint16))
+    result = analyze(image, bundle)
+    own = (bundle.config.threshold, bundle.config.min_contrast)
+    current = np.c_[result.tracks.columns["row"], result.tracks.columns["col"]]
+
+    def fitted(points, skip=None) -> SettingFit:
+        return fit_setting(result.probability, image.data, result.contrast, points, current, *own,
+                           min_area_px=bundle.config.min_area_px, grow_to=bundle.config.grow_to, skip=skip)
+
+    fit = fitted(truth)
+    assert fit.changed and fit.match.f1 > fit.before.f1 == match_points(current, truth).f1
+    again = analyze(image, bundle, threshold=fit.threshold, min_contrast=fit.min_contrast).tracks
+    assert match_points(np.c_[again.columns["row"], again.columns["col"]], truth) == fit.match
+    # Marks where the tracks are now: no setting matches them better, so the setting in use stays.
+    stay = fitted(current)
+    assert not stay.changed and (stay.threshold, stay.min_contrast) == own and stay.match == stay.before
+    # A setting to skip is never chosen.
+    other = fitted(truth, skip=(fit.threshold, fit.min_contrast))
+    assert (other.threshold, other.min_contrast) != (fit.threshold, fit.min_contrast)
+    with pytest.raises(ValueError, match="no points"):
+        fitted(np.zeros((0, 2)))
