@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from cerber_model.runtime.analysis import AnalysisResult, analyze
-from cerber_model.runtime.evaluation import SettingFit, fit_setting
+from cerber_model.runtime.evaluation import MarkedImage, SettingFit, fit_setting
 from cerber_model.runtime.tracks import Tracks
 
 from . import workers
@@ -33,25 +34,32 @@ def _extract_tracks(job: RetrackJob, *, progress, cancel) -> Tracks:
 
 
 def _fit_setting(job: FitJob, *, progress, cancel) -> SettingFit:
-    """Worker job: the threshold and smallest contrast that best match the image's points (its tracks
-    found once per threshold tried: 15 s on an image of 1024 x 1024 px; ``progress`` after each
-    threshold, ``cancel`` checked between them and between tracks)."""
-    r = job.result
-    return fit_setting(r.probability, r.image.data, r.contrast if job.measures_contrast else None, job.points,
-                       job.current, job.threshold, job.min_contrast, min_area_px=job.min_area_px,
-                       grow_to=job.grow_to, skip=job.skip, progress=progress, cancel=cancel)
+    """Worker job: the threshold and smallest contrast that best match the images' points (the tracks
+    of each image found at the setting in use, then once per threshold tried: 15 s for an image of
+    1024 x 1024 px; ``progress`` after each threshold, ``cancel`` checked between them and between
+    tracks)."""
+    s = job.retrack
+    marked = []
+    for r, points in zip(job.results, job.points, strict=True):
+        now = r.tracks_at(s.threshold, s.min_area_px, None, s.min_contrast, s.clean, cancel, s.grow_to)
+        marked.append(MarkedImage(r.probability, r.image.data, r.contrast if job.measures_contrast else None, points,
+                                  np.c_[now.columns["row"], now.columns["col"]]))
+    return fit_setting(marked, s.threshold, s.min_contrast, min_area_px=s.min_area_px, grow_to=s.grow_to,
+                       skip=job.skip, progress=progress, cancel=cancel)
 
 
-def fit_message(name: str, job: FitJob, fit: SettingFit) -> str:
+def fit_message(names: list[str], job: FitJob, fit: SettingFit) -> str:
     """What a fit found, for the status bar."""
     def setting(threshold: float, min_contrast: float) -> str:
         return f"threshold {threshold:.2f}" + (f", contrast {min_contrast:.1f}" if job.measures_contrast else "")
 
-    n, m, now = len(job.points), fit.match, setting(job.threshold, job.min_contrast)
+    n, m, now = sum(len(p) for p in job.points), fit.match, setting(job.retrack.threshold, job.retrack.min_contrast)
+    where = names[0] if len(names) == 1 else f"{len(names)} images ({', '.join(names)})"
+    left_out = f" Left out: {'; '.join(job.unreadable)}." if job.unreadable else ""
     if not fit.changed:
-        return f"{now.capitalize()} already matches the {n} points of {name} best (F1 {fit.before.f1:.3f})."
-    return (f"Fitted to the {n} points of {name}: {setting(fit.threshold, fit.min_contrast)}, F1 {m.f1:.3f} "
-            f"({m.tp} found, {m.fp} false, {m.fn} missed); at {now} it was {fit.before.f1:.3f}.")
+        return f"{now.capitalize()} already matches the {n} points of {where} best (F1 {fit.before.f1:.3f}).{left_out}"
+    return (f"Fitted to the {n} points of {where}: {setting(fit.threshold, fit.min_contrast)}, F1 {m.f1:.3f} "
+            f"({m.tp} found, {m.fp} false, {m.fn} missed); at {now} it was {fit.before.f1:.3f}.{left_out}")
 
 
 class JobRunner(QObject):
@@ -254,8 +262,9 @@ class JobRunner(QObject):
             return
         worker = workers.Worker(_fit_setting, job)
         worker.tag = job
+        n = sum(len(p) for p in job.points)
         worker.signals.progress.connect(lambda done, total: self.message.emit(
-            f"Fitting the threshold and contrast to {len(job.points)} points: {done} of {total} thresholds "
+            f"Fitting the threshold and contrast to {n} points: {done} of {total} thresholds "
             "(Points > Stop fitting)…", 0))
         worker.signals.result.connect(self._fitted)
         worker.signals.error.connect(lambda message, details: self.failed.emit(
@@ -263,17 +272,18 @@ class JobRunner(QObject):
         worker.signals.cancelled.connect(lambda: self.message.emit("Fitting stopped; the setting is unchanged.", 6000))
         worker.signals.finished.connect(self._fit_finished)
         self.fit_worker = worker
-        self.message.emit(f"Fitting the threshold and contrast to {len(job.points)} points…", 0)
+        self.message.emit(f"Fitting the threshold and contrast to {n} points…", 0)
         self.fitting.emit(True)
         workers.start(worker, workers.Pool.QUICK)
 
     def _fitted(self, fit: SettingFit) -> None:
         job = self.fit_worker.tag
+        names = [self.session.name(p) for p in job.paths]
         if fit.changed and not self.session.apply_fit(job, fit):
-            self.message.emit(f"{self.session.name(job.path)} was analyzed again or closed while the setting "
+            self.message.emit(f"An image of {', '.join(names)} was analyzed again or closed while the setting "
                               "was fitted; nothing changed.", 6000)
             return
-        self.message.emit(fit_message(self.session.name(job.path), job, fit), 15000)
+        self.message.emit(fit_message(names, job, fit), 15000)
 
     def _fit_finished(self) -> None:
         self.fit_worker = None

@@ -38,6 +38,7 @@ from cerber_model.runtime.dosimetry import (
     pooled_fluence,
 )
 from cerber_model.runtime.images import Image, count_pages, list_images, read_image
+from cerber_model.runtime.points import PointsError, points_beside, read_points
 from cerber_model.runtime.progress import CancelToken, ProgressFn
 from cerber_model.runtime.regions import Regions, RegionsError, filter_tracks, find_regions_beside, load_regions
 from cerber_model.runtime.spectra import (
@@ -147,19 +148,18 @@ class RetrackJob:
 
 @dataclass(frozen=True)
 class FitJob:
-    """Fitting the threshold and smallest contrast to the points of an analyzed image: its map, its
-    points, and the tracks and setting in use (:func:`~cerber_model.runtime.evaluation.fit_setting`)."""
+    """Fitting the threshold and smallest contrast to points
+    (:func:`~cerber_model.runtime.evaluation.fit_setting`): the analyzed images with points (the selected
+    one's being annotated first, then those with a points file beside them), their results and points
+    ((N, 2) row, col), and the setting in use, at which the tracks they show now are found."""
 
-    path: Path
-    result: AnalysisResult
-    points: np.ndarray  # (N, 2) row, col
-    current: np.ndarray  # the centres of the tracks in use, (M, 2)
-    threshold: float
-    min_contrast: float
+    paths: list[Path]
+    results: list[AnalysisResult]
+    points: list[np.ndarray]
+    retrack: RetrackJob  # the setting in use (its path and result: the selected image's)
     measures_contrast: bool
-    min_area_px: int
-    grow_to: float | None
-    skip: tuple[float, float] | None = None  # the model's own setting, where the image's background is clean
+    skip: tuple[float, float] | None = None  # the model's own setting, where an image's background is clean
+    unreadable: list[str] = field(default_factory=list)  # images whose points file was left out, and why
 
 
 @dataclass(frozen=True)
@@ -543,31 +543,42 @@ class Session:
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     def fit_job(self) -> FitJob:
-        """What fitting the threshold and smallest contrast to the points of the selected image needs.
-        ValueError, with what to do, where there is nothing to fit: no image annotated, not analyzed, or
-        no points."""
+        """What fitting the threshold and smallest contrast to points needs: the selected image's points
+        being annotated, and those saved beside the other analyzed images (a file that cannot be read is
+        left out, and named). ValueError, with what to do, where there is nothing to fit: no image
+        annotated, not analyzed, or no points at all."""
         result = self.selected_result()
         if self.annotations is None or self.bundle is None:
             raise ValueError("Turn on Points > Annotate and mark every spot of the image first.")
         if result is None:
             raise ValueError(f"Analyze {self.name(self.selected)} first: the setting is fitted to its probability map.")
-        if len(self.annotations) == 0:
+        paths, results, points, unreadable = [self.selected], [result], [self.annotations.centres], []
+        for path, other in self.results.items():
+            if path == self.selected or path in self.pages or not points_beside(path).is_file():
+                continue
+            try:
+                points.append(read_points(points_beside(path), other.image.shape[:2]).centres)
+            except (PointsError, OSError) as exc:
+                unreadable.append(f"{path.name} ({exc})")
+                continue
+            paths.append(path)
+            results.append(other)
+        if sum(len(p) for p in points) == 0:
             raise ValueError(f"{self.name(self.selected)} has no points: mark every spot of the image first "
                              "(or Accept detections and correct them).")
-        tracks = self._selected_tracks(result)
         config = self.bundle.config
         # At the model's own setting a clean background gets the setting for those, not what the fit measures.
-        skip = ((_step(config.threshold), _contrast_step(config.min_contrast))
-                if clean_background(result.contrast, config.clean_background) else None)
-        return FitJob(self.selected, result, self.annotations.centres,
-                      np.c_[tracks.columns["row"], tracks.columns["col"]], self.threshold, self.min_contrast,
-                      self.measures_contrast, config.min_area_px, config.grow_to, skip)
+        clean = any(clean_background(r.contrast, config.clean_background) for r in results)
+        skip = (_step(config.threshold), _contrast_step(config.min_contrast)) if clean else None
+        retrack = RetrackJob(self.selected, result, self.threshold, config.min_area_px, None, self.min_contrast,
+                             self._clean_setting(), config.grow_to)
+        return FitJob(paths, results, points, retrack, self.measures_contrast, skip, unreadable)
 
     def apply_fit(self, job: FitJob, fit) -> bool:
         """Use the threshold and smallest contrast that ``fit`` (a SettingFit for ``job``) found, for every
-        image; False, and nothing changed, where it keeps the setting in use or the image's result is
+        image; False, and nothing changed, where it keeps the setting in use or an image's result is
         no longer the one it was fitted on."""
-        if not fit.changed or self.results.get(job.path) is not job.result:
+        if not fit.changed or any(self.results.get(p) is not r for p, r in zip(job.paths, job.results, strict=True)):
             return False
         self.set_threshold(fit.threshold)
         if job.measures_contrast:

@@ -14,12 +14,17 @@ the network stands against the classical method.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .datasets import Pair, pair_mask
 from .points import DEFAULT_POINT_RADIUS, read_points
+
+if TYPE_CHECKING:
+    from .contrast import SpotContrast
 
 
 @dataclass(frozen=True)
@@ -208,16 +213,29 @@ def setting_matches(probability: np.ndarray, data: np.ndarray, contrast, truth: 
     return out
 
 
-#: The thresholds and smallest contrasts tried when a setting is fitted to the points of one image.
+#: The thresholds and smallest contrasts tried when a setting is fitted to the points of images.
 FIT_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.95, 0.05), 2))
 FIT_CONTRASTS = (0.0, 3.0, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 10.0, 12.0)
 
 
 @dataclass(frozen=True)
+class MarkedImage:
+    """One image in a fit of the setting: its probability map, its pixels, what measuring track
+    contrast on it needs (None: not measured), the marks of every spot on it (N, 2; none on an image
+    without spots) and the centres of the tracks found on it now (M, 2)."""
+
+    probability: np.ndarray
+    data: np.ndarray
+    contrast: SpotContrast | None
+    points: np.ndarray
+    current: np.ndarray
+
+
+@dataclass(frozen=True)
 class SettingFit:
-    """The threshold and smallest contrast whose tracks best match one image's points (``match``),
-    and how the tracks at the setting in use matched them (``before``); ``changed`` is False where no
-    other setting matches better than that one."""
+    """The threshold and smallest contrast whose tracks best match the images' points (``match``,
+    summed over them), and how the tracks at the setting in use matched them (``before``);
+    ``changed`` is False where no other setting matches better than that one."""
 
     threshold: float
     min_contrast: float
@@ -229,26 +247,35 @@ class SettingFit:
         return self.match.f1 > self.before.f1
 
 
-def fit_setting(probability: np.ndarray, data: np.ndarray, contrast, points: np.ndarray, current: np.ndarray,
-                threshold: float, min_contrast: float, *, min_area_px: int, grow_to: float | None = None,
-                radius: float = 3.0, skip: tuple[float, float] | None = None, progress=None,
-                cancel=None) -> SettingFit:
-    """The setting (of :data:`FIT_THRESHOLDS` and, where ``contrast`` is measured, :data:`FIT_CONTRASTS`)
-    whose tracks in one image's ``probability`` map best match its ``points`` (N, 2: every spot of the
-    image marked), against the tracks found now (``current`` centres, at ``threshold`` and
-    ``min_contrast``). Of settings that match equally well, the one nearest the setting in use (a
+def fit_setting(images: Sequence[MarkedImage], threshold: float, min_contrast: float, *, min_area_px: int,
+                grow_to: float | None = None, radius: float = 3.0, skip: tuple[float, float] | None = None,
+                progress=None, cancel=None) -> SettingFit:
+    """The setting (of :data:`FIT_THRESHOLDS` and, where every image's contrast is measured,
+    :data:`FIT_CONTRASTS`) whose tracks in the ``images``' probability maps best match their points
+    (every spot of each image marked; matches summed over the images), against the tracks found now
+    (at ``threshold`` and ``min_contrast``). Of settings that match equally well, the one nearest the setting in use (a
     step of 0.05 in the threshold counting as one of 0.5 in the contrast): a few points should not
     move it further than they show. Where none matches better than the tracks found now, the setting
     in use. ``skip``: a setting not to choose (a model's own on an image with a clean background,
     where its setting for those applies instead of what is measured here). ``progress(done, total)``
-    after each threshold tried; ``cancel`` is checked between them."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if len(points) == 0:
+    after each threshold tried on each image; ``cancel`` is checked between them."""
+    points = [np.asarray(m.points, dtype=np.float64).reshape(-1, 2) for m in images]
+    if sum(len(p) for p in points) == 0:
         raise ValueError("there are no points to fit a setting to: mark the spots of the image first")
-    before = match_points(current, points, radius)
-    contrasts = FIT_CONTRASTS if contrast is not None else (0.0,)
-    table = setting_matches(probability, data, contrast, points, FIT_THRESHOLDS, contrasts, min_area_px=min_area_px,
-                            grow_to=grow_to, radius=radius, progress=progress, cancel=cancel)
+    before = sum((match_points(m.current, p, radius) for m, p in zip(images, points, strict=True)), Match(0, 0, 0))
+    contrasts = FIT_CONTRASTS if all(m.contrast is not None for m in images) else (0.0,)
+    table = {k: dict.fromkeys(FIT_THRESHOLDS, Match(0, 0, 0)) for k in contrasts}
+    steps = len(FIT_THRESHOLDS)
+    for i, (m, p) in enumerate(zip(images, points, strict=True)):
+        def step(done: int, _total: int, i: int = i) -> None:
+            progress(i * steps + done, len(images) * steps)
+
+        found = setting_matches(m.probability, m.data, m.contrast if contrasts != (0.0,) else None, p, FIT_THRESHOLDS,
+                                contrasts, min_area_px=min_area_px, grow_to=grow_to, radius=radius,
+                                progress=step if progress else None, cancel=cancel)
+        for k, row in table.items():
+            for t in FIT_THRESHOLDS:
+                row[t] += found[k][t]
 
     def rank(tk: tuple[float, float]) -> tuple[float, float]:
         return table[tk[1]][tk[0]].f1, -abs(tk[0] - threshold) / 0.05 - abs(tk[1] - min_contrast) / 0.5

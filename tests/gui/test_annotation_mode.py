@@ -176,6 +176,39 @@ def test_fitting_the_setting_to_marked_spots_finds_the_faint_ones(qtbot, bundle,
     assert len(read_points(tmp_path / "faint_points.csv").centres) == 16
 
 
+def test_the_setting_is_fitted_to_the_points_of_every_analyzed_image_that_has_them(qtbot, bundle, tmp_path):
+    """Points saved beside other analyzed images count too; a points file that cannot be read is
+    left out and named."""
+    import tifffile
+
+    from cerber_model.runtime.points import Points, write_points
+
+    rng = np.random.default_rng(1)
+    centres = spot_grid(4, 4, rng)
+    data = gaussian_spots(centres, np.linspace(20, 160, 16), sigma=1.5) + 400 + rng.normal(0, 20, SHAPE)
+    names = ("faint", "other", "bad")
+    for name in names:
+        tifffile.imwrite(tmp_path / f"{name}.tif", data.clip(0, 65535).astype(np.uint16))
+    for name in names[:2]:
+        write_points(Points.of(centres), tmp_path / f"{name}_points.csv")
+    (tmp_path / "bad_points.csv").write_text("row,col\n10,oops\n")
+    window = new_window(qtbot, bundle, tmp_path)
+    open_and_wait(qtbot, window, [tmp_path / f"{name}.tif" for name in names])
+    _menu_action(window, "&Analysis", "Analyze &all").trigger()
+    qtbot.waitUntil(lambda: not window.session.busy and len(window.session.results) == 3, timeout=60000)
+    assert window.session.selected == (tmp_path / "faint.tif").resolve()
+    qtbot.mouseClick(window.toolbar.annotate_button, Qt.LeftButton)
+    assert len(window.session.annotations) == 16
+    with qtbot.waitSignal(window.tracks_updated, timeout=30000):
+        _menu_action(window, "&Points", "&Fit threshold and contrast to points").trigger()
+    qtbot.waitUntil(lambda: "Fitted to the 32 points of 2 images (faint.tif, other.tif)"
+                    in window.statusBar().currentMessage())
+    assert "Left out: bad.tif (" in window.statusBar().currentMessage()
+    assert "bad_points.csv:2: not numeric" in window.statusBar().currentMessage()
+    assert not window.session.at_own_setting
+    assert (tmp_path / "bad_points.csv").read_text() == "row,col\n10,oops\n"  # nothing lost
+
+
 def test_unsaved_points_are_asked_about_before_they_could_go(qtbot, bundle, tmp_path, spots, questions):
     first, _ = spots
     second = tmp_path / "second.tif"

@@ -3,7 +3,7 @@
 import numpy as np
 
 from cerber_model.runtime.bundle import default_bundle_path
-from cerber_model.runtime.evaluation import CONTRASTS, log_detect, match_points
+from cerber_model.runtime.evaluation import CONTRASTS, Match, log_detect, match_points
 from tests.model.helpers import gaussian_spots
 
 
@@ -133,7 +133,7 @@ def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_n
 
     from cerber_model.runtime.analysis import analyze
     from cerber_model.runtime.bundle import load_bundle
-    from cerber_model.runtime.evaluation import SettingFit, fit_setting
+    from cerber_model.runtime.evaluation import FIT_THRESHOLDS, MarkedImage, SettingFit, fit_setting
     from cerber_model.runtime.images import Image
 
     bundle = load_bundle(default_bundle_path())
@@ -148,9 +148,10 @@ def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_n
     own = (bundle.config.threshold, bundle.config.min_contrast)
     current = np.c_[result.tracks.columns["row"], result.tracks.columns["col"]]
 
-    def fitted(points, skip=None) -> SettingFit:
-        return fit_setting(result.probability, image.data, result.contrast, points, current, *own,
-                           min_area_px=bundle.config.min_area_px, grow_to=bundle.config.grow_to, skip=skip)
+    def fitted(*points, skip=None, progress=None) -> SettingFit:
+        marked = [MarkedImage(result.probability, image.data, result.contrast, p, current) for p in points]
+        return fit_setting(marked, *own, min_area_px=bundle.config.min_area_px, grow_to=bundle.config.grow_to,
+                           skip=skip, progress=progress)
 
     fit = fitted(truth)
     assert fit.changed and fit.match.f1 > fit.before.f1 == match_points(current, truth).f1
@@ -164,3 +165,12 @@ def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_n
     assert (other.threshold, other.min_contrast) != (fit.threshold, fit.min_contrast)
     with pytest.raises(ValueError, match="no points"):
         fitted(np.zeros((0, 2)))
+    # Two images' marks count together, progress counts every threshold on each: the same image
+    # twice, once marked and once (as a spot-free control would be) with no marks, where the
+    # fitted setting's tracks are all false.
+    steps = []
+    both = fitted(truth, np.zeros((0, 2)), progress=lambda done, total: steps.append((done, total)))
+    n = 2 * len(FIT_THRESHOLDS)
+    assert steps == [(i, n) for i in range(1, n + 1)]
+    assert both.before == fit.before + Match(0, len(current), 0)
+    assert both.match.fp >= fit.match.fp and both.match.tp <= fit.match.tp
