@@ -92,7 +92,8 @@ class MenuBar(QMenuBar):
         self.fitting = False  # while fitting, the entry stops it
         self.fit_action = self._action(points, FIT_TEXT, self.fit_setting_requested)
         self.fit_action.setToolTip("Choose the threshold and smallest contrast whose tracks best match the "
-                                   "points of this image (mark every spot of it first); applies to every image")
+                                   "points of this image and of the other analyzed images with points beside "
+                                   "them (mark every spot first); applies to every image")
         self.save_points_action = self._action(points, "&Save points", self.save_points_requested, QKeySequence.Save)
         regions = self.addMenu("&Regions")
         self.regions_action = self._action(regions, "&Draw regions", None, REGIONS_SHORTCUT)
