@@ -40,10 +40,10 @@ def _fit_setting(job: FitJob, *, progress, cancel) -> SettingFit:
     tracks)."""
     s = job.retrack
     marked = []
-    for r, points in zip(job.results, job.points, strict=True):
+    for r, points, regions in zip(job.results, job.points, job.regions, strict=True):
         now = r.tracks_at(s.threshold, s.min_area_px, None, s.min_contrast, s.clean, cancel, s.grow_to)
         marked.append(MarkedImage(r.probability, r.image.data, r.contrast if job.measures_contrast else None, points,
-                                  np.c_[now.columns["row"], now.columns["col"]]))
+                                  np.c_[now.columns["row"], now.columns["col"]], regions))
     return fit_setting(marked, s.threshold, s.min_contrast, min_area_px=s.min_area_px, grow_to=s.grow_to,
                        skip=job.skip, progress=progress, cancel=cancel)
 
@@ -53,7 +53,8 @@ def fit_message(names: list[str], job: FitJob, fit: SettingFit) -> str:
     def setting(threshold: float, min_contrast: float) -> str:
         return f"threshold {threshold:.2f}" + (f", contrast {min_contrast:.1f}" if job.measures_contrast else "")
 
-    n, m, now = sum(len(p) for p in job.points), fit.match, setting(job.retrack.threshold, job.retrack.min_contrast)
+    # The points that counted: those inside the images' regions.
+    n, m, now = fit.before.tp + fit.before.fn, fit.match, setting(job.retrack.threshold, job.retrack.min_contrast)
     where = names[0] if len(names) == 1 else f"{len(names)} images ({', '.join(names)})"
     left_out = f" Left out: {'; '.join(job.unreadable)}." if job.unreadable else ""
     if not fit.changed:

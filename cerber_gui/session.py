@@ -150,12 +150,14 @@ class RetrackJob:
 class FitJob:
     """Fitting the threshold and smallest contrast to points
     (:func:`~cerber_model.runtime.evaluation.fit_setting`): the analyzed images with points (the selected
-    one's being annotated first, then those with a points file beside them), their results and points
-    ((N, 2) row, col), and the setting in use, at which the tracks they show now are found."""
+    one's being annotated first, then those with a points file beside them), their results, points
+    ((N, 2) row, col) and regions (outside which neither counts), and the setting in use, at which the
+    tracks they show now are found."""
 
     paths: list[Path]
     results: list[AnalysisResult]
     points: list[np.ndarray]
+    regions: list[Regions]
     retrack: RetrackJob  # the setting in use (its path and result: the selected image's)
     measures_contrast: bool
     skip: tuple[float, float] | None = None  # the model's own setting, where an image's background is clean
@@ -545,8 +547,8 @@ class Session:
     def fit_job(self) -> FitJob:
         """What fitting the threshold and smallest contrast to points needs: the selected image's points
         being annotated, and those saved beside the other analyzed images (a file that cannot be read is
-        left out, and named). ValueError, with what to do, where there is nothing to fit: no image
-        annotated, not analyzed, or no points at all."""
+        left out, and named), inside each image's regions. ValueError, with what to do, where there is
+        nothing to fit: no image annotated, not analyzed, or no points at all."""
         result = self.selected_result()
         if self.annotations is None or self.bundle is None:
             raise ValueError("Turn on Points > Annotate and mark every spot of the image first.")
@@ -572,7 +574,8 @@ class Session:
         skip = (_step(config.threshold), _contrast_step(config.min_contrast)) if clean else None
         retrack = RetrackJob(self.selected, result, self.threshold, config.min_area_px, None, self.min_contrast,
                              self._clean_setting(), config.grow_to)
-        return FitJob(paths, results, points, retrack, self.measures_contrast, skip, unreadable)
+        regions = [self.regions.get(path, Regions()) for path in paths]
+        return FitJob(paths, results, points, regions, retrack, self.measures_contrast, skip, unreadable)
 
     def apply_fit(self, job: FitJob, fit) -> bool:
         """Use the threshold and smallest contrast that ``fit`` (a SettingFit for ``job``) found, for every

@@ -14,7 +14,7 @@ the network stands against the classical method.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from .points import DEFAULT_POINT_RADIUS, read_points
 
 if TYPE_CHECKING:
     from .contrast import SpotContrast
+    from .regions import Regions
 
 
 @dataclass(frozen=True)
@@ -185,14 +186,15 @@ class ThresholdSweep:
 
 def setting_matches(probability: np.ndarray, data: np.ndarray, contrast, truth: np.ndarray,
                     thresholds: tuple[float, ...], contrasts: tuple[float, ...], *, min_area_px: int,
-                    grow_to: float | None = None, radius: float = 3.0, progress=None,
+                    grow_to: float | None = None, radius: float = 3.0, inside=None, progress=None,
                     cancel=None) -> dict[float, dict[float, Match]]:
     """One image's tracks in its ``probability`` map matched to its ``truth`` (N, 2) at every threshold
     and smallest contrast (``[k][t]``; a contrast of 0 keeps every track, as do all where ``contrast``
     is None): the tracks are found once per threshold, as analysis finds them at a setting of the
     user's (split at the image's spots, grown down to ``grow_to`` times the threshold), and each
-    contrast keeps a part of them. ``progress(done, total)`` after each threshold; ``cancel`` is
-    checked between thresholds and tracks."""
+    contrast keeps a part of them; ``inside(centres)`` (bool per row), where given, keeps the tracks
+    that count (those in an image's usable area). ``progress(done, total)`` after each threshold;
+    ``cancel`` is checked between thresholds and tracks."""
     from .tracks import track_centres
 
     out: dict[float, dict[float, Match]] = {k: {} for k in contrasts}
@@ -206,6 +208,9 @@ def setting_matches(probability: np.ndarray, data: np.ndarray, contrast, truth: 
             found, values = track_centres(probability, data, t, min_area_px, contrast, cancel=cancel, grow_to=grow_to)
             if contrast is None:
                 values = np.zeros(len(found))
+            if inside is not None:
+                keep = inside(found)
+                found, values = found[keep], values[keep]
             for k, row in out.items():
                 row[t] = match_points(found[values >= k], truth, radius)
         if progress:
@@ -222,13 +227,24 @@ FIT_CONTRASTS = (0.0, 3.0, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 10.
 class MarkedImage:
     """One image in a fit of the setting: its probability map, its pixels, what measuring track
     contrast on it needs (None: not measured), the marks of every spot on it (N, 2; none on an image
-    without spots) and the centres of the tracks found on it now (M, 2)."""
+    without spots), the centres of the tracks found on it now (M, 2) and its usable area (None: the
+    whole image), outside which neither marks nor tracks count."""
 
     probability: np.ndarray
     data: np.ndarray
     contrast: SpotContrast | None
     points: np.ndarray
     current: np.ndarray
+    regions: Regions | None = None
+
+    def inside(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A function telling which of (N, 2) centres lie in the usable area; None: all do."""
+        regions = self.regions
+        if regions is None or regions.is_empty:
+            return None
+        shape = (self.data.shape[0], self.data.shape[1])
+        mask = regions.mask(shape)
+        return lambda centres: regions.contains(centres[:, 0], centres[:, 1], shape, mask)
 
 
 @dataclass(frozen=True)
@@ -259,19 +275,27 @@ def fit_setting(images: Sequence[MarkedImage], threshold: float, min_contrast: f
     in use. ``skip``: a setting not to choose (a model's own on an image with a clean background,
     where its setting for those applies instead of what is measured here). ``progress(done, total)``
     after each threshold tried on each image; ``cancel`` is checked between them."""
-    points = [np.asarray(m.points, dtype=np.float64).reshape(-1, 2) for m in images]
+    points: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    inside = []
+    for m in images:
+        keep = m.inside()
+        for kept, centres in ((points, m.points), (current, m.current)):
+            centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+            kept.append(centres if keep is None else centres[keep(centres)])
+        inside.append(keep)
     if sum(len(p) for p in points) == 0:
         raise ValueError("there are no points to fit a setting to: mark the spots of the image first")
-    before = sum((match_points(m.current, p, radius) for m, p in zip(images, points, strict=True)), Match(0, 0, 0))
+    before = sum((match_points(c, p, radius) for c, p in zip(current, points, strict=True)), Match(0, 0, 0))
     contrasts = FIT_CONTRASTS if all(m.contrast is not None for m in images) else (0.0,)
     table = {k: dict.fromkeys(FIT_THRESHOLDS, Match(0, 0, 0)) for k in contrasts}
     steps = len(FIT_THRESHOLDS)
-    for i, (m, p) in enumerate(zip(images, points, strict=True)):
+    for i, (m, p, keep) in enumerate(zip(images, points, inside, strict=True)):
         def step(done: int, _total: int, i: int = i) -> None:
             progress(i * steps + done, len(images) * steps)
 
         found = setting_matches(m.probability, m.data, m.contrast if contrasts != (0.0,) else None, p, FIT_THRESHOLDS,
-                                contrasts, min_area_px=min_area_px, grow_to=grow_to, radius=radius,
+                                contrasts, min_area_px=min_area_px, grow_to=grow_to, radius=radius, inside=keep,
                                 progress=step if progress else None, cancel=cancel)
         for k, row in table.items():
             for t in FIT_THRESHOLDS:

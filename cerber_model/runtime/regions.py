@@ -121,11 +121,11 @@ class Regions:
             raise ValueError(f"pixel size must be positive, got {pixel_size_um}")
         return self.area_px(shape) * (pixel_size_um * 1e-3) ** 2
 
-    def contains(self, rows, cols, shape: tuple[int, int]) -> np.ndarray:
+    def contains(self, rows, cols, shape: tuple[int, int], mask: np.ndarray | None = None) -> np.ndarray:
         """Whether each point (row, col) lies in a usable pixel: a bool array like ``rows``.
 
         Points are rounded to the pixel whose centre is nearest (halves upwards); points
-        outside the image are not contained.
+        outside the image are not contained. ``mask``: :meth:`mask` of ``shape``, where already made.
         """
         r = np.floor(np.asarray(rows, dtype=np.float64) + 0.5)
         c = np.floor(np.asarray(cols, dtype=np.float64) + 0.5)
@@ -134,7 +134,8 @@ class Regions:
         if self.is_empty:
             return inside
         if inside.any():
-            out[inside] = self.mask(shape)[r[inside].astype(np.intp), c[inside].astype(np.intp)]
+            usable = self.mask(shape) if mask is None else mask
+            out[inside] = usable[r[inside].astype(np.intp), c[inside].astype(np.intp)]
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -177,11 +177,12 @@ def test_fitting_the_setting_to_marked_spots_finds_the_faint_ones(qtbot, bundle,
 
 
 def test_the_setting_is_fitted_to_the_points_of_every_analyzed_image_that_has_them(qtbot, bundle, tmp_path):
-    """Points saved beside other analyzed images count too; a points file that cannot be read is
-    left out and named."""
+    """Points saved beside other analyzed images count too, inside the image's regions; a points file
+    that cannot be read is left out and named."""
     import tifffile
 
     from cerber_model.runtime.points import Points, write_points
+    from cerber_model.runtime.regions import Regions, regions_path_beside, save_regions
 
     rng = np.random.default_rng(1)
     centres = spot_grid(4, 4, rng)
@@ -192,6 +193,10 @@ def test_the_setting_is_fitted_to_the_points_of_every_analyzed_image_that_has_th
     for name in names[:2]:
         write_points(Points.of(centres), tmp_path / f"{name}_points.csv")
     (tmp_path / "bad_points.csv").write_text("row,col\n10,oops\n")
+    # The other image's usable area is its top half: its 8 spots there count, the rest (marks and
+    # tracks) not.
+    save_regions(Regions(include=[np.array([[-1, -1], [-1, 230], [100, 230], [100, -1]])]),
+                 regions_path_beside(tmp_path / "other.tif"))
     window = new_window(qtbot, bundle, tmp_path)
     open_and_wait(qtbot, window, [tmp_path / f"{name}.tif" for name in names])
     _menu_action(window, "&Analysis", "Analyze &all").trigger()
@@ -201,7 +206,7 @@ def test_the_setting_is_fitted_to_the_points_of_every_analyzed_image_that_has_th
     assert len(window.session.annotations) == 16
     with qtbot.waitSignal(window.tracks_updated, timeout=30000):
         _menu_action(window, "&Points", "&Fit threshold and contrast to points").trigger()
-    qtbot.waitUntil(lambda: "Fitted to the 32 points of 2 images (faint.tif, other.tif)"
+    qtbot.waitUntil(lambda: "Fitted to the 24 points of 2 images (faint.tif, other.tif)"
                     in window.statusBar().currentMessage())
     assert "Left out: bad.tif (" in window.statusBar().currentMessage()
     assert "bad_points.csv:2: not numeric" in window.statusBar().currentMessage()

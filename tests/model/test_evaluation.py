@@ -148,8 +148,8 @@ def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_n
     own = (bundle.config.threshold, bundle.config.min_contrast)
     current = np.c_[result.tracks.columns["row"], result.tracks.columns["col"]]
 
-    def fitted(*points, skip=None, progress=None) -> SettingFit:
-        marked = [MarkedImage(result.probability, image.data, result.contrast, p, current) for p in points]
+    def fitted(*points, skip=None, progress=None, regions=None) -> SettingFit:
+        marked = [MarkedImage(result.probability, image.data, result.contrast, p, current, regions) for p in points]
         return fit_setting(marked, *own, min_area_px=bundle.config.min_area_px, grow_to=bundle.config.grow_to,
                            skip=skip, progress=progress)
 
@@ -174,3 +174,12 @@ def test_a_setting_fitted_to_marked_spots_finds_the_faint_ones_and_stays_where_n
     assert steps == [(i, n) for i in range(1, n + 1)]
     assert both.before == fit.before + Match(0, len(current), 0)
     assert both.match.fp >= fit.match.fp and both.match.tp <= fit.match.tp
+    # Inside regions (the top half usable) only the marks and tracks there count.
+    from cerber_model.runtime.regions import Regions
+
+    top = Regions(include=[np.array([[-1, -1], [-1, 230], [100, 230], [100, -1]])])
+    half = fitted(truth, regions=top)
+    assert half.before == match_points(current[current[:, 0] < 100], truth[truth[:, 0] < 100])
+    again = analyze(image, bundle, threshold=half.threshold, min_contrast=half.min_contrast).tracks
+    found = np.c_[again.columns["row"], again.columns["col"]]
+    assert half.match == match_points(found[found[:, 0] < 100], truth[truth[:, 0] < 100])
