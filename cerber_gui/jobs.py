@@ -11,6 +11,7 @@ the same settings. The folder report, which draws an overlay per image, is writt
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def _fit_setting(job: FitJob, *, progress, cancel) -> SettingFit:
     s = job.retrack
     marked = []
     for r, points, regions in zip(job.results, job.points, job.regions, strict=True):
-        now = r.tracks_at(s.threshold, s.min_area_px, None, s.min_contrast, s.clean, cancel, s.grow_to)
+        now = _extract_tracks(replace(s, result=r), progress=progress, cancel=cancel)
         marked.append(MarkedImage(r.probability, r.image.data, r.contrast if job.measures_contrast else None, points,
                                   np.c_[now.columns["row"], now.columns["col"]], regions))
     return fit_setting(marked, s.threshold, s.min_contrast, min_area_px=s.min_area_px, grow_to=s.grow_to,

@@ -526,22 +526,17 @@ class Session:
         self.events.annotating_changed.emit(True)
         return True
 
-    def _selected_tracks(self, result: AnalysisResult) -> Tracks:
-        """The selected image's tracks at the current settings (found here if re-tracking at the
-        slider's value has not ended yet)."""
-        if self.tracks_current(self.selected):
-            return result.tracks
-        return result.tracks_at(self.threshold, self.bundle.config.min_area_px,
-                                self.pixel_size_for(self.selected)[0], self.min_contrast,
-                                self._clean_setting(), grow_to=self.bundle.config.grow_to)
-
     def accept_detections(self) -> int:
         """Add the selected image's detections at the current threshold as points (one edit, which
         Undo takes back; detections on a point already there are skipped); how many were added."""
         result = self.selected_result()
         if self.annotations is None or result is None or self.bundle is None:
             return 0
-        tracks = self._selected_tracks(result)
+        tracks = result.tracks
+        if not self.tracks_current(self.selected):  # re-tracking at the slider's value has not ended yet
+            tracks = result.tracks_at(self.threshold, self.bundle.config.min_area_px,
+                                      self.pixel_size_for(self.selected)[0], self.min_contrast,
+                                      self._clean_setting(), grow_to=self.bundle.config.grow_to)
         return self.annotations.add_many(np.c_[tracks.columns["row"], tracks.columns["col"]])
 
     def fit_job(self) -> FitJob:

@@ -269,9 +269,9 @@ def fit_setting(images: Sequence[MarkedImage], threshold: float, min_contrast: f
     """The setting (of :data:`FIT_THRESHOLDS` and, where every image's contrast is measured,
     :data:`FIT_CONTRASTS`) whose tracks in the ``images``' probability maps best match their points
     (every spot of each image marked; matches summed over the images), against the tracks found now
-    (at ``threshold`` and ``min_contrast``). Of settings that match equally well, the one nearest the setting in use (a
-    step of 0.05 in the threshold counting as one of 0.5 in the contrast): a few points should not
-    move it further than they show. Where none matches better than the tracks found now, the setting
+    (at ``threshold`` and ``min_contrast``). Of settings that match equally well, the one nearest the
+    setting in use (a step of 0.05 in the threshold counting as one of 0.5 in the contrast): a few
+    points should not move it further than they show. Where none matches better than the tracks found now, the setting
     in use. ``skip``: a setting not to choose (a model's own on an image with a clean background,
     where its setting for those applies instead of what is measured here). ``progress(done, total)``
     after each threshold tried on each image; ``cancel`` is checked between them."""
