@@ -76,6 +76,10 @@ _WINDOWS = 9
 _SAMPLES = 200_000
 #: Lowest SD of a LoG response counted as the background's (flat images have none).
 _NOISE_FLOOR = 1e-3
+#: Bright objects, away from which the background's response is measured (:func:`_away_from_objects`):
+#: pixels that stand out by this many SDs at any scale; and the share of pixels that must stay.
+OBJECT_LEVEL = 25.0
+OBJECT_FREE = 0.1
 #: Contrast (noise SDs) of the dark dips counted by :attr:`SpotContrast.texture`.
 TEXTURE_LEVEL = 5.0
 #: A dip is the ring of bright spots when the peaks near it that are each at least RING_PEAK times its
@@ -106,6 +110,11 @@ SHOULDER_CONTRAST = 6.0
 SHOULDER_FRACTION = 0.1
 SHOULDER_DISTANCE = 3.0
 SHOULDER_PEAK = 30.0
+#: Peaks on one flat top (:func:`_rim_peaks`): at most RIM_SPAN px apart, with the image between them
+#: dipping by less than RIM_DIP of the lower one's height and RIM_MIN_DIP SDs of the smoothed noise.
+RIM_DIP = 0.05
+RIM_MIN_DIP = 3.0
+RIM_SPAN = 5.0
 #: Pixels (at least) of the box around a track, 2 px or more from it, that measure the residual's noise.
 _SHOULDER_BACKGROUND = 50
 #: Tracks looked at: at least this many pixels, and not longer than this eccentricity (a ridge or
@@ -225,9 +234,37 @@ class SpotContrast:
             if ndimage.label(candidates, structure=_EIGHT)[1] < 2:
                 continue
             markers, count = ndimage.label(_prominent(within.astype(np.float64), candidates), structure=_EIGHT)
-            if count >= 2:
+            if count >= 2 and not _rim_peaks(x, markers):
                 return markers, response
         return _shoulder_peaks(x, region)
+
+
+def _rim_peaks(x: np.ndarray, markers: np.ndarray) -> bool:
+    """Whether the peaks ``markers`` (labels 1..k) that a scale finds in one track of ``x`` (the
+    image in noise units) lie on one flat top and not on several spots: every two are
+    at most :data:`RIM_SPAN` px apart and the image, smoothed over :data:`SHOULDER_SMOOTHING` px,
+    dips by less than :data:`RIM_DIP` of the lower one's height (or :data:`RIM_MIN_DIP` SDs of
+    white noise smoothed so) on the way between them. A flat top (a saturated spot, a square or
+    disc of even brightness) curves most at its rim and corners, so a LoG about its size finds
+    peaks there and on its noise, with no dip of the image between them. Spots closer than that
+    without a dip are left as one track here; a fainter one on a bright one's flank is then
+    :func:`_shoulder_peaks`'s."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(x, SHOULDER_SMOOTHING)
+    peaks = ndimage.maximum_position(smooth, markers, range(1, int(markers.max()) + 1))
+    least_noise = 1 / (2 * math.sqrt(math.pi) * SHOULDER_SMOOTHING)
+    for a in range(len(peaks)):
+        for b in range(a + 1, len(peaks)):
+            (r0, c0), (r1, c1) = peaks[a], peaks[b]
+            if math.hypot(r1 - r0, c1 - c0) > RIM_SPAN:
+                return False
+            n = int(max(abs(r1 - r0), abs(c1 - c0))) * 2 + 1
+            way = ndimage.map_coordinates(smooth, [np.linspace(r0, r1, n), np.linspace(c0, c1, n)], order=1)
+            low = min(float(smooth[peaks[a]]), float(smooth[peaks[b]]))
+            if low - float(way.min()) >= max(RIM_DIP * low, RIM_MIN_DIP * least_noise):
+                return False
+    return True
 
 
 def _shoulder_peaks(x: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -326,16 +363,49 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
                   for box in windows]
     inner = (slice(margin, -margin),) * 2 if margin else (slice(None),) * 2
     responses = [[log_filter(x, scale)[inner] for x in normalised] for scale in CONTRAST_SCALES]
-    noise = []
-    for per_window in responses:
-        values = np.concatenate([r.ravel() for r in per_window])
-        if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
-            values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
-        noise.append(max(robust_sd(values), _NOISE_FLOOR))
+    noise = [_response_sd(per_window) for per_window in responses]
+    noise = _away_from_objects(responses, noise)
     dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
                for i in range(len(normalised)))
     area = sum(r.size for r in responses[0])
     return SpotContrast(levels, tuple(noise), dips / area * 1e6, area)
+
+
+def _response_sd(per_window: list[np.ndarray], keep: list[np.ndarray] | None = None) -> float:
+    """The robust SD of one scale's response over the windows (only where ``keep``, if given)."""
+    values = np.concatenate([(r if keep is None else r[k]).ravel() for r, k in
+                             zip(per_window, keep or [None] * len(per_window), strict=True)])
+    if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
+        values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
+    return max(robust_sd(values), _NOISE_FLOOR)
+
+
+def _away_from_objects(responses: list[list[np.ndarray]], noise: list[float]) -> list[float]:
+    """Each scale's robust SD measured again away from bright objects. A bright spot's response
+    reaches about 3 SD of the scale beyond it, so where bright spots crowd (beads, saturated spots),
+    at the larger scales most pixels lie in one's reach, their robust SD counts the spots and not
+    the background (20 times the noise's at 5 px, measured on 225 spots in 640 x 640 px), and
+    :meth:`SpotContrast.measured` would leave the scales out at which a flat-topped spot peaks.
+    Objects: pixels that stand out by :data:`OBJECT_LEVEL` at any scale; each scale's SD is taken
+    again on the pixels farther than 3 SD of that scale from them, where at least
+    :data:`OBJECT_FREE` of the pixels are (else it stays)."""
+    from scipy import ndimage
+
+    distances = []
+    for w in range(len(responses[0])):
+        objects = np.zeros(responses[0][w].shape, dtype=bool)
+        for per_window, n in zip(responses, noise, strict=True):
+            objects |= per_window[w] >= OBJECT_LEVEL * n
+        distances.append(ndimage.distance_transform_edt(~objects) if objects.any() else None)
+    if all(d is None for d in distances):
+        return noise
+    out = []
+    for scale, per_window, n in zip(CONTRAST_SCALES, responses, noise, strict=True):
+        keep = [np.ones(r.shape, dtype=bool) if d is None else d > 3 * scale
+                for r, d in zip(per_window, distances, strict=True)]
+        free = sum(int(k.sum()) for k in keep)
+        out.append(_response_sd(per_window, keep) if free >= OBJECT_FREE * sum(r.size for r in per_window) else n)
+    return out
 
 
 def _dark_dips(ratios: list[np.ndarray]) -> int:
