@@ -110,10 +110,9 @@ SHOULDER_CONTRAST = 6.0
 SHOULDER_FRACTION = 0.1
 SHOULDER_DISTANCE = 3.0
 SHOULDER_PEAK = 30.0
-#: Peaks on one flat top (:func:`_rim_peaks`): at most RIM_SPAN px apart, with the image between them
-#: dipping by less than RIM_DIP of the lower one's height and RIM_MIN_DIP SDs of the smoothed noise.
-RIM_DIP = 0.05
-RIM_MIN_DIP = 3.0
+#: Peaks on one flat top (:func:`_rim_peaks`): at most RIM_SPAN px apart, with the track's light spread
+#: along their line by less than RIM_SPREAD (half their distance)^2 more than across it.
+RIM_SPREAD = 0.25
 RIM_SPAN = 5.0
 #: Pixels (at least) of the box around a track, 2 px or more from it, that measure the residual's noise.
 _SHOULDER_BACKGROUND = 50
@@ -234,35 +233,42 @@ class SpotContrast:
             if ndimage.label(candidates, structure=_EIGHT)[1] < 2:
                 continue
             markers, count = ndimage.label(_prominent(within.astype(np.float64), candidates), structure=_EIGHT)
-            if count >= 2 and not _rim_peaks(x, markers):
+            if count >= 2 and not _rim_peaks(x, region, markers):
                 return markers, response
         return _shoulder_peaks(x, region)
 
 
-def _rim_peaks(x: np.ndarray, markers: np.ndarray) -> bool:
-    """Whether the peaks ``markers`` (labels 1..k) that a scale finds in one track of ``x`` (the
-    image in noise units) lie on one flat top and not on several spots: every two are
-    at most :data:`RIM_SPAN` px apart and the image, smoothed over :data:`SHOULDER_SMOOTHING` px,
-    dips by less than :data:`RIM_DIP` of the lower one's height (or :data:`RIM_MIN_DIP` SDs of
-    white noise smoothed so) on the way between them. A flat top (a saturated spot, a square or
-    disc of even brightness) curves most at its rim and corners, so a LoG about its size finds
-    peaks there and on its noise, with no dip of the image between them. Spots closer than that
-    without a dip are left as one track here; a fainter one on a bright one's flank is then
-    :func:`_shoulder_peaks`'s."""
+def _rim_peaks(x: np.ndarray, region: np.ndarray, markers: np.ndarray) -> bool:
+    """Whether the peaks ``markers`` (labels 1..k) that a scale finds in one track, ``region`` of
+    ``x`` (the image in noise units), lie on one flat top and not on several spots: every two are at
+    most :data:`RIM_SPAN` px apart, and the track's light (the image smoothed over
+    :data:`SHOULDER_SMOOTHING` px, above 0) spreads along the line through them by less than
+    :data:`RIM_SPREAD` times (half their distance)^2 more than across it (in variance). A flat top (a
+    saturated spot, a square or disc of even brightness) curves most at its rim and corners, so a
+    LoG about its size finds peaks there and on its noise, while its light spreads alike in every
+    direction; two spots d px apart spread it along their line by up to (d / 2)^2 more (two equal
+    ones by that much, a tenth as bright a third of it)."""
     from scipy import ndimage
 
-    smooth = ndimage.gaussian_filter(x, SHOULDER_SMOOTHING)
-    peaks = ndimage.maximum_position(smooth, markers, range(1, int(markers.max()) + 1))
-    least_noise = 1 / (2 * math.sqrt(math.pi) * SHOULDER_SMOOTHING)
+    weights = np.where(region, np.maximum(ndimage.gaussian_filter(x, SHOULDER_SMOOTHING), 0.0), 0.0)
+    total = float(weights.sum())
+    if not total > 0:
+        return False
+    rows, cols = np.indices(x.shape, dtype=np.float64)
+    mean_r, mean_c = float((weights * rows).sum()) / total, float((weights * cols).sum()) / total
+    dr, dc = rows - mean_r, cols - mean_c
+    cov = np.array([[(weights * dr * dr).sum(), (weights * dr * dc).sum()],
+                    [(weights * dr * dc).sum(), (weights * dc * dc).sum()]]) / total
+    peaks = ndimage.center_of_mass(markers > 0, markers, range(1, int(markers.max()) + 1))
     for a in range(len(peaks)):
         for b in range(a + 1, len(peaks)):
-            (r0, c0), (r1, c1) = peaks[a], peaks[b]
-            if math.hypot(r1 - r0, c1 - c0) > RIM_SPAN:
+            step = np.subtract(peaks[b], peaks[a])
+            distance = float(np.hypot(*step))
+            if distance > RIM_SPAN:
                 return False
-            n = int(max(abs(r1 - r0), abs(c1 - c0))) * 2 + 1
-            way = ndimage.map_coordinates(smooth, [np.linspace(r0, r1, n), np.linspace(c0, c1, n)], order=1)
-            low = min(float(smooth[peaks[a]]), float(smooth[peaks[b]]))
-            if low - float(way.min()) >= max(RIM_DIP * low, RIM_MIN_DIP * least_noise):
+            along = step / distance
+            across = np.array([-along[1], along[0]])
+            if along @ cov @ along - across @ cov @ across >= RIM_SPREAD * (distance / 2) ** 2:
                 return False
     return True
 
@@ -386,9 +392,9 @@ def _away_from_objects(responses: list[list[np.ndarray]], noise: list[float]) ->
     at the larger scales most pixels lie in one's reach, their robust SD counts the spots and not
     the background (20 times the noise's at 5 px, measured on 225 spots in 640 x 640 px), and
     :meth:`SpotContrast.measured` would leave the scales out at which a flat-topped spot peaks.
-    Objects: pixels that stand out by :data:`OBJECT_LEVEL` at any scale; each scale's SD is taken
-    again on the pixels farther than 3 SD of that scale from them, where at least
-    :data:`OBJECT_FREE` of the pixels are (else it stays)."""
+    Objects: pixels that stand out by :data:`OBJECT_LEVEL` at any scale. Each scale's SD is taken
+    again on the pixels farther than 3 SD of that scale from them, or, where fewer than
+    :data:`OBJECT_FREE` of the pixels are, on that share of the pixels farthest from them."""
     from scipy import ndimage
 
     distances = []
@@ -396,16 +402,12 @@ def _away_from_objects(responses: list[list[np.ndarray]], noise: list[float]) ->
         objects = np.zeros(responses[0][w].shape, dtype=bool)
         for per_window, n in zip(responses, noise, strict=True):
             objects |= per_window[w] >= OBJECT_LEVEL * n
-        distances.append(ndimage.distance_transform_edt(~objects) if objects.any() else None)
-    if all(d is None for d in distances):
+        distances.append(ndimage.distance_transform_edt(~objects) if objects.any() else np.full(objects.shape, np.inf))
+    if all(np.isinf(d).all() for d in distances):
         return noise
-    out = []
-    for scale, per_window, n in zip(CONTRAST_SCALES, responses, noise, strict=True):
-        keep = [np.ones(r.shape, dtype=bool) if d is None else d > 3 * scale
-                for r, d in zip(per_window, distances, strict=True)]
-        free = sum(int(k.sum()) for k in keep)
-        out.append(_response_sd(per_window, keep) if free >= OBJECT_FREE * sum(r.size for r in per_window) else n)
-    return out
+    farthest = float(np.quantile(np.concatenate([d.ravel() for d in distances]), 1 - OBJECT_FREE))
+    return [_response_sd(per_window, [d > min(3 * scale, farthest) for d in distances])
+            for scale, per_window in zip(CONTRAST_SCALES, responses, strict=True)]
 
 
 def _dark_dips(ratios: list[np.ndarray]) -> int:
