@@ -379,8 +379,8 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
 
 def _response_sd(per_window: list[np.ndarray], keep: list[np.ndarray] | None = None) -> float:
     """The robust SD of one scale's response over the windows (only where ``keep``, if given)."""
-    values = np.concatenate([(r if keep is None else r[k]).ravel() for r, k in
-                             zip(per_window, keep or [None] * len(per_window), strict=True)])
+    parts = per_window if keep is None else [r[k] for r, k in zip(per_window, keep, strict=True)]
+    values = np.concatenate([r.ravel() for r in parts])
     if values.size > _SAMPLES:  # a fixed random share: the median of 200,000 is as good, and cheaper
         values = values[np.random.default_rng(0).choice(values.size, _SAMPLES, replace=False)]
     return max(robust_sd(values), _NOISE_FLOOR)
