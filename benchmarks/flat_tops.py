@@ -34,33 +34,39 @@ def _grid(size: int, rng: np.random.Generator) -> np.ndarray:
     return centres + rng.uniform(-5, 5, (1, 2))
 
 
-def _image(kind: str, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One test image of ``kind`` (uint16) and its objects' centres."""
+def _image(kind: tuple[str, float, float], size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One test image of ``kind`` (shape, size, height; see :data:`KINDS`) as uint16, and its
+    objects' centres."""
+    shape, extent, height = kind
     rng = np.random.default_rng(seed)
     centres = _grid(size, rng)
     image = rng.normal(LEVEL, NOISE, (size, size))
     rr, cc = np.indices(image.shape)
-    name, value = kind.split(" ", 1)
-    if name == "square":  # 5 x 5 px, amplitude in noise SDs; its centre is its middle pixel
+    if shape == "square":  # its centre is its middle pixel
         centres = np.rint(centres)
         for r, c in centres.astype(int):
-            image[r - 2:r + 3, c - 2:c + 3] += float(value.split()[0]) * NOISE
-    elif name == "disc":  # radius in px, 20 noise SDs
-        radius = float(value.split()[0])
+            image[r - 2:r + 3, c - 2:c + 3] += height * NOISE
+    elif shape == "disc":
         for r, c in centres:
-            image[(rr - r) ** 2 + (cc - c) ** 2 <= radius**2] += 20 * NOISE
-    else:  # "saturated SD at FRACTION": a spot of 200 noise SDs cut at that fraction of its peak
-        sd, fraction = float(value.split()[0]), float(value.split()[-1])
+            image[(rr - r) ** 2 + (cc - c) ** 2 <= extent**2] += height * NOISE
+    else:  # a saturated spot: SD ``extent``, 200 noise SDs, cut at ``height`` of its peak
         spots = np.zeros(image.shape)
         for r, c in centres:
             near = (slice(max(int(r) - 20, 0), int(r) + 21), slice(max(int(c) - 20, 0), int(c) + 21))
-            spots[near] += np.exp(-((rr[near] - r) ** 2 + (cc[near] - c) ** 2) / (2 * sd**2))
-        image = np.minimum(image + 200 * NOISE * spots, LEVEL + fraction * 200 * NOISE)
+            spots[near] += np.exp(-((rr[near] - r) ** 2 + (cc[near] - c) ** 2) / (2 * extent**2))
+        image = np.minimum(image + 200 * NOISE * spots, LEVEL + height * 200 * NOISE)
     return np.clip(np.rint(image), 0, 65535).astype(np.uint16), centres
 
 
-KINDS = ("square 5 SD", "square 10 SD", "square 30 SD", "disc 3 px", "disc 5 px",
-         "saturated 1.5 px at 0.3", "saturated 2.5 px at 0.3", "saturated 2.5 px at 0.6")
+#: Label: (shape, size, height). Squares of 5 x 5 px at that many noise SDs; discs of that radius
+#: (px) at 20 noise SDs; saturated spots of that SD (px), 200 noise SDs, cut at that fraction of
+#: their peak.
+KINDS = {
+    "square 5 SD": ("square", 5.0, 5.0), "square 10 SD": ("square", 5.0, 10.0),
+    "square 30 SD": ("square", 5.0, 30.0), "disc 3 px": ("disc", 3.0, 20.0), "disc 5 px": ("disc", 5.0, 20.0),
+    "saturated 1.5 px at 0.3": ("saturated", 1.5, 0.3), "saturated 2.5 px at 0.3": ("saturated", 2.5, 0.3),
+    "saturated 2.5 px at 0.6": ("saturated", 2.5, 0.6),
+}
 
 
 def _large(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +90,7 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also the 8000 x 8000 px image of 3000 squares")
     args = parser.parse_args()
     bundle = load_model(args.model)
-    cases = [(kind, *_image(kind, 640, seed)) for seed, kind in enumerate(KINDS)]
+    cases = [(label, *_image(kind, 640, seed)) for seed, (label, kind) in enumerate(KINDS.items())]
     print(f"{'objects':28s} {'true':>5s} {'tracks':>6s} {'found':>5s} {'false':>5s} {'missed':>6s}   F1")
     for kind, image, centres in cases + ([("3000 squares, 8000 x 8000 px", *_large())] if args.large else []):
         start = time.perf_counter()
