@@ -51,13 +51,23 @@ may then keep fainter tracks (``BundleConfig.clean_background``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import BackgroundLevels, background_levels, crops_at, filter_reach, robust_sd, sample_windows
+from .images import (
+    BackgroundLevels,
+    background_levels,
+    crops_at,
+    filter_reach,
+    grey_levels_rule,
+    noise_model,
+    robust_sd,
+    sample_windows,
+)
 
 if TYPE_CHECKING:
     from .progress import CancelToken
@@ -76,6 +86,12 @@ _WINDOWS = 9
 _SAMPLES = 200_000
 #: Lowest SD of a LoG response counted as the background's (flat images have none).
 _NOISE_FLOOR = 1e-3
+#: How many times the response that the image's own noise would give (:attr:`SpotContrast.noise_only`)
+#: the background's may vary at a scale that counts as measured: more is spots or texture at that
+#: scale, not noise (6,400 spots of SD 1.2-2.5 px on a megapixel: 12-25 times at 3-5 px, 1.1-1.6 at
+#: 0.75-1 px; noise of every kind benchmarked, 0.75-1.75; the hybiss sample's texture 1.1-1.6 at the
+#: scales it keeps).
+CROWD_FACTOR = 2.5
 #: Bright objects, away from which the background's response is measured (:func:`_away_from_objects`):
 #: pixels that stand out by this many SDs at any scale; and the share of pixels that must stay.
 OBJECT_LEVEL = 25.0
@@ -155,16 +171,29 @@ class SpotContrast:
     texture: float = 0.0
     texture_px: int = 0
     rarity: bool = False
+    #: Per scale, the SD of the response that the image's own noise alone would give, from how its
+    #: neighbouring pixels correlate (:func:`~cerber_model.runtime.images.noise_model`); None where
+    #: the image has no pixel noise to go by.
+    noise_only: tuple[float, ...] | None = None
 
     def measured(self) -> tuple[bool, ...]:
         """Per scale of :data:`CONTRAST_SCALES`, whether the image's noise is what the background's
         response there is made of: it varies at least as much as at the next larger scale, and the
-        largest scale no more than the one below it (see above), and more than not at all
-        (:data:`_NOISE_FLOOR`). Where that leaves none (an image of so few grey levels that its
-        response varies more at every larger scale), the largest, which they touch least."""
+        largest scale no more than the one below it (see above), more than not at all
+        (:data:`_NOISE_FLOOR`), and at most :data:`CROWD_FACTOR` times what the noise alone would
+        give. Where that leaves none: the scales within that factor (an image crowded with spots,
+        whose response they set at every scale but the smallest); else (an image of so few grey
+        levels that its response varies more at every larger scale) the largest, which they touch
+        least."""
         noise, last = self.scale_noise, len(self.scale_noise) - 1
         used = tuple(noise[i] > _NOISE_FLOOR and (noise[i] >= noise[i + 1] if i < last else noise[i] <= noise[i - 1])
                      for i in range(last + 1))
+        if self.noise_only is not None:
+            noise_like = tuple(_NOISE_FLOOR < n <= CROWD_FACTOR * m
+                               for n, m in zip(noise, self.noise_only, strict=True))
+            used = tuple(u and k for u, k in zip(used, noise_like, strict=True))
+            if not any(used):
+                used = noise_like
         return used if any(used) else (False,) * last + (True,)
 
     def of(self, data: np.ndarray, centres: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
@@ -374,7 +403,18 @@ def measure_contrast(data: np.ndarray, block: int = 16, levels: BackgroundLevels
     dips = sum(_dark_dips([per_window[i] / n for per_window, n in zip(responses, noise, strict=True)])
                for i in range(len(normalised)))
     area = sum(r.size for r in responses[0])
-    return SpotContrast(levels, tuple(noise), dips / area * 1e6, area)
+    noisy = [x for x, box in zip(normalised, windows, strict=True) if not grey_levels_rule(data[box])]
+    return SpotContrast(levels, tuple(noise), dips / area * 1e6, area, noise_only=_noise_only(noisy))
+
+
+def _noise_only(normalised: list[np.ndarray]) -> tuple[float, ...] | None:
+    """Per scale of :data:`CONTRAST_SCALES`, the SD of the LoG response that the noise of the
+    windows ``normalised`` (the image in noise units; none whose grey levels set its pixel noise)
+    alone gives (their :func:`~cerber_model.runtime.images.noise_model`); None where there are none."""
+    model = noise_model(normalised)
+    if model is None:
+        return None
+    return tuple(model.sd(functools.partial(log_filter, scale=scale), ("log", scale)) for scale in CONTRAST_SCALES)
 
 
 def _response_sd(per_window: list[np.ndarray], keep: list[np.ndarray] | None = None) -> float:

@@ -538,3 +538,58 @@ def test_a_square_of_even_brightness_stays_one_track(amplitude):
     rr, cc = np.indices(shape)
     prob = (np.min([np.hypot(rr - r, cc - c) for r, c in centres], axis=0) <= 3.7).astype(np.float32)
     assert extract_tracks(prob, image, 0.5, contrast=measure_contrast(image), min_contrast=5).count == len(centres)
+
+
+def _crowded(count, size, seed):
+    """``count`` round spots of SD 1.2-2.5 px and 300-1500 photons at random places on 200 photons
+    of background, shot noise, offset 100 (``benchmarks/bench_linearity.py``'s images); 16 bit."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, size - 1, (count, 2))
+    photons = np.full((size, size), 200.0)
+    rr, cc = np.indices(photons.shape)
+    for (r, c), sd, peak in zip(centres, rng.uniform(1.2, 2.5, count), rng.uniform(300, 1500, count), strict=True):
+        near = (slice(max(int(r) - 10, 0), int(r) + 11), slice(max(int(c) - 10, 0), int(c) + 11))
+        photons[near] += peak * np.exp(-((rr[near] - r) ** 2 + (cc[near] - c) ** 2) / (2 * sd**2))
+    return (rng.poisson(photons) + 100).astype(np.uint16), centres
+
+
+def test_spots_crowded_everywhere_are_not_taken_for_the_noise():
+    """With spots in every 16 px block (6,400 on a megapixel), the noise measured at a spot's scale
+    counted them: 6.5 times the pixel noise's, and the LoG's response varied more at every larger
+    scale. The network then saw the spots at a sixth of their height, the contrast was measured only
+    at 5 px, and the default model counted 130 of 6,400. The noise is now bounded by what the
+    correlation of neighbouring pixels says it is (spots of SD 1.2 px and more hardly touch it)."""
+    from cerber_model.runtime.analysis import analyze
+    from cerber_model.runtime.bundle import load_model
+    from cerber_model.runtime.evaluation import match_points
+    from cerber_model.runtime.images import CROWD_CORRELATION, noise_correlation, noise_model
+
+    image, centres = _crowded(1600, 512, 1)
+    model = noise_model([image[:256, :256], image[256:, 256:]])
+    assert model is not None and model.blur <= 0.5  # shot noise is white (0); the spots blur it a little
+    assert noise_correlation(image, 1.5) <= CROWD_CORRELATION * 1.8  # 6.7 uncapped
+    contrast = measure_contrast(image)
+    assert any(contrast.measured()[:2])  # the smallest scales, which the spots touch least
+    tracks = analyze(image, load_model("default")).tracks
+    match = match_points(np.c_[tracks.columns["row"], tracks.columns["col"]], centres)
+    assert match.tp >= 0.5 * len(centres) and match.fp <= 0.02 * len(centres)
+
+
+@pytest.mark.parametrize("blur", [0.0, 0.5, 0.8, 1.2])
+def test_the_noise_model_predicts_the_response_of_blurred_noise(blur):
+    """The blur of an image's noise, from how its high-pass correlates between neighbours, gives the
+    LoG's response to that noise at every scale (what the contrast counts as noise); an image whose
+    grey levels set its pixel noise has none."""
+    from cerber_model.runtime.contrast import log_filter
+    from cerber_model.runtime.images import noise_model
+
+    rng = np.random.default_rng(int(blur * 10))
+    white = rng.normal(0, 1, (512, 512))
+    noise = 40 * (ndimage.gaussian_filter(white, blur) if blur else white)
+    model = noise_model([noise[:256, :256], noise[256:, :256], noise[:256, 256:], noise[256:, 256:]])
+    # Up to 0.3 px a blur hardly changes how the high-pass correlates (-0.401 to -0.396), nor anything else.
+    assert model is not None and model.blur == pytest.approx(max(blur, 0.15), abs=0.15 if blur < 0.3 else 0.06)
+    for scale in (0.75, 2.0, 5.0):
+        measured = log_filter(noise, scale)[30:-30, 30:-30].std()
+        assert model.sd(lambda x, s=scale: log_filter(x, s)) == pytest.approx(measured, rel=0.05)
+    assert noise_model([np.rint(1000 + noise / 80).astype(np.uint16)]) is None  # under a grey level
