@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .bundle import Bundle, CleanBackground
-from .contrast import SpotContrast, measure_contrast
+from .contrast import SpotContrast, measure_contrast, noise_among_crowds
 from .engine import ENGINES, Engine
 from .images import (
     BackgroundLevels,
@@ -106,6 +106,7 @@ def tracks_in(probability: np.ndarray, data: np.ndarray, contrast: SpotContrast 
     if use_clean:
         assert clean is not None and contrast is not None
         threshold, min_contrast = clean.threshold, clean.min_contrast
+        contrast = noise_among_crowds(contrast)
         if clean.rarity:
             contrast = replace(contrast, rarity=True)
             if coarse is not None:

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,6 +92,9 @@ _NOISE_FLOOR = 1e-3
 #: 0.75-1 px; noise of every kind benchmarked, 0.75-1.75; the hybiss sample's texture 1.1-1.6 at the
 #: scales it keeps).
 CROWD_FACTOR = 2.5
+#: On a clean background, spots crowded everywhere show as a response beyond CROWD_FACTOR times the
+#: noise's already at this scale (px) or below (:func:`noise_among_crowds`).
+CROWD_SCALE = 2.0
 #: Bright objects, away from which the background's response is measured (:func:`_away_from_objects`):
 #: pixels that stand out by this many SDs at any scale; and the share of pixels that must stay.
 OBJECT_LEVEL = 25.0
@@ -371,6 +374,22 @@ def _prominent(response: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     peaks = np.zeros(response.shape, dtype=bool)
     peaks[tuple(found[keep].T)] = True
     return peaks
+
+
+def noise_among_crowds(contrast: SpotContrast) -> SpotContrast:
+    """``contrast`` with the background's response taken to be what the image's noise alone makes
+    at each scale where it varies more than :data:`CROWD_FACTOR` times that, if it does so at
+    :data:`CROWD_SCALE` px or less: for an image with a clean background (no texture's dark dips),
+    where that is small spots crowded everywhere (spots of SD 2 px every 12 px: 3-6 times the noise's
+    at 1.5-5 px, so only 0.75 px counted, which keeps too little of such a spot). Clutter broader
+    than spots (blobs, out-of-focus light) varies more only at the larger scales, and keeps its
+    measure there."""
+    noise, only = contrast.scale_noise, contrast.noise_only
+    if only is None or not any(n > CROWD_FACTOR * m for scale, n, m in zip(CONTRAST_SCALES, noise, only, strict=True)
+                               if scale <= CROWD_SCALE):
+        return contrast
+    crowded = tuple(m if n > CROWD_FACTOR * m else n for n, m in zip(noise, only, strict=True))
+    return replace(contrast, scale_noise=crowded)
 
 
 def rarity_contrast(ratio: np.ndarray, scale: float) -> np.ndarray:
