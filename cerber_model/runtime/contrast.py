@@ -41,6 +41,13 @@ as often as those at 1 px do (measured: the level that as many peaks reach at 3,
 reach 4-5 at 1 px needs k = 2.0-3.0; Gaussian theory gives 4 for a continuous image, the pixel
 grid fewer at small scales). Counted plainly, the small scales make most of the false tracks.
 
+Where spots crowd everywhere (thousands on a megapixel), the background's response counts them at
+every scale but the smallest. What the image's noise alone makes at each scale comes from how its
+high-pass correlates between neighbouring pixels, which such spots hardly touch
+(:func:`~cerber_model.runtime.images.noise_model`, :attr:`SpotContrast.noise_only`): a scale whose
+background varies more than :data:`CROWD_FACTOR` times that is not measured, and on a clean
+background crowded spots are told from the noise between them (:func:`noise_among_crowds`).
+
 The same windows say how textured the background is (:attr:`SpotContrast.texture`): texture
 makes dark dips as well as bright bumps, spots only bright ones. The dark dips that stand out by
 :data:`TEXTURE_LEVEL` or more per megapixel, leaving out the dark rings of bright spots, are 0-19
@@ -178,16 +185,18 @@ class SpotContrast:
     #: neighbouring pixels correlate (:func:`~cerber_model.runtime.images.noise_model`); None where
     #: the image has no pixel noise to go by.
     noise_only: tuple[float, ...] | None = None
+    #: Whether :meth:`measured` judges each scale by the noise model alone (:func:`noise_among_crowds`).
+    by_noise_model: bool = False
 
     def measured(self) -> tuple[bool, ...]:
         """Per scale of :data:`CONTRAST_SCALES`, whether the image's noise is what the background's
         response there is made of: it varies at least as much as at the next larger scale, and the
         largest scale no more than the one below it (see above), more than not at all
         (:data:`_NOISE_FLOOR`), and at most :data:`CROWD_FACTOR` times what the noise alone would
-        give. Where that leaves none: the scales within that factor (an image crowded with spots,
-        whose response they set at every scale but the smallest); else (an image of so few grey
-        levels that its response varies more at every larger scale) the largest, which they touch
-        least."""
+        give; with :attr:`by_noise_model`, by that last test alone. Where that leaves none: the
+        scales within that factor (an image crowded with spots, whose response they set at every
+        scale but the smallest); else (an image of so few grey levels that its response varies more
+        at every larger scale) the largest, which they touch least."""
         noise, last = self.scale_noise, len(self.scale_noise) - 1
         used = tuple(noise[i] > _NOISE_FLOOR and (noise[i] >= noise[i + 1] if i < last else noise[i] <= noise[i - 1])
                      for i in range(last + 1))
@@ -195,7 +204,7 @@ class SpotContrast:
             noise_like = tuple(_NOISE_FLOOR < n <= CROWD_FACTOR * m
                                for n, m in zip(noise, self.noise_only, strict=True))
             used = tuple(u and k for u, k in zip(used, noise_like, strict=True))
-            if not any(used):
+            if self.by_noise_model or not any(used):
                 used = noise_like
         return used if any(used) else (False,) * last + (True,)
 
@@ -385,11 +394,13 @@ def noise_among_crowds(contrast: SpotContrast) -> SpotContrast:
     than spots (blobs, out-of-focus light) varies more only at the larger scales, and keeps its
     measure there."""
     noise, only = contrast.scale_noise, contrast.noise_only
-    if only is None or not any(n > CROWD_FACTOR * m for scale, n, m in zip(CONTRAST_SCALES, noise, only, strict=True)
-                               if scale <= CROWD_SCALE):
+    if only is None:
         return contrast
+    if not any(n > CROWD_FACTOR * m for scale, n, m in zip(CONTRAST_SCALES, noise, only, strict=True)
+               if scale <= CROWD_SCALE):
+        return replace(contrast, by_noise_model=True)
     crowded = tuple(m if n > CROWD_FACTOR * m else n for n, m in zip(noise, only, strict=True))
-    return replace(contrast, scale_noise=crowded)
+    return replace(contrast, scale_noise=crowded, by_noise_model=True)
 
 
 def rarity_contrast(ratio: np.ndarray, scale: float) -> np.ndarray:

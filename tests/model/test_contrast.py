@@ -595,24 +595,28 @@ def test_the_noise_model_predicts_the_response_of_blurred_noise(blur):
     assert noise_model([np.rint(1000 + noise / 80).astype(np.uint16)]) is None  # under a grey level
 
 
-def test_a_clean_image_crowded_with_small_spots_keeps_them():
-    """Spots of SD 2 px every 12 px at 10 noise SDs (nothing else on the image): their response at
-    1.5-5 px is 3-6 times what the noise makes there, so only 0.75 px counted as measured, which
-    keeps too little of such a spot, and the default model found 2 of 625. On a clean background
-    the noise between them is taken for what it is (the noise model's) where they crowd."""
+@pytest.mark.parametrize(("sd", "spacing", "amplitude"), [(2.0, 12, 10.0), (5.0, 40, 20.0)])
+def test_a_clean_image_crowded_with_spots_keeps_them(sd, spacing, amplitude):
+    """Spots of SD 2 px every 12 px at 10 noise SDs, or of SD 5 px every 40 px at 20 (nothing else on
+    the image): their response at the larger scales is 3-10 times what the noise makes there, and
+    varies more at each larger scale, so only 0.75-1 px counted as measured, which keeps too little of
+    such a spot: the default model found 2 of these 625, and 10 of these 49 broad ones.
+    On a clean background each scale is judged by the noise model, and where spots crowd already at
+    2 px or below, the noise between them is taken for what the noise model says it is."""
     from cerber_model.runtime.analysis import analyze
     from cerber_model.runtime.bundle import load_model
     from cerber_model.runtime.evaluation import match_points
 
     rng = np.random.default_rng(4)
     shape = (320, 320)
-    centres = np.array([(r, c) for r in range(16, 310, 12) for c in range(16, 310, 12)], float)
-    centres += rng.uniform(-2, 2, centres.shape)
+    axis = np.arange(spacing, shape[0] - spacing // 2, spacing)
+    centres = np.array([(r, c) for r in axis for c in axis], float) + rng.uniform(-2, 2, (len(axis) ** 2, 2))
     rr, cc = np.indices(shape)
     image = 1000 + rng.normal(0, 20, shape)
+    reach = int(5 * sd) + 1
     for r, c in centres:
-        near = (slice(int(r) - 8, int(r) + 9), slice(int(c) - 8, int(c) + 9))
-        image[near] += 200 * np.exp(-((rr[near] - r) ** 2 + (cc[near] - c) ** 2) / (2 * 2.0**2))
+        near = (slice(max(int(r) - reach, 0), int(r) + reach + 1), slice(max(int(c) - reach, 0), int(c) + reach + 1))
+        image[near] += amplitude * 20 * np.exp(-((rr[near] - r) ** 2 + (cc[near] - c) ** 2) / (2 * sd**2))
     tracks = analyze(np.rint(image).astype(np.uint16), load_model("default")).tracks
     assert tracks.clean_background
     match = match_points(np.c_[tracks.columns["row"], tracks.columns["col"]], centres)
