@@ -386,10 +386,11 @@ def _prominent(response: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def noise_among_crowds(contrast: SpotContrast) -> SpotContrast:
-    """``contrast`` with the background's response taken to be what the image's noise alone makes
-    at each scale where it varies more than :data:`CROWD_FACTOR` times that, if it does so at
-    :data:`CROWD_SCALE` px or less: for an image with a clean background (no texture's dark dips),
-    where that is small spots crowded everywhere (spots of SD 2 px every 12 px: 3-6 times the noise's
+    """``contrast`` for an image with a clean background (no texture's dark dips): each scale judged
+    by the noise model alone (:attr:`SpotContrast.by_noise_model`), and the background's response
+    taken to be what the image's noise alone makes at each scale where it varies more than
+    :data:`CROWD_FACTOR` times that, if it does so at :data:`CROWD_SCALE` px or less: there that is
+    small spots crowded everywhere (spots of SD 2 px every 12 px: 3-6 times the noise's
     at 1.5-5 px, so only 0.75 px counted, which keeps too little of such a spot). Clutter broader
     than spots (blobs, out-of-focus light) varies more only at the larger scales, and keeps its
     measure there."""
